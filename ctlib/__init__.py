@@ -1,0 +1,9 @@
+"""ctlib: a teaching and reproduction kit for *Explainable COVID-19 Detection Using
+Chest CT Scans and Deep Learning* (Alshazly, Linse, Barth, Martinetz, 2020).
+
+Import the part you need, e.g. ``from ctlib.data import load_dataset`` or
+``from ctlib.models import create_model``. Importing ctlib does no work: no seeding,
+no folders made, no downloads.
+"""
+
+__version__ = "0.1.0"
