@@ -42,3 +42,34 @@ def test_verify_and_datasets_on_real_data(data_root: Path, capsys: pytest.Captur
 def test_verify_missing_data_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", "covid19-ct", "--root", str(tmp_path), "-q"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_quick_cv_through_the_cli_then_table_and_predict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine's done-when: a quick CV via the CLI gives Table 2 and Fig. 9 outputs."""
+    out = tmp_path / "runs"
+    assert main(["cv", "--quick", "--epochs", "1", "--folds", "2", "--canvas", "96", "64",
+                 "--out", str(out), "-q"]) == 0
+    assert "results in" in capsys.readouterr().out
+    fold0 = out / "synthetic" / "paper" / "efficientnet_lite0" / "fold0"
+    assert (fold0 / "predictions.csv").is_file() and (fold0 / "metrics.json").is_file()
+    assert main(["table", str(out), "--markdown", "--csv", str(tmp_path / "t2.csv"),
+                 "--figures", str(tmp_path / "fig")]) == 0
+    text = capsys.readouterr().out
+    assert "| synthetic | paper | efficientnet_lite0 |" in text and " ± " in text
+    assert (tmp_path / "fig" / "confusion_matrices.png").is_file()
+    table = (tmp_path / "t2.csv").read_text()
+    assert "accuracy" in table and "efficientnet_lite0" in table
+    predictions = (fold0 / "predictions.csv").read_text().splitlines()[1:3]
+    files = [line.split(",")[0] for line in predictions]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"")
+    assert main(["predict", "--checkpoint", str(fold0 / "model.pt"), *files, str(bad), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "COVID" in text and "empty" in text
+
+
+def test_cv_bad_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cv", "--arch", "resnet-18", "--quick", "--out", str(tmp_path)]) == 2
+    assert "did you mean 'resnet18'" in capsys.readouterr().err
+    assert main(["cv", "--arch", "inceptionv3", "--canvas", "40", "40", "--out", str(tmp_path)]) == 2
+    assert "too small" in capsys.readouterr().err

@@ -1,0 +1,254 @@
+"""Cross-validation: the paper's protocol, the patient-level one, the official split.
+
+Protocols (``protocol=``):
+
+* ``"paper"`` -- Alshazly et al. (2020, Sec. 4): stratified k-fold at *image* level
+  (k = 5); train on k - 1 folds for the whole schedule, test the final model on the
+  held-out fold, average the metrics over the k test folds. Slices of one patient can
+  land in both training and test folds.
+* ``"patient"`` -- stratified *grouped* k-fold on patient IDs: no patient in two
+  folds. Needs a data set with patient IDs (COVID19-CT, synthetic).
+* ``"official"`` -- COVID19-CT's official train/val/test split: train on train, pick
+  the epoch (lowest validation loss) and the threshold (best validation accuracy) on
+  val only, test once on test. One "fold", numbered 0.
+
+Results on disk are the interface to everything that reports (tables, notebooks)::
+
+    <out>/<dataset>/<protocol>/<arch>/folds.csv         path, label, patient_id, fold
+    <out>/<dataset>/<protocol>/<arch>/fold<k>/config.json
+                                              history.json       per-epoch loss, lr, seconds
+                                              checkpoint.pt      training state (resume)
+                                              model.pt           the final model (ctlib checkpoint)
+                                              predictions.csv    path, label, prob, fold, patient_id
+                                              metrics.json       accuracy, precision, ... tp
+
+A fold with ``metrics.json`` is finished and skipped on a rerun; a fold killed at any
+moment resumes from its last epoch checkpoint. An output folder written with another
+configuration is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from tqdm.auto import tqdm
+
+from ctlib.data import CTDataset
+from ctlib.metrics import binary_metrics
+from ctlib.train import TrainConfig, _atomic_json, fit, predict, seed_everything
+
+__all__ = ["PROTOCOLS", "fold_dir", "make_folds", "run_cv", "run_fold"]
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("paper", "patient", "official")
+
+
+def make_folds(frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, seed: int = 0) -> pd.Series:
+    """Assign each image to a fold.
+
+    Returns:
+        For ``paper``/``patient``: the test fold (0..k-1) of each row. For
+        ``official``: the row's official split (``train``/``val``/``test``).
+
+    Raises:
+        ValueError: an unknown protocol, a data set without patient IDs for
+            ``patient``, or without an official split for ``official``.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; choose from {PROTOCOLS}.")
+    labels = frame["label"].to_numpy(dtype=int)
+    if protocol == "official":
+        if "official_split" not in frame or frame["official_split"].isna().any():
+            raise ValueError("The 'official' protocol needs an official train/val/test split, "
+                             "which only covid19-ct has.")
+        return frame["official_split"].astype(str).rename("fold")
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}.")
+    folds = np.full(len(frame), -1)
+    if protocol == "paper":
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(len(frame)), labels)
+    else:
+        if "patient_id" not in frame or frame["patient_id"].isna().any():
+            raise ValueError("The 'patient' protocol needs a patient ID for every image; this data "
+                             "set has none (sars-cov-2-ct publishes none). Use protocol='paper'.")
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(len(frame)), labels, groups=frame["patient_id"].astype(str))
+    for k, (_, test) in enumerate(splits):
+        folds[test] = k
+    return pd.Series(folds, index=frame.index, name="fold")
+
+
+def fold_dir(out: str | os.PathLike[str], dataset: str, protocol: str, arch: str, fold: int) -> Path:
+    """``<out>/<dataset>/<protocol>/<arch>/fold<k>``."""
+    return Path(out) / dataset / protocol / arch / f"fold{fold}"
+
+
+def _run_record(config: TrainConfig, dataset: str, protocol: str, n_folds: int, fold: int) -> dict[str, Any]:
+    return {"dataset": dataset, "protocol": protocol, "n_folds": n_folds, "fold": fold,
+            "train": config.to_dict()}
+
+
+def _claim(folder: Path, record: dict[str, Any]) -> None:
+    """Write ``config.json`` or check that the one there matches; refuse to mix runs."""
+    path = folder / "config.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != record:
+            diff = sorted(k for k in set(old["train"]) | set(record["train"])
+                          if old["train"].get(k) != record["train"].get(k))
+            diff += sorted(k for k in record if k != "train" and old.get(k) != record.get(k))
+            raise ValueError(
+                f"{folder} holds a run with another configuration (differs in {diff}). Use "
+                "another output folder, or delete this one to start again; nothing was changed."
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_json(record, path)
+
+
+def run_fold(
+    dataset: CTDataset,
+    config: TrainConfig,
+    folds: pd.Series,
+    fold: int,
+    *,
+    protocol: str,
+    out: str | os.PathLike[str],
+    progress: bool = True,
+    resume: bool = True,
+) -> dict[str, float]:
+    """Train and test one fold; returns its metrics (also in ``metrics.json``).
+
+    ``resume=False`` restarts an unfinished fold from epoch 0 (a finished fold is
+    still skipped: delete its folder to run it again).
+    """
+    from ctlib.models import create_model, get_spec, save_checkpoint
+    from ctlib.transforms import CanvasDataset
+
+    n_folds = 1 if protocol == "official" else int(folds.max()) + 1
+    folder = fold_dir(out, dataset.name, protocol, config.arch, fold)
+    _claim(folder, _run_record(config, dataset.name, protocol, n_folds, fold))
+    if (folder / "metrics.json").is_file():
+        log.info("%s is finished; skipped", folder)
+        return json.loads((folder / "metrics.json").read_text())
+    frame = dataset.frame
+    if protocol == "official":
+        train_mask, val_mask, test_mask = (folds == "train"), (folds == "val"), (folds == "test")
+    else:
+        test_mask = folds == fold
+        train_mask, val_mask = ~test_mask, None
+    spec = get_spec(config.arch)
+    size = config.input_size
+    norm = {"mean": spec.mean, "std": spec.std}
+    train_set = CanvasDataset(frame[train_mask.to_numpy()], size, train=True, seed=config.seed,
+                              augment=config.augment, **norm)
+    test_set = CanvasDataset(frame[test_mask.to_numpy()], size, **norm)
+    val_set = CanvasDataset(frame[val_mask.to_numpy()], size, **norm) if val_mask is not None else None
+    train_set.precache(progress=progress)
+    seed_everything(config.seed)  # the new head's (or a random network's) initial weights
+    model = create_model(config.arch, pretrained=config.pretrained, strategy=config.strategy,
+                         progress=progress)
+    started = time.perf_counter()
+    fit(model, train_set, config, folder, progress=progress, val_set=val_set, resume=resume)
+    threshold = config.threshold
+    if val_set is not None and (folder / "best.pt").is_file():
+        import torch
+
+        model.load_state_dict(torch.load(folder / "best.pt", weights_only=True)["model"])
+        val_probs, val_labels = predict(model, val_set, config, progress=False, return_labels=True)
+        candidates = np.unique(np.concatenate([[0.5], val_probs]))
+        accuracy = [np.mean((val_probs >= t) == val_labels) for t in candidates]
+        threshold = float(candidates[int(np.argmax(accuracy))])
+    probs = predict(model, test_set, config, progress=progress)
+    test = frame[test_mask.to_numpy()]
+    predictions = pd.DataFrame({
+        "path": test["path"].to_numpy(), "label": test["label"].to_numpy(dtype=int),
+        "prob": probs, "fold": fold,
+        "patient_id": test["patient_id"].to_numpy() if "patient_id" in test else pd.NA,
+    })
+    tmp = folder / f".predictions.csv.tmp{os.getpid()}"
+    predictions.to_csv(tmp, index=False)
+    os.replace(tmp, folder / "predictions.csv")
+    save_checkpoint(model, folder / "model.pt", config.arch,
+                    extra={"threshold": threshold, "fold": fold, "protocol": protocol})
+    metrics = binary_metrics(predictions["label"], predictions["prob"], threshold)
+    history = json.loads((folder / "history.json").read_text())
+    metrics["train_seconds"] = float(sum(h["seconds"] for h in history))
+    metrics["wall_seconds_this_session"] = round(time.perf_counter() - started, 2)
+    _atomic_json(metrics, folder / "metrics.json")  # last: marks the fold finished
+    return metrics
+
+
+def run_cv(
+    dataset: CTDataset,
+    config: TrainConfig,
+    *,
+    protocol: str = "paper",
+    n_folds: int = 5,
+    only_folds: list[int] | None = None,
+    out: str | os.PathLike[str] = "runs",
+    progress: bool = True,
+    resume: bool = True,
+) -> pd.DataFrame:
+    """Cross-validate one architecture on one data set; returns one metrics row per fold.
+
+    Args:
+        dataset: from :func:`ctlib.data.load_dataset`.
+        config: the training recipe (``config.arch`` is the architecture).
+        protocol: ``"paper"``, ``"patient"`` or ``"official"`` (see the module docstring).
+        n_folds: k (5 in the paper); ignored by ``official``.
+        only_folds: run only these folds (e.g. to spread folds over GPUs).
+        out: the results folder.
+        progress: progress bars.
+        resume: continue unfinished folds from their last epoch checkpoint.
+    """
+    folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
+    base = Path(out) / dataset.name / protocol / config.arch
+    base.mkdir(parents=True, exist_ok=True)
+    assignment = dataset.frame[["path", "label", "patient_id"]].assign(fold=folds.to_numpy())
+    folds_file = base / "folds.csv"
+    if folds_file.is_file():
+        old = pd.read_csv(folds_file, dtype={"fold": str})
+        if not (old["path"].tolist() == assignment["path"].tolist()
+                and old["fold"].tolist() == assignment["fold"].astype(str).tolist()):
+            raise ValueError(f"{folds_file} holds another fold assignment (other data, seed or "
+                             "number of folds); use another output folder.")
+    else:
+        tmp = base / f".folds.csv.tmp{os.getpid()}"
+        assignment.to_csv(tmp, index=False)
+        os.replace(tmp, folds_file)
+    fold_ids = [0] if protocol == "official" else list(range(n_folds))
+    if only_folds is not None:
+        bad = sorted(set(only_folds) - set(fold_ids))
+        if bad:
+            raise ValueError(f"Folds {bad} do not exist; this run has folds {fold_ids}.")
+        fold_ids = [f for f in fold_ids if f in only_folds]
+    rows = []
+    for fold in tqdm(fold_ids, desc=f"{config.arch} {protocol} CV", unit="fold", disable=not progress):
+        metrics = run_fold(dataset, config, folds, fold, protocol=protocol, out=out, progress=progress,
+                           resume=resume)
+        rows.append({"dataset": dataset.name, "protocol": protocol, "arch": config.arch, "fold": fold,
+                     **metrics})
+    return pd.DataFrame(rows)
+
+
+def quick_config(arch: str = "efficientnet_lite0", **changes: Any) -> TrainConfig:
+    """A CPU-sized recipe for quick mode: 2 epochs, batch 16, a small canvas of the same shape."""
+    from ctlib.models import get_spec
+
+    width, height = get_spec(arch).canvas
+    scale = 160 / width
+    base = TrainConfig(arch=arch, epochs=2, batch_size=16,
+                       canvas=(160, max(32, int(round(height * scale)))), device="cpu")
+    return replace(base, **changes)

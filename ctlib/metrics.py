@@ -1,0 +1,168 @@
+"""Metrics: pure functions of labels and probabilities (COVID = 1 is the positive class).
+
+The paper (Sec. 4.1) reports accuracy, precision, recall (sensitivity), specificity and
+F1, averaged over the five test folds as mean ± standard deviation. ctlib adds ROC-AUC,
+the confusion matrix, and bootstrap confidence intervals that resample *patients* where
+patients are known -- slices of one patient are not independent evidence.
+
+Conventions: a prediction is positive when ``prob >= threshold`` (0.5 by default); a
+ratio whose denominator is zero (e.g. precision with no positive prediction) is 0.0,
+as scikit-learn's ``zero_division=0``; the standard deviation over folds is the sample
+standard deviation (``ddof=1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "METRICS",
+    "binary_metrics",
+    "bootstrap_ci",
+    "confusion_counts",
+    "roc_auc",
+    "summarize_folds",
+]
+
+METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+
+
+def _as_arrays(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels)
+    p = np.asarray(probs, dtype=np.float64)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"labels and probs must be 1-D of one length, got {y.shape} and {p.shape}.")
+    if len(y) == 0:
+        raise ValueError("No predictions to score.")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1 (1 = COVID), got values {sorted(set(y.tolist()))[:5]}.")
+    if np.isnan(p).any():
+        raise ValueError("probs contain NaN; the model's output is broken.")
+    return y.astype(np.int64), p
+
+
+def confusion_counts(labels: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray
+                     ) -> dict[str, int]:
+    """``tn, fp, fn, tp`` for binary labels and predictions (1 = COVID)."""
+    y = np.asarray(labels).astype(np.int64)
+    yhat = np.asarray(preds).astype(np.int64)
+    return {
+        "tn": int(np.sum((y == 0) & (yhat == 0))),
+        "fp": int(np.sum((y == 0) & (yhat == 1))),
+        "fn": int(np.sum((y == 1) & (yhat == 0))),
+        "tp": int(np.sum((y == 1) & (yhat == 1))),
+    }
+
+
+def roc_auc(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN for one class."""
+    y, p = _as_arrays(labels, probs)
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = pd.Series(p).rank(method="average").to_numpy()
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else 0.0
+
+
+def binary_metrics(
+    labels: Sequence[int] | np.ndarray,
+    probs: Sequence[float] | np.ndarray,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """The paper's metrics plus ROC-AUC and the confusion counts.
+
+    Args:
+        labels: 1 = COVID, 0 = non-COVID.
+        probs: predicted probability of COVID.
+        threshold: a prediction is COVID when ``prob >= threshold``.
+
+    Returns:
+        ``accuracy, precision, recall, specificity, f1, roc_auc`` (fractions, not %),
+        ``tn, fp, fn, tp``, ``n`` and ``threshold``.
+    """
+    y, p = _as_arrays(labels, probs)
+    c = confusion_counts(y, (p >= threshold).astype(np.int64))
+    precision = _ratio(c["tp"], c["tp"] + c["fp"])
+    recall = _ratio(c["tp"], c["tp"] + c["fn"])
+    return {
+        "accuracy": _ratio(c["tp"] + c["tn"], len(y)),
+        "precision": precision,
+        "recall": recall,
+        "specificity": _ratio(c["tn"], c["tn"] + c["fp"]),
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "roc_auc": roc_auc(y, p),
+        **{k: float(v) for k, v in c.items()},
+        "n": float(len(y)),
+        "threshold": float(threshold),
+    }
+
+
+def summarize_folds(per_fold: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Mean and sample standard deviation over folds, one row per metric.
+
+    Args:
+        per_fold: one row per fold with the metric columns.
+        metrics: which columns to summarise.
+    """
+    missing = [m for m in metrics if m not in per_fold]
+    if missing:
+        raise ValueError(f"Columns {missing} missing from the per-fold table.")
+    table = per_fold[list(metrics)].astype(float)
+    return pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1), "folds": table.count()})
+
+
+def bootstrap_ci(
+    labels: Sequence[int] | np.ndarray,
+    probs: Sequence[float] | np.ndarray,
+    *,
+    groups: Sequence[object] | np.ndarray | None = None,
+    metric: str | Callable[[np.ndarray, np.ndarray], float] = "accuracy",
+    threshold: float = 0.5,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Percentile bootstrap confidence interval of a metric.
+
+    Where ``groups`` (patient IDs) are given, whole groups are resampled with
+    replacement (a cluster bootstrap): slices of one patient are correlated, and
+    resampling slices would give intervals that are too narrow.
+
+    Returns:
+        ``(estimate, low, high)``: the metric on all data and the interval bounds.
+    """
+    y, p = _as_arrays(labels, probs)
+    if callable(metric):
+        score = metric
+    else:
+        if metric not in METRICS:
+            raise ValueError(f"Unknown metric {metric!r}; choose from {METRICS}.")
+        name = metric
+
+        def score(yy: np.ndarray, pp: np.ndarray) -> float:
+            return binary_metrics(yy, pp, threshold)[name]
+
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(y))]
+    else:
+        codes, _ = pd.factorize(pd.Series(list(groups)))
+        if len(codes) != len(y):
+            raise ValueError("groups must have one entry per prediction.")
+        members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    estimates = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = rng.integers(0, len(members), size=len(members))
+        index = np.concatenate([members[g] for g in pick])
+        estimates[b] = score(y[index], p[index])
+    alpha = (1.0 - level) / 2.0
+    low, high = np.nanquantile(estimates, [alpha, 1.0 - alpha])
+    return float(score(y, p)), float(low), float(high)

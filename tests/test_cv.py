@@ -1,0 +1,104 @@
+"""Cross-validation: fold assignment per protocol, results folders, skipping, refusing to mix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctlib.cv import fold_dir, make_folds, run_cv
+from ctlib.data import load_dataset
+from ctlib.synthetic import SyntheticConfig
+from ctlib.train import TrainConfig
+
+TINY = TrainConfig(arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48),
+                   device="cpu")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
+    return load_dataset("synthetic", tmp_path_factory.mktemp("synth"),
+                        synthetic=SyntheticConfig(n_patients=12), progress=False)
+
+
+def _frame(n_patients: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        label = p % 2
+        for _ in range(rng.integers(1, 6)):
+            rows.append({"path": f"p{p}_{len(rows)}.png", "label": label, "patient_id": f"P{p}"})
+    return pd.DataFrame(rows)
+
+
+def test_paper_folds_are_stratified() -> None:
+    frame = _frame()
+    folds = make_folds(frame, "paper", 5, seed=0)
+    assert sorted(folds.unique()) == [0, 1, 2, 3, 4]
+    ratio = frame["label"].mean()
+    for k in range(5):
+        assert abs(frame.loc[folds == k, "label"].mean() - ratio) < 0.05
+    assert make_folds(frame, "paper", 5, seed=0).equals(folds)
+    assert not make_folds(frame, "paper", 5, seed=1).equals(folds)
+
+
+def test_patient_folds_keep_patients_together() -> None:
+    frame = _frame()
+    folds = make_folds(frame, "patient", 5, seed=0)
+    assert (frame.assign(fold=folds).groupby("patient_id")["fold"].nunique() == 1).all()
+    # the image-level protocol does split patients: the reason for the patient protocol
+    paper = make_folds(frame, "paper", 5, seed=0)
+    assert (frame.assign(fold=paper).groupby("patient_id")["fold"].nunique() > 1).any()
+
+
+def test_protocol_errors() -> None:
+    frame = _frame().assign(patient_id=pd.NA)
+    with pytest.raises(ValueError, match="patient ID"):
+        make_folds(frame, "patient")
+    with pytest.raises(ValueError, match="official"):
+        make_folds(frame, "official")
+    with pytest.raises(ValueError, match="Unknown protocol"):
+        make_folds(frame, "leave-one-out")
+
+
+@pytest.mark.realdata
+def test_real_folds(data_root: Path) -> None:
+    covid = load_dataset("covid19-ct", data_root, progress=False).frame
+    folds = make_folds(covid, "patient", 5)
+    assert (covid.assign(fold=folds).groupby("patient_id")["fold"].nunique() == 1).all()
+    official = make_folds(covid, "official")
+    assert official.value_counts().to_dict() == {"train": 425, "test": 203, "val": 118}
+    sars = load_dataset("sars-cov-2-ct", data_root, progress=False).frame
+    with pytest.raises(ValueError, match="sars-cov-2-ct publishes none"):
+        make_folds(sars, "patient")
+
+
+def test_run_cv_writes_results_skips_finished_and_refuses_mixing(synth, tmp_path: Path) -> None:
+    results = run_cv(synth, TINY, protocol="patient", n_folds=2, out=tmp_path, progress=False)
+    assert list(results["fold"]) == [0, 1]
+    folds = pd.read_csv(tmp_path / "synthetic" / "patient" / "shufflenet" / "folds.csv")
+    assert len(folds) == len(synth)
+    for k in (0, 1):
+        folder = fold_dir(tmp_path, "synthetic", "patient", "shufflenet", k)
+        predictions = pd.read_csv(folder / "predictions.csv")
+        assert {"path", "label", "prob", "fold", "patient_id"} <= set(predictions.columns)
+        assert set(predictions["path"]) == set(folds.loc[folds["fold"] == k, "path"])
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["n"] == len(predictions)
+        assert (folder / "model.pt").is_file() and (folder / "history.json").is_file()
+    # rerun: finished folds are skipped (nothing rewritten)
+    stamp = (fold_dir(tmp_path, "synthetic", "patient", "shufflenet", 0) / "metrics.json").stat().st_mtime_ns
+    again = run_cv(synth, TINY, protocol="patient", n_folds=2, out=tmp_path, progress=False)
+    assert again["accuracy"].tolist() == results["accuracy"].tolist()
+    assert (fold_dir(tmp_path, "synthetic", "patient", "shufflenet", 0) / "metrics.json").stat().st_mtime_ns == stamp
+    # another configuration in the same folder is refused, nothing changed
+    with pytest.raises(ValueError, match="another configuration"):
+        run_cv(synth, TINY.quick(epochs=2), protocol="patient", n_folds=2, out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another fold assignment"):
+        run_cv(synth, TINY, protocol="patient", n_folds=3, out=tmp_path, progress=False)
+    assert (fold_dir(tmp_path, "synthetic", "patient", "shufflenet", 0) / "metrics.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="do not exist"):
+        run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[7], out=tmp_path, progress=False)

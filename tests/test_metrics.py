@@ -1,0 +1,68 @@
+"""Metrics against scikit-learn, and the bootstrap's behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from ctlib.metrics import binary_metrics, bootstrap_ci, confusion_counts, roc_auc, summarize_folds
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_against_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    y = rng.integers(0, 2, n)
+    p = np.clip(y * rng.uniform(0, 1) + rng.normal(0.3, 0.3, n), 0, 1).round(2)  # ties
+    threshold = float(rng.choice([0.3, 0.5, 0.7]))
+    m = binary_metrics(y, p, threshold)
+    yhat = (p >= threshold).astype(int)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, yhat))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, yhat, zero_division=0))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, yhat, zero_division=0))
+    assert m["specificity"] == pytest.approx(skm.recall_score(1 - y, 1 - yhat, zero_division=0))
+    assert m["f1"] == pytest.approx(skm.f1_score(y, yhat, zero_division=0))
+    if 0 < y.sum() < n:
+        assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p))
+    tn, fp, fn, tp = skm.confusion_matrix(y, yhat, labels=[0, 1]).ravel()
+    assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (tn, fp, fn, tp)
+
+
+def test_edge_cases() -> None:
+    m = binary_metrics([0, 0, 0], [0.1, 0.2, 0.3])
+    assert m["accuracy"] == 1.0 and m["precision"] == 0.0 and m["recall"] == 0.0
+    assert np.isnan(m["roc_auc"])
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5
+    assert confusion_counts([1, 0], [1, 1]) == {"tn": 0, "fp": 1, "fn": 0, "tp": 1}
+    with pytest.raises(ValueError, match="0 or 1"):
+        binary_metrics([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="NaN"):
+        binary_metrics([0, 1], [0.1, float("nan")])
+    with pytest.raises(ValueError, match="one length"):
+        binary_metrics([0, 1], [0.1])
+
+
+def test_summarize_folds_mean_std() -> None:
+    folds = pd.DataFrame({"accuracy": [0.9, 0.8, 1.0], "f1": [0.5, 0.5, 0.5]})
+    s = summarize_folds(folds, ["accuracy", "f1"])
+    assert s.loc["accuracy", "mean"] == pytest.approx(0.9)
+    assert s.loc["accuracy", "std"] == pytest.approx(np.std([0.9, 0.8, 1.0], ddof=1))
+    assert s.loc["f1", "std"] == 0.0
+    with pytest.raises(ValueError, match="missing"):
+        summarize_folds(folds, ["recall"])
+
+
+def test_bootstrap_contains_estimate_and_groups_widen() -> None:
+    rng = np.random.default_rng(0)
+    # 40 patients x 10 slices; a patient's slices share one outcome (correlated)
+    patients = np.repeat(np.arange(40), 10)
+    y = np.repeat(rng.integers(0, 2, 40), 10)
+    correct = np.repeat(rng.random(40) < 0.8, 10)
+    p = np.where(correct, y, 1 - y).astype(float)
+    est, lo, hi = bootstrap_ci(y, p, n_boot=500, seed=1)
+    est_g, lo_g, hi_g = bootstrap_ci(y, p, groups=patients, n_boot=500, seed=1)
+    assert est == est_g and lo <= est <= hi and lo_g <= est_g <= hi_g
+    assert (hi_g - lo_g) > 2 * (hi - lo)  # slices are not independent evidence
+    assert bootstrap_ci(y, p, n_boot=200, seed=3) == bootstrap_ci(y, p, n_boot=200, seed=3)

@@ -1,0 +1,181 @@
+"""Training: the paper's recipe as defaults, the schedule, seeding, resume, NaN detection."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from ctlib.data import load_dataset
+from ctlib.synthetic import SyntheticConfig
+from ctlib.train import TrainConfig, TrainingDivergedError, build_optimizer, fit, lr_at, predict
+from ctlib.transforms import CanvasDataset
+
+TINY = dict(arch="shufflenet", pretrained=False, epochs=3, batch_size=8, canvas=(64, 48), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_frame(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    ds = load_dataset("synthetic", tmp_path_factory.mktemp("synth"),
+                      synthetic=SyntheticConfig(n_patients=16, slices_per_patient=(2, 2)), progress=False)
+    return ds.frame
+
+
+def test_defaults_are_the_papers() -> None:
+    config = TrainConfig()
+    assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (100, 32, 3e-4, 1.0)
+    assert config.lr_milestones == (50, 70, 80, 90)
+    assert config.lr_values == (1e-4, 3e-5, 1e-5, 3e-6)
+    assert config.pretrained and config.strategy == "finetune" and config.optimizer == "lamb"
+
+
+def test_default_optimizer_is_torch_optimizer_lamb() -> None:
+    import torch_optimizer
+
+    optimizer = build_optimizer(nn.Linear(3, 1), TrainConfig())
+    assert type(optimizer) is torch_optimizer.Lamb
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 3e-4 and group["weight_decay"] == 1.0
+    assert optimizer.clamp_value == 10 and optimizer.debias is False
+
+
+def test_timm_lamb_is_an_option() -> None:
+    from timm.optim import Lamb
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    optimizer = build_optimizer(model, TrainConfig(optimizer="lamb_timm"))
+    assert type(optimizer) is Lamb
+    decays = sorted(g["weight_decay"] for g in optimizer.param_groups)
+    assert decays == [0.0, 1.0]  # biases and norms are not decayed in timm's factory
+
+
+def test_schedule_paper_and_scaled() -> None:
+    config = TrainConfig()
+    expected = {0: 3e-4, 49: 3e-4, 50: 1e-4, 69: 1e-4, 70: 3e-5, 79: 3e-5, 80: 1e-5, 89: 1e-5,
+                90: 3e-6, 99: 3e-6}
+    assert {e: lr_at(e, config) for e in expected} == expected
+    short = config.quick(epochs=20)
+    assert [lr_at(e, short) for e in (9, 10, 13, 14, 15, 16, 17, 18)] == [
+        3e-4, 1e-4, 1e-4, 3e-5, 3e-5, 1e-5, 1e-5, 3e-6]
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ValueError, match="Did you mean|did you mean"):
+        TrainConfig(arch="resnet-18")
+    with pytest.raises(ValueError, match="too small for inceptionv3"):
+        TrainConfig(arch="inceptionv3", canvas=(64, 64))
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+    round_trip = TrainConfig.from_dict(TrainConfig(canvas=(96, 64)).to_dict())
+    assert round_trip == TrainConfig(canvas=(96, 64))
+
+
+def _run(frame: pd.DataFrame, out: Path | None, **changes: object) -> tuple[list, np.ndarray]:
+    from ctlib.models import create_model
+
+    config = TrainConfig(**{**TINY, **changes})
+    torch.manual_seed(config.seed)
+    model = create_model(config.arch, pretrained=False, progress=False)
+    train = CanvasDataset(frame.iloc[:24], config.input_size, train=True, seed=config.seed)
+    history = fit(model, train, config, out, progress=False)
+    probs = predict(model, CanvasDataset(frame.iloc[24:], config.input_size), config, progress=False)
+    return history, probs
+
+
+def test_same_seed_same_result(tiny_frame: pd.DataFrame) -> None:
+    h1, p1 = _run(tiny_frame, None, epochs=2)
+    h2, p2 = _run(tiny_frame, None, epochs=2)
+    assert [h["train_loss"] for h in h1] == [h["train_loss"] for h in h2]
+    assert np.array_equal(p1, p2)
+    h3, p3 = _run(tiny_frame, None, epochs=2, seed=1)
+    assert not np.array_equal(p1, p3)
+
+
+def test_resume_after_interruption_matches(tiny_frame: pd.DataFrame, tmp_path: Path) -> None:
+    full_history, full_probs = _run(tiny_frame, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(record: dict) -> None:
+        if record["epoch"] == 1:
+            raise Killed
+
+    from ctlib.models import create_model
+
+    config = TrainConfig(**TINY)
+    torch.manual_seed(config.seed)
+    model = create_model(config.arch, pretrained=False, progress=False)
+    train = CanvasDataset(tiny_frame.iloc[:24], config.input_size, train=True, seed=config.seed)
+    with pytest.raises(Killed):
+        fit(model, train, config, tmp_path / "cut", progress=False, on_epoch_end=kill_after_first_epoch)
+    assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 1
+    torch.manual_seed(123)  # the resumed process starts from another random state
+    history, probs = _run(tiny_frame, tmp_path / "cut")
+    assert [h["train_loss"] for h in history] == [h["train_loss"] for h in full_history]
+    assert np.array_equal(probs, full_probs)
+
+
+def test_resume_refuses_another_config(tiny_frame: pd.DataFrame, tmp_path: Path) -> None:
+    _run(tiny_frame, tmp_path, epochs=1)
+    with pytest.raises(ValueError, match="another configuration"):
+        _run(tiny_frame, tmp_path, epochs=2, lr=1e-3)
+
+
+class _NaNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3))) * float("nan")
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_frame: pd.DataFrame) -> None:
+    config = TrainConfig(**{**TINY, "epochs": 1})
+    train = CanvasDataset(tiny_frame.iloc[:8], config.input_size, train=True)
+    with pytest.raises(TrainingDivergedError, match="loss became nan at epoch 1"):
+        fit(_NaNNet(), train, config, None, progress=False)
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
+    """A real SIGKILL of `python -m ctlib train` after its first epoch, then a rerun."""
+    args = [sys.executable, "-m", "ctlib", "train", "--arch", "shufflenet", "--no-pretrained",
+            "--epochs", "4", "--batch-size", "8", "--canvas", "64", "48", "--device", "cpu",
+            "--folds", "2", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    synth = ["--dataset", "synthetic"]
+    subprocess.run(args + synth + ["--out", str(tmp_path / "full")], check=True, env=env,
+                   capture_output=True, timeout=600)
+    cut = tmp_path / "cut"
+    history = cut / "synthetic" / "paper" / "shufflenet" / "fold0" / "history.json"
+    process = subprocess.Popen(args + synth + ["--out", str(cut)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if history.is_file() and len(json.loads(history.read_text() or "[]")) >= 1:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (history.parent / "metrics.json").exists()
+    subprocess.run(args + synth + ["--out", str(cut)], check=True, env=env, capture_output=True,
+                   timeout=600)
+    a = pd.read_csv(tmp_path / "full" / "synthetic" / "paper" / "shufflenet" / "fold0" / "predictions.csv")
+    b = pd.read_csv(history.parent / "predictions.csv")
+    assert np.array_equal(a["prob"].to_numpy(), b["prob"].to_numpy())
+    full = json.loads((tmp_path / "full" / "synthetic" / "paper" / "shufflenet" / "fold0" / "history.json").read_text())
+    resumed = json.loads(history.read_text())
+    assert [h["train_loss"] for h in full] == [h["train_loss"] for h in resumed]
