@@ -27,7 +27,7 @@ Example:
     >>> first = next(generate(SyntheticConfig(n_patients=2)))
     >>> first.image.dtype, first.mask.dtype
     (dtype('uint8'), dtype('bool'))
-    >>> frame = write_synthetic("/tmp/synth", SyntheticConfig(n_patients=6), progress=False)
+    >>> frame = write_synthetic("/tmp/synth", SyntheticConfig(n_patients=6))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -59,12 +59,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_VERSION = "1.0"
+SYNTHETIC_VERSION = "1.1"
 """Version of the generator; bump it whenever the pixels for a given config change."""
 
 # Tags of the independent random streams. Keys always have four entries:
 # SeedSequence pads with zeros, so [s, 1] and [s, 1, 0] would otherwise collide.
 _ANATOMY, _SLICE, _LESION_PATIENT, _LESION_SLICE, _LABEL = 1, 2, 3, 4, 5
+
+# A positive slice shows at least this much lesion (pixels, fraction of lung pixels);
+# its lesions are re-drawn (up to 8 times) otherwise.
+_MIN_LESION_PIXELS = 20
+_MIN_LESION_FRACTION = 0.004
 
 FRAME_COLUMNS = [
     "path",
@@ -455,9 +460,9 @@ def _render_anatomy(anat: _Anatomy, rng: np.random.Generator) -> tuple[np.ndarra
         table = np.zeros((h, w), np.float32)
         cv2.ellipse(
             table,
-            (int(round(anat.cx * 16)), int(round((ty - 3 * anat.b) * 16))),
-            (int(round(anat.a * 1.5 * 16)), int(round(3 * anat.b * 16))),
-            0, 40, 140, 1.0, thickness=max(1, int(unit * 0.02)), lineType=cv2.LINE_AA, shift=4,
+            (int(round(anat.cx * 16)), int(round((ty - 2 * anat.b) * 16))),
+            (int(round(anat.a * 2.2 * 16)), int(round(2 * anat.b * 16))),
+            0, 62, 118, 1.0, thickness=max(1, int(unit * 0.02)), lineType=cv2.LINE_AA, shift=4,
         )
         img = np.maximum(img, 170.0 * table * (~body))
 
@@ -495,7 +500,7 @@ def _lesion_prototypes(config: SyntheticConfig, patient_index: int) -> list[_Les
                 side=side,
                 p=rad * math.cos(ang),
                 q=rad * math.sin(ang),
-                size=float(rng.uniform(0.14, 0.38)),
+                size=float(rng.uniform(0.18, 0.45)),
                 contrast=_uniform(rng, config.lesion_contrast),
                 n_lobes=int(rng.integers(2, 5)),
             )
@@ -623,12 +628,19 @@ def render_patient(
         mask = np.zeros(img.shape, bool)
         if prototypes:
             lesion_rng = _seed_key(config, _LESION_SLICE, patient_index, k)
-            for attempt in range(8):  # rare: a slice's lesions miss its lung; pull them in
+            # Re-draw when the lesions shown fall mostly outside the lung (a few pixels
+            # would be label noise); keep the largest draw if none is big enough.
+            min_pixels = max(_MIN_LESION_PIXELS, _MIN_LESION_FRACTION * frame.lungs.sum())
+            best_field, best_mask = None, mask
+            for attempt in range(8):  # later attempts pull the lesions toward the lung centre
                 field = _render_lesions(anat, frame, prototypes, lesion_rng, 1.0 - attempt / 8)
                 mask = (field >= config.mask_threshold) & frame.lungs
-                if mask.any():
+                if best_field is None or mask.sum() > best_mask.sum():
+                    best_field, best_mask = field, mask
+                if mask.sum() >= min_pixels:
                     break
-            else:
+            field, mask = best_field, best_mask
+            if not mask.any():
                 raise RuntimeError(
                     f"Could not place a lesion inside the lungs of {patient_id} slice {k}; "
                     "this is a bug in ctlib.synthetic, please report it with the config."
@@ -675,7 +687,11 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def _config_payload(config: SyntheticConfig) -> dict:
-    payload = {"generator": "ctlib.synthetic", "version": SYNTHETIC_VERSION, "config": asdict(config)}
+    payload = {
+        "generator": "ctlib.synthetic",
+        "version": SYNTHETIC_VERSION,
+        "config": asdict(config),
+    }
     return json.loads(json.dumps(payload))  # tuples -> lists, as read back from disk
 
 
@@ -710,12 +726,16 @@ def _read_existing(dest: Path, expected: dict) -> pd.DataFrame:
         },
     )
     if list(frame.columns) != FRAME_COLUMNS:
-        raise ValueError(f"{labels_file} has columns {list(frame.columns)}, expected {FRAME_COLUMNS}. {fix}")
+        raise ValueError(
+            f"{labels_file} has columns {list(frame.columns)}, expected {FRAME_COLUMNS}. {fix}"
+        )
     frame["path"] = [str(dest / p) for p in frame["path"]]
     frame["mask_path"] = [str(dest / p) for p in frame["mask_path"]]
     missing = [p for p in (*frame["path"], *frame["mask_path"]) if not os.path.isfile(p)]
     if missing:
-        raise ValueError(f"{dest} is incomplete: {len(missing)} files missing, e.g. {missing[0]}. {fix}")
+        raise ValueError(
+            f"{dest} is incomplete: {len(missing)} files missing, e.g. {missing[0]}. {fix}"
+        )
     return frame
 
 
