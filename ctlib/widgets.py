@@ -1,0 +1,516 @@
+"""The CAM explorer: an ipywidgets app built from small named callbacks (notebook 05).
+
+::
+
+    from ctlib.widgets import build_explorer
+    explorer = build_explorer("runs")      # every model.pt under runs/, its fold's test images
+    explorer                                # display it (it is an ipywidgets.VBox)
+
+Pick an image (a fold's test images, misclassified first, or one uploaded), a trained
+network, a CAM method, a layer, the class to explain and the overlay opacity; the app
+shows the original image, the heat map mapped back onto it and the overlay, with the
+prediction and the share of heat that fell on the canvas padding.
+
+**Callbacks, testable without a browser** (as fastbook's apps are). Each control calls
+one method of :class:`Explorer`: :meth:`~Explorer.on_image_change`,
+:meth:`~Explorer.on_upload`, :meth:`~Explorer.on_model_change`,
+:meth:`~Explorer.on_method_change`, :meth:`~Explorer.on_layer_change`,
+:meth:`~Explorer.on_target_change`, :meth:`~Explorer.on_opacity_change`. Tests set a
+control's value (``explorer.method_picker.value = "hirescam"``), which runs the callback
+as a click would, or call the callback directly; then they read
+``explorer.heatmap_image.value`` (PNG bytes) and ``explorer.result`` (a
+:class:`ctlib.explain.CamResult`).
+
+**Redrawn in place.** The figure is an ``ipywidgets.Image`` whose ``value`` (PNG bytes)
+is replaced; nothing is appended to an output area, so plots never stack. The ``<img>``
+element itself carries the CSS class ``ctlib-heatmap`` (selector ``img.ctlib-heatmap``;
+its ``src`` is a ``blob:`` URL that changes with each redraw), the text below it
+``ctlib-info`` and the whole app ``ctlib-explorer``; the controls are ``ctlib-image-picker``,
+``ctlib-upload``, ``ctlib-network``, ``ctlib-method``, ``ctlib-layer``, ``ctlib-target`` and
+``ctlib-opacity`` (e.g. ``.ctlib-method select`` is the method menu, its options labelled
+``Grad-CAM``, ``Eigen-CAM``...): stable hooks for a browser test. CAMs
+are cached per (network, image, method, layer, target): changing the opacity only
+redraws.
+
+By default the images are the test images of the *first* network's fold; for networks of
+other folds some of them were training images. Pass ``images=`` to choose.
+
+**JupyterLab 4** renders ipywidgets 8 out of the box (``jupyterlab_widgets`` comes with
+ipywidgets).
+
+**Google Colab.** Notes from Colab's issue tracker (not tested here; no Colab on CI):
+
+* Colab preinstalls ipywidgets 7.7 and its frontend renders ipywidgets 7 natively. The kit
+  needs ipywidgets 8 (``pip install`` of the kit upgrades it; restart the runtime when
+  Colab asks). With ipywidgets 8, Colab renders widgets only through its *custom widget
+  manager*, loaded from a CDN, after ``from google.colab import output;
+  output.enable_custom_widget_manager()`` (googlecolab/colabtools#3020, #4525).
+  :func:`build_explorer` calls this once when it runs in Colab (``colab=False`` skips it).
+  Without it, Colab shows a "third-party widgets" notice and no app.
+* The explorer uses only core controls that work under that manager: ``Dropdown``,
+  ``ToggleButtons``, ``FloatSlider``, ``FileUpload``, ``Image``, ``HTML``, ``HBox`` and
+  ``VBox``. No ``Tab``/``Accordion`` (broken under the custom manager,
+  googlecolab/colabtools#3571) and no ``Output`` + ``clear_output`` (``Output`` widgets
+  have repeatedly failed to show in Colab, googlecolab/colab-cdn-widget-manager#4).
+* ``FileUpload`` in Colab drops files of about 1 MB and more without an error
+  (jupyter-widgets/ipywidgets#3452): the explorer then says the upload arrived empty. Pass
+  larger images as a folder instead: ``build_explorer(..., images="my_scans/")``.
+* ``FileUpload.value`` is a tuple of dicts in ipywidgets 8 and a dict in 7; both are read.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Union
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from ctlib.explain import (
+    CAM_METHODS,
+    CamResult,
+    cam_layer_choices,
+    expand_image_paths,
+    explain_image,
+    fold_split,
+    load_trained,
+)
+
+__all__ = [
+    "TARGETS",
+    "Explorer",
+    "build_explorer",
+    "find_checkpoints",
+    "review_order",
+    "uploaded_files",
+]
+
+log = logging.getLogger(__name__)
+
+TARGETS: dict[str, int | None] = {"predicted": None, "COVID": 1, "non-COVID": 0}
+"""The target-class choices: label -> ``target`` of :func:`ctlib.explain.explain_image`."""
+
+ModelSource = Union[str, os.PathLike, nn.Module, tuple]
+_CACHE_SIZE = 64
+_colab_enabled = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def find_checkpoints(results: str | os.PathLike[str]) -> dict[str, Path]:
+    """Every ``model.pt`` under a results folder, named ``dataset/protocol/arch/foldK``."""
+    root = Path(results)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Results folder {str(root)!r} does not exist; train first "
+                                "(python -m ctlib cv ...) or pass checkpoints=[...].")
+    found = {str(p.parent.relative_to(root)): p for p in sorted(root.rglob("model.pt"))}
+    if not found:
+        raise FileNotFoundError(f"No model.pt under {root}: no finished fold yet.")
+    return found
+
+
+def review_order(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Images for review: misclassified first (most wrong first), then the rest in order.
+
+    Adds ``caption`` (what the dropdown shows) and ``status`` (``wrong``, ``right`` or
+    ``unknown``). ``label`` and ``prob`` are used where present.
+    """
+    frame = frame.reset_index(drop=True).copy()
+    label = pd.to_numeric(frame.get("label", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    prob = pd.to_numeric(frame.get("prob", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    known = label.notna() & prob.notna()
+    wrong = known & ((prob >= threshold).astype(float) != label)
+    frame["status"] = np.where(wrong, "wrong", np.where(known, "right", "unknown"))
+    badness = (prob - label).abs().where(wrong, -1.0)
+    frame = frame.assign(_wrong=wrong, _bad=badness).sort_values(
+        ["_wrong", "_bad"], ascending=[False, False], kind="stable")
+    frame = frame.drop(columns=["_wrong", "_bad"])
+    names = {1.0: "COVID", 0.0: "non-COVID"}
+
+    def caption(row: pd.Series) -> str:
+        parts = [{"wrong": "✗", "right": "✓"}.get(row["status"], "·")]
+        lab = pd.to_numeric(row.get("label", np.nan), errors="coerce")
+        parts.append(names.get(float(lab), "?") if pd.notna(lab) else "?")
+        p = pd.to_numeric(row.get("prob", np.nan), errors="coerce")
+        if pd.notna(p):
+            parts.append(f"p={float(p):.2f}")
+        parts.append(Path(str(row["path"])).name)
+        return " ".join(parts)
+
+    frame["caption"] = [caption(row) for _, row in frame.iterrows()]
+    return frame.reset_index(drop=True)
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """``(name, content)`` of the files in a ``FileUpload.value`` (ipywidgets 8 or 7)."""
+    if isinstance(value, Mapping):  # ipywidgets 7: {name: {"metadata": ..., "content": bytes}}
+        items = [{"name": name, **dict(item)} for name, item in value.items()]
+    else:  # ipywidgets 8: ({"name": ..., "content": memoryview, ...}, ...)
+        items = [dict(item) for item in (value or ())]
+    return [(str(item.get("name", "upload")), bytes(item.get("content", b""))) for item in items]
+
+
+def _decode(content: bytes, name: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    from ctlib.data import to_grayscale
+
+    if not content:
+        raise ValueError(f"The upload of {name!r} arrived empty (in Colab, files of ~1 MB and more "
+                         "are dropped); pass such images as a folder: build_explorer(images=...).")
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            image.load()
+            return to_grayscale(image)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{name!r} is no image Pillow can read ({err}).") from err
+
+
+def _enable_colab_widgets() -> None:
+    """In Colab with ipywidgets 8, switch on Colab's custom widget manager (once)."""
+    global _colab_enabled
+    if _colab_enabled or "google.colab" not in sys.modules:
+        return
+    if int(widgets.__version__.split(".")[0]) < 8:
+        return
+    try:
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.enable_custom_widget_manager()
+        _colab_enabled = True
+    except (ImportError, AttributeError) as err:
+        log.warning("Could not enable Colab's custom widget manager (%s); if the explorer does not "
+                    "show, run: from google.colab import output; "
+                    "output.enable_custom_widget_manager()", err)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+class Explorer(widgets.VBox):
+    """The explorer app (an ``ipywidgets.VBox``) and its named callbacks.
+
+    Args:
+        models: name -> a ``model.pt`` path, ``(model, info)`` from
+            :func:`ctlib.explain.load_trained`, or a kit-built ``nn.Module``. Loaded lazily.
+        images: a frame with ``path`` (and ``label``, ``prob`` where known), shown in the
+            order given (see :func:`review_order`); ``caption`` is used when present.
+        methods: CAM method keys offered (default: all of :data:`ctlib.explain.CAM_METHODS`).
+        method: the method selected first.
+        alpha: the overlay opacity first set.
+        panel: width of each of the three panels in inches.
+        dpi: resolution of the drawn figure.
+
+    Attributes:
+        result: the :class:`ctlib.explain.CamResult` shown (None before the first draw or
+            after an error).
+        last_error: the message of the last error shown, else None.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, ModelSource],
+        images: pd.DataFrame,
+        *,
+        methods: Sequence[str] | None = None,
+        method: str = "gradcam",
+        alpha: float = 0.5,
+        panel: float = 3.2,
+        dpi: int = 80,
+    ) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("Explorer needs at least one trained network (models={name: path}).")
+        if "path" not in images.columns or images.empty:
+            raise ValueError("Explorer needs images: a non-empty frame with a 'path' column.")
+        methods = list(methods or CAM_METHODS)
+        unknown = [m for m in methods + [method] if m not in CAM_METHODS]
+        if unknown:
+            raise ValueError(f"Unknown CAM methods {unknown}; choose from {list(CAM_METHODS)}.")
+        self.sources = dict(models)
+        self.images = images.reset_index(drop=True)
+        self.panel, self.dpi = panel, dpi
+        self.result: CamResult | None = None
+        self.last_error: str | None = None
+        self._models: dict[str, tuple[nn.Module, dict]] = {}
+        self._uploads: dict[str, tuple[str, np.ndarray]] = {}
+        self._cams: OrderedDict[tuple, CamResult] = OrderedDict()
+        self._holding = False
+
+        self.image_picker = widgets.Dropdown(options=self._image_options(), description="image",
+                                             layout=widgets.Layout(width="460px"))
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
+        self.model_picker = widgets.Dropdown(options=list(self.sources), description="network",
+                                             layout=widgets.Layout(width="460px"))
+        labels = [CAM_METHODS[m][1] + (" (slow)" if m == "scorecam" else "") for m in methods]
+        self.method_picker = widgets.Dropdown(options=list(zip(labels, methods)), value=method,
+                                              description="method")
+        self.layer_picker = widgets.Dropdown(options=[], description="layer")
+        self.target_picker = widgets.ToggleButtons(options=list(TARGETS), value="predicted",
+                                                   description="explain")
+        self.opacity_slider = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05,
+                                                  description="opacity", continuous_update=False)
+        self.heatmap_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.heatmap_image.add_class("ctlib-heatmap")
+        self.info_html = widgets.HTML()
+        self.info_html.add_class("ctlib-info")
+        self.add_class("ctlib-explorer")
+        for control, css in ((self.image_picker, "ctlib-image-picker"),
+                             (self.upload, "ctlib-upload"),
+                             (self.model_picker, "ctlib-network"),
+                             (self.method_picker, "ctlib-method"),
+                             (self.layer_picker, "ctlib-layer"),
+                             (self.target_picker, "ctlib-target"),
+                             (self.opacity_slider, "ctlib-opacity")):
+            control.add_class(css)
+        self.children = [
+            widgets.HBox([self.image_picker, self.upload]),
+            widgets.HBox([self.model_picker, self.method_picker]),
+            widgets.HBox([self.layer_picker, self.opacity_slider]),
+            self.target_picker,
+            self.heatmap_image,
+            self.info_html,
+        ]
+        for control, callback in ((self.image_picker, self.on_image_change),
+                                  (self.upload, self.on_upload),
+                                  (self.model_picker, self.on_model_change),
+                                  (self.method_picker, self.on_method_change),
+                                  (self.layer_picker, self.on_layer_change),
+                                  (self.target_picker, self.on_target_change),
+                                  (self.opacity_slider, self.on_opacity_change)):
+            control.observe(self._guarded(callback), names="value")
+        self.on_model_change()
+
+    # ---------------------------------------------------------------- callbacks
+
+    def on_image_change(self, change: Mapping[str, Any] | None = None) -> None:
+        """Another image was picked: compute and draw its CAM."""
+        self.refresh()
+
+    def on_upload(self, change: Mapping[str, Any] | None = None) -> None:
+        """Files were uploaded: add them to the top of the image list and show the first."""
+        files = uploaded_files(self.upload.value)
+        if not files:
+            return
+        first = None
+        try:
+            for name, content in files:
+                key = f"upload:{len(self._uploads)}:{name}"
+                self._uploads[key] = (name, _decode(content, name))
+                first = first or key
+        except ValueError as err:
+            self._show_error(str(err))
+        if first is not None:
+            with self._hold():
+                self.image_picker.options = self._image_options()
+                self.image_picker.value = first
+            self.refresh()
+
+    def on_model_change(self, change: Mapping[str, Any] | None = None) -> None:
+        """Another network was picked: offer its layers (its CAM layer first) and redraw."""
+        try:
+            model, info = self.current_model()
+            layers = cam_layer_choices(model, info["arch"], tuple(info["canvas"]))
+        except (ValueError, RuntimeError, OSError) as err:
+            self._show_error(f"Could not load {self.model_picker.value!r}: {err}")
+            return
+        with self._hold():
+            self.layer_picker.options = layers
+            self.layer_picker.value = layers[0]
+        self.refresh()
+
+    def on_method_change(self, change: Mapping[str, Any] | None = None) -> None:
+        """Another CAM method was picked: recompute."""
+        self.refresh()
+
+    def on_layer_change(self, change: Mapping[str, Any] | None = None) -> None:
+        """Another target layer was picked: recompute."""
+        self.refresh()
+
+    def on_target_change(self, change: Mapping[str, Any] | None = None) -> None:
+        """Another class to explain was picked: recompute."""
+        self.refresh()
+
+    def on_opacity_change(self, change: Mapping[str, Any] | None = None) -> None:
+        """The opacity moved: redraw the overlay (no new CAM)."""
+        self.redraw()
+
+    # ---------------------------------------------------------------- state
+
+    def current_model(self) -> tuple[nn.Module, dict]:
+        """The selected network and its info (loaded once)."""
+        name = self.model_picker.value
+        if name not in self._models:
+            self._models[name] = _load_model(self.sources[name])
+        return self._models[name]
+
+    def current_image(self) -> tuple[np.ndarray, str]:
+        """The selected image (2-D uint8) and its caption."""
+        from ctlib.data import read_grayscale
+
+        key = self.image_picker.value
+        if key in self._uploads:
+            name, image = self._uploads[key]
+            return image, f"uploaded: {name}"
+        row = self.images.iloc[int(key)]
+        return read_grayscale(row["path"]), str(row.get("caption", Path(str(row["path"])).name))
+
+    def compute(self) -> CamResult:
+        """The CAM for the current choices (cached)."""
+        model, info = self.current_model()
+        key = (self.model_picker.value, self.image_picker.value, self.method_picker.value,
+               self.layer_picker.value, self.target_picker.value)
+        if key not in self._cams:
+            image, _ = self.current_image()
+            self._cams[key] = explain_image(
+                model, image, info["arch"], self.method_picker.value,
+                TARGETS[self.target_picker.value], self.layer_picker.value,
+                canvas=tuple(info["canvas"]), threshold=info["threshold"])
+            while len(self._cams) > _CACHE_SIZE:
+                self._cams.popitem(last=False)
+        self._cams.move_to_end(key)
+        return self._cams[key]
+
+    def refresh(self) -> None:
+        """Compute the CAM for the current choices and draw it."""
+        try:
+            self.result = self.compute()
+        except (ValueError, RuntimeError, OSError) as err:
+            log.exception("CAM failed")
+            self.result = None
+            self._show_error(f"{type(err).__name__}: {err}")
+            return
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the current result: image, heat map, overlay; and the text below."""
+        from ctlib.plots import figure_png, plot_cam
+
+        if self.result is None:
+            return
+        image, caption = self.current_image()
+        figure = plot_cam(image, self.result, alpha=float(self.opacity_slider.value),
+                          title=caption, panel=self.panel)
+        self.heatmap_image.value = figure_png(figure, dpi=self.dpi)
+        r = self.result
+        verdict = "COVID" if r.predicted == 1 else "non-COVID"
+        self.last_error = None
+        self.info_html.value = (
+            f"<b>{html.escape(caption)}</b><br>P(COVID) = {r.prob:.3f} → <b>{verdict}</b> "
+            f"(threshold {r.threshold:.2f}) · {html.escape(r.method_name)} of "
+            f"{'COVID' if r.target == 1 else 'non-COVID'} on "
+            f"<code>{html.escape(r.layer)}</code> · heat on padding: <b>{r.padding_share:.1%}</b>")
+
+    # ---------------------------------------------------------------- internals
+
+    def _image_options(self) -> list[tuple[str, str]]:
+        uploads = [(f"uploaded: {name}", key) for key, (name, _) in reversed(self._uploads.items())]
+        captions = (self.images["caption"] if "caption" in self.images.columns
+                    else self.images["path"].map(lambda p: Path(str(p)).name))
+        return uploads + [(str(c), str(i)) for i, c in enumerate(captions)]
+
+    def _show_error(self, message: str) -> None:
+        self.last_error = message
+        self.info_html.value = f"<span style='color:#b00'>{html.escape(message)}</span>"
+
+    @contextmanager
+    def _hold(self) -> Iterator[None]:
+        """Change controls without each change running its callback."""
+        old, self._holding = self._holding, True
+        try:
+            yield
+        finally:
+            self._holding = old
+
+    def _guarded(self, callback: Callable[[Mapping[str, Any] | None], None]):
+        def run(change: Mapping[str, Any]) -> None:
+            if not self._holding:
+                callback(change)
+        run.__name__ = callback.__name__
+        return run
+
+
+def _load_model(source: ModelSource) -> tuple[nn.Module, dict]:
+    """``(model, info)`` from a checkpoint path, a ``(model, info)`` pair or a kit model."""
+    from ctlib.models import _spec_of
+
+    if isinstance(source, tuple):
+        return source
+    if isinstance(source, nn.Module):
+        spec = _spec_of(source, None)
+        return source, {"arch": spec.name, "canvas": getattr(source, "ctlib_canvas", spec.canvas),
+                        "mean": spec.mean, "std": spec.std,
+                        "threshold": float(getattr(source, "ctlib_threshold", 0.5))}
+    return load_trained(source)
+
+
+def build_explorer(
+    results: str | os.PathLike[str] | None = None,
+    *,
+    checkpoints: Mapping[str, ModelSource] | Sequence[str | os.PathLike[str]] | None = None,
+    images: pd.DataFrame | str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    methods: Sequence[str] | None = None,
+    method: str = "gradcam",
+    alpha: float = 0.5,
+    threshold: float = 0.5,
+    max_images: int | None = 500,
+    colab: bool = True,
+) -> Explorer:
+    """The CAM explorer for trained networks (notebook 05).
+
+    Args:
+        results: a results folder of ``ctlib.cv.run_cv``; every ``model.pt`` under it is offered.
+        checkpoints: instead of (or besides) ``results``: ``model.pt`` paths, or a mapping of
+            name -> path / ``(model, info)`` / kit model.
+        images: the images offered: a frame with ``path`` (and ``label``, ``prob``), image
+            files or folders. Default: the test images of the first network's fold, with the
+            probabilities its run saved, misclassified first.
+        methods: CAM methods offered (default: all).
+        method: the method selected first.
+        alpha: the overlay opacity first set.
+        threshold: decides "misclassified" for the ordering of saved predictions.
+        max_images: offer at most this many images (misclassified first).
+        colab: in Google Colab, switch on its custom widget manager (needed with ipywidgets 8).
+
+    Returns:
+        The :class:`Explorer` (an ``ipywidgets.VBox``: display it).
+    """
+    if colab:
+        _enable_colab_widgets()
+    models: dict[str, ModelSource] = {}
+    if results is not None:
+        models.update(find_checkpoints(results))
+    if isinstance(checkpoints, Mapping):
+        models.update(checkpoints)
+    elif checkpoints is not None:
+        for path in checkpoints:
+            path = Path(path)
+            models[f"{path.parent.name}/{path.name}"] = path
+    if not models:
+        raise ValueError("No networks: pass a results folder or checkpoints=[...model.pt].")
+    if images is None:
+        first = next(iter(models.values()))
+        if not isinstance(first, (str, os.PathLike)):
+            raise ValueError("Pass images=... (no fold folder to take the test images from).")
+        split = fold_split(Path(first).parent)
+        frame = split[split["split"] == "test"]
+    elif isinstance(images, pd.DataFrame):
+        frame = images
+    else:
+        items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+        frame = pd.DataFrame({"path": [str(p) for p in expand_image_paths(items)]})
+    frame = review_order(frame, threshold)
+    if max_images is not None:
+        frame = frame.head(max_images)
+    return Explorer(models, frame, methods=methods, method=method, alpha=alpha)
