@@ -76,7 +76,9 @@ def _train_config(args: argparse.Namespace):  # -> TrainConfig
 
     base = quick_config(args.arch) if args.quick else TrainConfig(arch=args.arch)
     changes = {"seed": args.seed, "pretrained": not args.no_pretrained}
-    for key in ("epochs", "batch_size", "lr", "optimizer", "device", "amp", "num_workers"):
+    if args.lr is not None:
+        base = base.with_lr(args.lr)  # the whole schedule scales with the initial lr
+    for key in ("epochs", "batch_size", "optimizer", "device", "amp", "num_workers"):
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
@@ -188,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--folds", type=int, default=5, help="number of folds k (default: 5)")
         p.add_argument("--epochs", type=int, help="epochs (default: 100, the paper's; 2 with --quick)")
         p.add_argument("--batch-size", type=int, help="batch size (default: 32; 16 with --quick)")
-        p.add_argument("--lr", type=float, help="initial learning rate (default: 3e-4)")
+        p.add_argument("--lr", type=float,
+                       help="initial learning rate (default: 3e-4); the later drops scale with it")
         p.add_argument("--optimizer", choices=["lamb", "lamb_timm"], help="LAMB implementation")
         p.add_argument("--canvas", type=int, nargs=2, metavar=("W", "H"),
                        help="canvas width height (default: the architecture's Table 1 canvas)")

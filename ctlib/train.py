@@ -176,6 +176,15 @@ class TrainConfig:
                 data[key] = tuple(data[key])
         return cls(**data)
 
+    def with_lr(self, lr: float) -> TrainConfig:
+        """A copy whose whole schedule is scaled to start at ``lr`` (the drops keep their ratios).
+
+        ``TrainConfig(lr=3e-3)`` alone would drop to the paper's absolute 1e-4 at the first
+        milestone; ``TrainConfig().with_lr(3e-3)`` drops to 1e-3, 3e-4, 1e-4, 3e-5.
+        """
+        factor = lr / self.lr
+        return replace(self, lr=lr, lr_values=tuple(v * factor for v in self.lr_values))
+
     def quick(self, epochs: int = 2, **changes: Any) -> TrainConfig:
         """A copy for a short run (milestones scale with ``epochs``)."""
         return replace(self, epochs=epochs, **changes)

@@ -69,6 +69,11 @@ def test_schedule_paper_and_scaled() -> None:
         3e-4, 1e-4, 1e-4, 3e-5, 3e-5, 1e-5, 1e-5, 3e-6]
 
 
+def test_with_lr_scales_the_whole_schedule() -> None:
+    config = TrainConfig().with_lr(3e-3)
+    assert [lr_at(e, config) for e in (0, 50, 70, 80, 90)] == pytest.approx([3e-3, 1e-3, 3e-4, 1e-4, 3e-5])
+
+
 def test_config_errors() -> None:
     with pytest.raises(ValueError, match="Did you mean|did you mean"):
         TrainConfig(arch="resnet-18")
