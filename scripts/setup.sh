@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv beside this repository and install ctlib into it (editable) with its
-# development and notebook extras. Safe to run again: it only adds what is missing.
+# development and notebook extras (CTLIB_EXTRAS chooses others). Safe to run again: it
+# only adds what is missing.
 #
 #   bash scripts/setup.sh
 #
@@ -23,6 +24,7 @@ else
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install --quiet $TORCH_SPEC
 fi
-.venv/bin/python -m pip install --quiet -e ".[dev,notebooks]"
+# extras: dev and notebooks by default; CI adds browser (CTLIB_EXTRAS=dev,notebooks,browser)
+.venv/bin/python -m pip install --quiet -e ".[${CTLIB_EXTRAS:-dev,notebooks}]"
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null 2>&1 || true
 .venv/bin/python -c "import ctlib, torch; print(f'ctlib {ctlib.__version__} with torch {torch.__version__} is ready in .venv')"

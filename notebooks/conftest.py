@@ -1,0 +1,32 @@
+"""Running the numbered notebooks as tests (nbval, ``--nbval-lax`` from pyproject.toml).
+
+* Quick mode unless the caller chose otherwise (``CTLIB_QUICK=1``): CPU, synthetic data, minutes.
+* Outputs of the run go to a fresh temporary folder (``CTLIB_OUTPUT_DIR``), so every test run
+  trains again and nothing is left in the repository; set ``CTLIB_OUTPUT_DIR`` to keep them.
+* Checked outputs (cells marked ``# NBVAL_CHECK_OUTPUT``) are compared after the regular
+  expressions in ``nbval_sanitize.cfg`` have been applied to both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SANITIZE = HERE / "nbval_sanitize.cfg"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "nbval_sanitize_with", "missing") is None:
+        config.option.nbval_sanitize_with = str(SANITIZE)
+    os.environ.setdefault("CTLIB_QUICK", "1")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not os.environ.get("CTLIB_OUTPUT_DIR"):
+        folder = tempfile.mkdtemp(prefix="ctlib-notebooks-")
+        os.environ["CTLIB_OUTPUT_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))

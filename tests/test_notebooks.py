@@ -1,0 +1,477 @@
+"""The notebooks' hygiene and anatomy, and the helpers they call (ctlib.notebook, ctlib.paper).
+
+nbval runs the notebooks themselves (``notebooks/``, see pyproject.toml); these tests check
+what a committed notebook must look like: no outputs except checked cells, the same opening
+in every notebook (title, Colab badge, run times, set-up, one ``parameters`` cell, one
+imports cell), exercises and key points at the end, short cells.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctlib.notebook import (
+    GITHUB_REPO,
+    Mode,
+    SliceViewer,
+    canvas_columns,
+    ensure_results,
+    finetune_config,
+    get_dataset,
+    get_mode,
+    is_checked,
+    output_dir,
+    overview,
+    padding_stats,
+    recipe_table,
+    results_dir,
+    run_notebooks,
+    schedule_table,
+    strip_outputs,
+)
+from ctlib.paper import PUBLISHED, compare_with_paper, highlight_differences, paper_table
+from ctlib.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+MAX_LINES = 15
+QUICK = Mode(True, "test", gpu=False)
+FULL = Mode(False, "test", gpu=True)
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _code(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _python(source: str) -> ast.Module:
+    """Parse a cell as Python after IPython's transforms (``!cmd``, ``%magic``)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return ast.parse(TransformerManager().transform_cell(source))
+
+
+ids = [p.name for p in NOTEBOOKS]
+
+
+# --------------------------------------------------------------------------- hygiene
+def test_the_numbered_notebooks_exist() -> None:
+    names = {p.name for p in NOTEBOOKS}
+    assert {"01_data_exploration.ipynb", "02_finetune.ipynb", "03_cross_validation.ipynb"} <= names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_name_format_and_kernelspec(path: Path) -> None:
+    assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), (
+        "notebooks are named NN_snake_case.ipynb"
+    )
+    nb = _read(path)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
+        "papermill needs a kernelspec"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_without_outputs_except_checked_cells(path: Path) -> None:
+    nb = _read(path)
+    for number, cell in enumerate(_code(nb), start=1):
+        if is_checked(cell.source):
+            assert cell.outputs, (
+                f"checked cell {number} needs its reference output (python -m ctlib.notebook strip)"
+            )
+            assert cell.execution_count == number, "strip_outputs numbers checked cells by position"
+        else:
+            assert cell.outputs == [], (
+                f"{path.name}: code cell {number} carries outputs; strip them with "
+                "`python -m ctlib.notebook strip`"
+            )
+            assert cell.execution_count is None, (
+                f"{path.name}: code cell {number} has an execution count"
+            )
+    assert "widgets" not in nb.metadata and "papermill" not in nb.metadata
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_anatomy(path: Path) -> None:
+    nb = _read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), "a title first"
+    badge = (
+        f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/{path.name}"
+    )
+    assert badge in first.source and "colab-badge.svg" in first.source, (
+        "an Open-in-Colab badge to itself"
+    )
+    assert "What you will learn" in first.source
+    assert re.search(r"Run time.*quick.*full", first.source, re.S), (
+        "expected run times, quick and full"
+    )
+    assert "CTLIB_QUICK" in first.source, "say how the mode is chosen"
+    setup, parameters, imports = _code(nb)[:3]
+    assert "google.colab" in setup.source and "pip install" in setup.source
+    assert f"https://github.com/{GITHUB_REPO}.git" in setup.source
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [parameters], "exactly one cell tagged `parameters`, the second code cell"
+    assert all(
+        isinstance(node, (ast.Import, ast.ImportFrom)) for node in _python(imports.source).body
+    ), "the third code cell imports, and only imports"
+    others = [c for c in _code(nb)[3:] if re.search(r"^\s*(from \S+ )?import ", c.source, re.M)]
+    assert not others, "one imports cell: no imports further down"
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
+    assert headings[-2:] == ["## Exercises", "## Key points"], (
+        "ends with exercises, then key points"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_parameters_cell_is_plain_literals(path: Path) -> None:
+    """papermill overrides parameters by injecting literals: keep them literal, upper case."""
+    parameters = _code(_read(path))[1]
+    for node in _python(parameters.source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.unparse(node)
+        target = node.targets[0]
+        assert isinstance(target, ast.Name) and target.id.isupper(), ast.unparse(node)
+        ast.literal_eval(node.value)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_cells_narrate_and_ctlib_computes(path: Path) -> None:
+    for number, cell in enumerate(_code(_read(path)), start=1):
+        lines = cell.source.splitlines()
+        assert len(lines) <= MAX_LINES, (
+            f"{path.name}: code cell {number} has {len(lines)} lines; move code into ctlib"
+        )
+        for node in ast.walk(_python(cell.source)):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                assert node.end_lineno - node.lineno < 3, (
+                    f"{path.name}: cell {number} defines {node.name}"
+                )
+        assert "sys.path" not in cell.source, "the kit is installed, never put on sys.path"
+
+
+def test_checked_marker_follows_nbval() -> None:
+    assert is_checked("# NBVAL_CHECK_OUTPUT\nprint(1)")
+    assert is_checked("x = 1\n  #  NBVAL_CHECK_OUTPUT  \n")
+    assert not is_checked("# NBVAL_CHECK_OUTPUT: with words after it nbval ignores the marker")
+    assert not is_checked("print('# NBVAL_CHECK_OUTPUT')")
+
+
+def test_strip_outputs_keeps_only_checked_cells(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "print(1)",
+                execution_count=3,
+                outputs=[nbformat.v4.new_output("stream", text="1\n")],
+            ),
+            nbformat.v4.new_code_cell(
+                "# NBVAL_CHECK_OUTPUT\nprint(2)",
+                execution_count=9,
+                outputs=[nbformat.v4.new_output("stream", text="old\n")],
+            ),
+        ]
+    )
+    run = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "# NBVAL_CHECK_OUTPUT\nprint(2)",
+                execution_count=1,
+                outputs=[nbformat.v4.new_output("stream", text="2\n")],
+            ),
+        ]
+    )
+    path, executed = tmp_path / "a.ipynb", tmp_path / "run.ipynb"
+    nbformat.write(nb, path)
+    nbformat.write(run, executed)
+    assert strip_outputs(path, executed) == 1
+    cells = _read(path).cells
+    assert cells[0].outputs == [] and cells[0].execution_count is None
+    assert cells[1].outputs[0]["text"] == "2\n" and cells[1].execution_count == 2
+    text = path.read_text()
+    assert strip_outputs(path) == 1 and path.read_text() == text, "idempotent"
+
+
+# --------------------------------------------------------------------------- mode
+@pytest.mark.parametrize(
+    ("value", "gpu", "quick"),
+    [
+        ("1", False, True),
+        ("1", True, True),
+        ("true", True, True),
+        ("YES", True, True),
+        ("on", True, True),
+        ("0", False, False),
+        ("0", True, False),
+        ("false", False, False),
+        ("No", True, False),
+        ("", False, True),
+        ("", True, False),
+        (None, False, True),
+        (None, True, False),
+        ("  ", True, False),
+    ],
+)
+def test_mode_from_the_environment(value: str | None, gpu: bool, quick: bool) -> None:
+    environ = {} if value is None else {"CTLIB_QUICK": value}
+    mode = get_mode(environ, gpu=gpu)
+    assert mode.quick is quick and mode.name == ("quick" if quick else "full")
+    assert ("CTLIB_QUICK" in mode.reason) and mode.name in str(mode)
+
+
+def test_mode_refuses_what_it_does_not_understand() -> None:
+    with pytest.raises(ValueError, match="CTLIB_QUICK='maybe'.*CTLIB_QUICK=1"):
+        get_mode({"CTLIB_QUICK": "maybe"}, gpu=False)
+
+
+def test_unset_mode_follows_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_mode({}).quick
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not get_mode({}).quick
+
+
+def test_output_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTLIB_OUTPUT_DIR", str(tmp_path / "out"))
+    assert (
+        output_dir("figures") == tmp_path / "out" / "figures"
+        and (tmp_path / "out" / "figures").is_dir()
+    )
+    assert results_dir(QUICK) == tmp_path / "out" / "runs"
+    assert results_dir(FULL) == ROOT / "runs", "full mode shares the CLI's results folder"
+    monkeypatch.delenv("CTLIB_OUTPUT_DIR")
+    assert output_dir(create=False) == ROOT / "outputs" / "notebooks"
+    assert "outputs/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# --------------------------------------------------------------------------- recipe
+def test_full_mode_is_the_papers_recipe() -> None:
+    config = finetune_config(FULL)
+    assert config == TrainConfig(arch="resnet101")
+    assert (recipe_table(config)["differs"] == "").all()
+    assert finetune_config(FULL, "densenet201").input_size == (349, 253)
+
+
+def test_quick_mode_says_where_it_deviates() -> None:
+    config = finetune_config(QUICK)
+    assert (config.arch, config.epochs, config.lr, config.device) == (
+        "efficientnet_lite0",
+        5,
+        1e-2,
+        "cpu",
+    )
+    width, height = config.input_size
+    assert width == 128 and abs(width / height - 349 / 253) < 0.02, "Table 1's shape, smaller"
+    table = recipe_table(config)
+    differs = set(table.index[table["differs"] != ""])
+    assert {
+        "architecture",
+        "epochs",
+        "initial learning rate",
+        "canvas (w × h)",
+        "batch size",
+    } <= differs
+    assert "weight decay" not in differs and "optimizer" not in differs
+
+
+def test_another_learning_rate_keeps_the_schedules_ratios() -> None:
+    paper = TrainConfig()
+    for mode in (QUICK, FULL):
+        config = finetune_config(mode, lr=6e-4)
+        assert config.lr == 6e-4
+        np.testing.assert_allclose(
+            np.array(config.lr_values) / config.lr, np.array(paper.lr_values) / paper.lr
+        )
+    assert finetune_config(FULL, lr=3e-4).lr_values == paper.lr_values
+
+
+def test_schedule_table_of_the_paper() -> None:
+    table = schedule_table(TrainConfig())
+    assert table.index.tolist() == ["1–50", "51–70", "71–80", "81–90", "91–100"]
+    assert table["learning rate"].tolist() == ["0.0003", "0.0001", "3e-05", "1e-05", "3e-06"]
+    short = schedule_table(TrainConfig(epochs=4))
+    assert short.index.tolist() == ["1–2", "3", "4"]
+
+
+# --------------------------------------------------------------------------- data helpers
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "label": [1, 1, 0, 0, 0],
+            "patient_id": ["a", "a", "b", "c", "c"],
+            "width": [200, 300, 400, 100, 100],
+            "height": [100, 100, 200, 100, 50],
+        }
+    )
+
+
+def test_overview_counts_images_and_patients() -> None:
+    table = overview({"toy": _frame(), "anon": _frame().assign(patient_id=pd.NA)})
+    assert (
+        table.loc[("toy", "COVID"), "images"] == 2
+        and table.loc[("toy", "COVID"), "patients"] == "1"
+    )
+    assert table.loc[("toy", "non-COVID"), "patients"] == "2"
+    assert table.loc[("toy", "non-COVID"), "width"] == "100–400"
+    assert table.loc[("toy", "COVID"), "aspect median"] == 2.5
+    assert table.loc[("anon", "COVID"), "patients"] == "not published"
+
+
+def test_padding_stats_against_hand_computed_cases() -> None:
+    frame = pd.DataFrame({"width": [200], "height": [100], "label": [1]})
+    stats = padding_stats({"one": frame}, {"square": (200, 200), "wide": (200, 100)}, square=224)
+    assert stats.loc["one", "padding 200×200"] == "50%"  # 200×100 on 200×200: half is padding
+    assert stats.loc["one", "padding 200×100"] == "0%"
+    assert stats.loc["one", "squashed 224×224"] == "50%"  # aspect 2 -> 1: squashed to half
+
+
+def test_canvas_columns_group_table1() -> None:
+    columns = canvas_columns()
+    assert len(columns) == 5 and columns["ResNets, ResNeXts, DenseNets"] == (349, 253)
+    assert columns["InceptionV3"] == (331, 267)
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
+    from ctlib.data import load_dataset
+    from ctlib.synthetic import SyntheticConfig
+
+    return load_dataset(
+        "synthetic",
+        tmp_path_factory.mktemp("synth"),
+        synthetic=SyntheticConfig(n_patients=6),
+        progress=False,
+    )
+
+
+def test_get_dataset_subsamples_by_label_and_renames() -> None:
+    full = get_dataset("synthetic")
+    small = get_dataset("synthetic", max_images=20, seed=1)
+    assert len(small) == 20 and small.name == "synthetic-20"
+    assert set(small.frame["label"]) == {0, 1}
+    assert set(small.frame["path"]) <= set(full.frame["path"])
+    assert get_dataset("synthetic", max_images=20, seed=1).frame.equals(small.frame), (
+        "deterministic"
+    )
+    assert get_dataset("synthetic", max_images=10_000) is not None
+
+
+def test_get_dataset_missing_real_set_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctlib.data import DataError
+
+    monkeypatch.setenv("CTLIB_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="download"):
+        get_dataset("covid19-ct")
+
+
+def test_slice_viewer_callbacks_without_a_browser(tiny_synthetic) -> None:
+    viewer = SliceViewer(tiny_synthetic)
+    first = bytes(viewer.image.value)
+    assert first.startswith(b"\x89PNG") and "as stored" in viewer.caption.value
+    viewer.menu.value = "ResNets, ResNeXts, DenseNets"
+    assert bytes(viewer.image.value) != first and "349×253 canvas" in viewer.caption.value
+    picture, _ = viewer.render(0, "ResNets, ResNeXts, DenseNets")
+    assert picture.shape == (253, 349)
+    squashed, caption = viewer.render(0, viewer.options[1])
+    assert squashed.shape == (224, 224) and "aspect ratio lost" in caption
+    before = bytes(viewer.image.value)
+    viewer.slider.value = len(tiny_synthetic) - 1
+    assert bytes(viewer.image.value) != before
+
+
+# --------------------------------------------------------------------------- results
+def test_full_mode_never_trains_without_results(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="python -m ctlib cv --arch resnet101"):
+        ensure_results(tmp_path, FULL)
+
+
+def _fold_rows(dataset: str, arch: str, accuracy: list[float]) -> pd.DataFrame:
+    rows = [
+        {
+            "dataset": dataset,
+            "protocol": "paper",
+            "arch": arch,
+            "fold": k,
+            "accuracy": a,
+            "precision": a,
+            "recall": a,
+            "specificity": a,
+            "f1": a,
+        }
+        for k, a in enumerate(accuracy)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_paper_numbers_are_the_abstracts() -> None:
+    table = paper_table()
+    assert table.loc[
+        ("sars-cov-2-ct", "paper", "resnet101"),
+        ["accuracy_mean", "precision_mean", "recall_mean", "specificity_mean", "f1_mean"],
+    ].tolist() == [99.4, 99.6, 99.8, 99.6, 99.4]
+    assert table.loc[("covid19-ct", "paper", "densenet201"), "accuracy_mean"] == 92.9
+    assert table.loc[("covid19-ct", "paper", "densenet201"), "recall_mean"] == 93.7
+    for result in PUBLISHED:
+        assert "2011.05317" in result.source, "every number says where it was read"
+        assert set(result.mean) <= {"accuracy", "precision", "recall", "specificity", "f1"}
+
+
+def test_compare_with_paper_verdicts() -> None:
+    ours = pd.concat(
+        [
+            _fold_rows("sars-cov-2-ct", "resnet101", [0.994, 0.990, 0.998]),  # mean 99.4: agrees
+            _fold_rows("covid19-ct", "resnet18", [0.80, 0.82]),  # nothing published
+        ]
+    )
+    frame = compare_with_paper(ours, tolerance=1.0)
+    row = frame[(frame["arch"] == "resnet101") & (frame["metric"] == "accuracy")].iloc[0]
+    assert row["verdict"] == "agrees" and abs(row["difference"]) < 1e-9 and row["folds"] == 3
+    recall = frame[(frame["arch"] == "resnet101") & (frame["metric"] == "recall")].iloc[0]
+    assert recall["difference"] == pytest.approx(99.4 - 99.8)
+    assert set(frame.loc[frame["arch"] == "resnet18", "verdict"]) == {"not published"}
+    assert set(frame.loc[frame["arch"] == "densenet201", "verdict"]) == {"not run"}
+    lower = compare_with_paper(_fold_rows("sars-cov-2-ct", "resnet101", [0.95, 0.96]))
+    assert set(lower["verdict"]) == {"lower", "not run"}
+    html = highlight_differences(frame).to_html()
+    assert "#d8f0d8" in html and "not published" in html
+
+
+# --------------------------------------------------------------------------- running
+@pytest.mark.slow
+def test_run_notebooks_reports_time_and_errors(tmp_path: Path) -> None:
+    good = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("X = 1", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("print(X * 2)"),
+        ]
+    )
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")])
+    for nb in (good, bad):
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+    nbformat.write(good, tmp_path / "good.ipynb")
+    nbformat.write(bad, tmp_path / "bad.ipynb")
+    report = run_notebooks(
+        [tmp_path / "good.ipynb", tmp_path / "bad.ipynb"], tmp_path / "out", parameters={"X": 21}
+    )
+    assert report["error"].tolist()[0] == "" and "ZeroDivisionError" in report["error"].tolist()[1]
+    executed = json.loads((tmp_path / "out" / "good.ipynb").read_text())
+    assert "42" in "".join(executed["cells"][-1]["outputs"][0]["text"])
