@@ -296,11 +296,41 @@ def check_slice_viewer(page: Any) -> dict[str, Any]:
     }
 
 
+def check_gradcam_explorer(page: Any) -> dict[str, Any]:
+    """Notebook 05's explorer: it appears with a heat map, and a new one is drawn for Eigen-CAM."""
+    image = "img.ctlib-heatmap"
+    page.wait_for_selector(image, state="visible", timeout=120_000)
+    page.locator(image).last.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "(selector) => { const img = document.querySelector(selector);"
+        " return img && img.complete && img.naturalWidth > 0; }",
+        arg=image, timeout=120_000,
+    )
+    before = _image_state(page, image)
+    menu = page.locator(".ctlib-method select").last
+    menu.select_option(label="Eigen-CAM")
+    page.wait_for_function(
+        "([selector, old]) => { const img = document.querySelector(selector);"
+        " return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
+        arg=[image, before["src"]],
+        timeout=120_000,
+    )
+    after = _image_state(page, image)
+    info = page.locator(".ctlib-info").last.inner_text()
+    assert after["drawn"] and after["width"] > 100, f"no heat map drawn after the change: {after}"
+    page.locator(".ctlib-explorer").last.scroll_into_view_if_needed()
+    return {"widget": "Grad-CAM explorer", "before": [before["width"], before["height"]],
+            "after": [after["width"], after["height"]], "info": info}
+
+
 CASES = [
     pytest.param(
         ROOT / "notebooks" / "01_data_exploration.ipynb", check_slice_viewer, id="01_slice_viewer"
     ),
 ]
+if (ROOT / "notebooks" / "05_gradcam.ipynb").is_file():
+    CASES.append(pytest.param(ROOT / "notebooks" / "05_gradcam.ipynb", check_gradcam_explorer,
+                              id="05_gradcam_explorer"))
 
 
 @pytest.mark.parametrize(("notebook", "interact"), CASES)
