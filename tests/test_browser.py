@@ -327,10 +327,10 @@ CASES = [
     pytest.param(
         ROOT / "notebooks" / "01_data_exploration.ipynb", check_slice_viewer, id="01_slice_viewer"
     ),
+    pytest.param(
+        ROOT / "notebooks" / "05_gradcam.ipynb", check_gradcam_explorer, id="05_gradcam_explorer"
+    ),
 ]
-if (ROOT / "notebooks" / "05_gradcam.ipynb").is_file():
-    CASES.append(pytest.param(ROOT / "notebooks" / "05_gradcam.ipynb", check_gradcam_explorer,
-                              id="05_gradcam_explorer"))
 
 
 @pytest.mark.parametrize(("notebook", "interact"), CASES)
