@@ -266,6 +266,17 @@ def _image_state(page: Any, selector: str) -> dict[str, Any]:
     )
 
 
+def _wait_redrawn(page: Any, selector: str, old_src: str, timeout_ms: int) -> dict[str, Any]:
+    """Wait until the image under ``selector`` shows a new, fully loaded picture; its state."""
+    page.wait_for_function(
+        "([selector, old]) => { const img = document.querySelector(selector);"
+        " return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
+        arg=[selector, old_src],
+        timeout=timeout_ms,
+    )
+    return _image_state(page, selector)
+
+
 def check_slice_viewer(page: Any) -> dict[str, Any]:
     """Notebook 01's slice viewer: it appears, and a new canvas is drawn when the menu changes."""
     image = ".jp-OutputArea-output img.widget-image"
@@ -275,13 +286,7 @@ def check_slice_viewer(page: Any) -> dict[str, Any]:
     assert before["drawn"], f"the viewer's first image is not drawn: {before}"
     menu = page.locator(".jp-OutputArea-output .widget-dropdown select").last
     menu.select_option(label="ResNets, ResNeXts, DenseNets")
-    page.wait_for_function(
-        "([selector, old]) => { const img = document.querySelector(selector);"
-        " return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
-        arg=[image, before["src"]],
-        timeout=30_000,
-    )
-    after = _image_state(page, image)
+    after = _wait_redrawn(page, image, before["src"], 30_000)
     assert (after["width"], after["height"]) == (349, 253), (
         f"expected the 349×253 canvas, got {after}"
     )
@@ -309,13 +314,7 @@ def check_gradcam_explorer(page: Any) -> dict[str, Any]:
     before = _image_state(page, image)
     menu = page.locator(".ctlib-method select").last
     menu.select_option(label="Eigen-CAM")
-    page.wait_for_function(
-        "([selector, old]) => { const img = document.querySelector(selector);"
-        " return img && img.src !== old && img.complete && img.naturalWidth > 0; }",
-        arg=[image, before["src"]],
-        timeout=120_000,
-    )
-    after = _image_state(page, image)
+    after = _wait_redrawn(page, image, before["src"], 120_000)
     info = page.locator(".ctlib-info").last.inner_text()
     assert after["drawn"] and after["width"] > 100, f"no heat map drawn after the change: {after}"
     page.locator(".ctlib-explorer").last.scroll_into_view_if_needed()
