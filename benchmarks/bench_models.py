@@ -5,8 +5,13 @@ Grad-CAM layer, and milliseconds per image for one training step (forward, BCE l
 the canvas, in contiguous and channels-last memory formats. One warm-up step, then the median of
 ``--steps`` timed steps.
 
+Also counts the forward pass's GFLOPs per image at the canvas (``torch.utils.flop_counter``)
+and, with ``--csv``, writes ``arch, canvas, cpu_ms_per_image, gflops_forward`` -- the file
+``python -m ctlib sweep --dry-run`` reads to estimate the cost of the full grid.
+
 Usage:
     python benchmarks/bench_models.py --threads 2 > /tmp/bench_models.txt
+    python benchmarks/bench_models.py --threads 2 --csv benchmarks/step_costs.csv
     python benchmarks/bench_models.py --archs "resnet*,densenet121" --batch 4 --steps 2
 """
 
@@ -38,6 +43,17 @@ def ms_per_image(model: torch.nn.Module, x: torch.Tensor, warmup: int, steps: in
     return 1000 * statistics.median(times) / len(x)
 
 
+def gflops_forward(model: torch.nn.Module, height: int, width: int) -> float:
+    """Floating-point operations of one forward pass of one image, in GFLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, height, width))
+    model.train()
+    return counter.get_total_flops() / 1e9
+
+
 def select(patterns: str) -> list[str]:
     names: list[str] = []
     for pattern in patterns.split(","):
@@ -57,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3,
                         help="timed steps after the warm-up (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps (default 1)")
+    parser.add_argument("--csv", help="also write arch, canvas, cpu_ms_per_image (channels-last), "
+                                      "gflops_forward to this file")
     args = parser.parse_args(argv)
+    rows = []
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -66,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.steps} steps; ms per image, forward + backward, train mode, one logit")
     print(f"# load average at start: {load()} (other processes on these cores skew the timings)")
     header = ("architecture", "source", "params (M)", "canvas WxH", "feat", "CAM layer",
-              "ms contig", "ms ch-last")
+              "ms contig", "ms ch-last", "GFLOPs fwd")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for name in select(args.archs):
@@ -76,16 +95,24 @@ def main(argv: list[str] | None = None) -> None:
         params = sum(p.numel() for p in model.parameters()) / 1e6
         height, width = spec.canvas_hw
         x = torch.randn(args.batch, 3, height, width)
+        flops = gflops_forward(model, height, width)
         contiguous = ms_per_image(model, x, args.warmup, args.steps)
         model = model.to(memory_format=torch.channels_last)
         channels_last = ms_per_image(model, x.contiguous(memory_format=torch.channels_last),
                                      args.warmup, args.steps)
         row = (spec.display_name, f"{spec.source} {spec.builder}", f"{params:.2f}",
                f"{width}x{height}", str(spec.feature_dim), spec.cam_layer,
-               f"{contiguous:.0f}", f"{channels_last:.0f}")
+               f"{contiguous:.0f}", f"{channels_last:.0f}", f"{flops:.2f}")
         print("| " + " | ".join(row) + " |", flush=True)
+        rows.append({"arch": name, "canvas": f"{width}x{height}",
+                     "cpu_ms_per_image": round(channels_last, 1), "gflops_forward": round(flops, 3)})
         del model
     print(f"# load average at end: {load()}")
+    if args.csv:
+        from ctlib.sweep import write_costs
+
+        write_costs(rows, args.csv)
+        print(f"# wrote {args.csv}")
 
 
 def load() -> str:

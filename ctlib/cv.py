@@ -8,19 +8,26 @@ Protocols (``protocol=``):
   land in both training and test folds.
 * ``"patient"`` -- stratified *grouped* k-fold on patient IDs: no patient in two
   folds. Needs a data set with patient IDs (COVID19-CT, synthetic).
+* ``"pseudo-patient"`` -- stratified grouped k-fold on *derived* scan groups, for a
+  data set without patient IDs (SARS-CoV-2 CT): :func:`ctlib.audit.pseudo_patients`
+  clusters look-alike slices, and the groups ship in ``data/<name>.pseudo_patients.csv``
+  (the audit explains and checks the grouping). An approximation of the patient protocol.
 * ``"official"`` -- COVID19-CT's official train/val/test split: train on train, pick
   the epoch (lowest validation loss) and the threshold (best validation accuracy) on
   val only, test once on test. One "fold", numbered 0.
 
 Results on disk are the interface to everything that reports (tables, notebooks)::
 
-    <out>/<dataset>/<protocol>/<arch>/folds.csv         path, label, patient_id, fold
-    <out>/<dataset>/<protocol>/<arch>/fold<k>/config.json
+    <out>/<dataset>/<protocol>/<run>/folds.csv          path, label, patient_id, fold
+    <out>/<dataset>/<protocol>/<run>/fold<k>/config.json
                                               history.json       per-epoch loss, lr, seconds
                                               checkpoint.pt      training state (resume)
                                               model.pt           the final model (ctlib checkpoint)
                                               predictions.csv    path, label, prob, fold, patient_id
                                               metrics.json       accuracy, precision, ... tp
+
+``<run>`` is :attr:`ctlib.train.TrainConfig.run_name`: the architecture's name, with
+``-scratch`` for a random initialisation and ``-flat`` for the padding-geometry probe.
 
 A fold with ``metrics.json`` is finished and skipped on a rerun; a fold killed at any
 moment resumes from its last epoch checkpoint. An output folder written with another
@@ -50,7 +57,7 @@ __all__ = ["PROTOCOLS", "fold_dir", "make_folds", "run_cv", "run_fold"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("paper", "patient", "official")
+PROTOCOLS = ("paper", "patient", "pseudo-patient", "official")
 
 
 def make_folds(frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, seed: int = 0) -> pd.Series:
@@ -62,7 +69,8 @@ def make_folds(frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, s
 
     Raises:
         ValueError: an unknown protocol, a data set without patient IDs for
-            ``patient``, or without an official split for ``official``.
+            ``patient``, without a ``pseudo_patient`` column for ``pseudo-patient``, or
+            without an official split for ``official``.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; choose from {PROTOCOLS}.")
@@ -79,19 +87,24 @@ def make_folds(frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, s
         splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(len(frame)), labels)
     else:
-        if "patient_id" not in frame or frame["patient_id"].isna().any():
-            raise ValueError("The 'patient' protocol needs a patient ID for every image; this data "
-                             "set has none (sars-cov-2-ct publishes none). Use protocol='paper'.")
+        column = "patient_id" if protocol == "patient" else "pseudo_patient"
+        if column not in frame or frame[column].isna().any():
+            if protocol == "patient":
+                raise ValueError("The 'patient' protocol needs a patient ID for every image; this "
+                                 "data set has none (sars-cov-2-ct publishes none). Use "
+                                 "protocol='paper', or 'pseudo-patient' with derived groups.")
+            raise ValueError("The 'pseudo-patient' protocol needs a 'pseudo_patient' group for every "
+                             "image (ctlib.audit.with_pseudo_patients adds the shipped ones).")
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(len(frame)), labels, groups=frame["patient_id"].astype(str))
+        splits = splitter.split(np.zeros(len(frame)), labels, groups=frame[column].astype(str))
     for k, (_, test) in enumerate(splits):
         folds[test] = k
     return pd.Series(folds, index=frame.index, name="fold")
 
 
-def fold_dir(out: str | os.PathLike[str], dataset: str, protocol: str, arch: str, fold: int) -> Path:
-    """``<out>/<dataset>/<protocol>/<arch>/fold<k>``."""
-    return Path(out) / dataset / protocol / arch / f"fold{fold}"
+def fold_dir(out: str | os.PathLike[str], dataset: str, protocol: str, run: str, fold: int) -> Path:
+    """``<out>/<dataset>/<protocol>/<run>/fold<k>`` (``run``: ``TrainConfig.run_name``)."""
+    return Path(out) / dataset / protocol / run / f"fold{fold}"
 
 
 def _run_record(config: TrainConfig, dataset: str, protocol: str, n_folds: int, fold: int) -> dict[str, Any]:
@@ -104,6 +117,12 @@ def _claim(folder: Path, record: dict[str, Any]) -> None:
     path = folder / "config.json"
     if path.is_file():
         old = json.loads(path.read_text())
+        # a setting added to TrainConfig after the run started counts as equal when it
+        # holds its default (the run was made with that behaviour)
+        defaults = TrainConfig().to_dict()
+        for key, value in record["train"].items():
+            if key not in old.get("train", {}) and value == defaults.get(key):
+                old.setdefault("train", {})[key] = value
         if old != record:
             diff = sorted(k for k in set(old["train"]) | set(record["train"])
                           if old["train"].get(k) != record["train"].get(k))
@@ -137,7 +156,7 @@ def run_fold(
     from ctlib.transforms import CanvasDataset
 
     n_folds = 1 if protocol == "official" else int(folds.max()) + 1
-    folder = fold_dir(out, dataset.name, protocol, config.arch, fold)
+    folder = fold_dir(out, dataset.name, protocol, config.run_name, fold)
     _claim(folder, _run_record(config, dataset.name, protocol, n_folds, fold))
     if (folder / "metrics.json").is_file():
         log.info("%s is finished; skipped", folder)
@@ -150,7 +169,7 @@ def run_fold(
         train_mask, val_mask = ~test_mask, None
     spec = get_spec(config.arch)
     size = config.input_size
-    norm = {"mean": spec.mean, "std": spec.std}
+    norm = {"mean": spec.mean, "std": spec.std, "content": config.content}
     train_set = CanvasDataset(frame[train_mask.to_numpy()], size, train=True, seed=config.seed,
                               augment=config.augment, **norm)
     test_set = CanvasDataset(frame[test_mask.to_numpy()], size, **norm)
@@ -206,17 +225,23 @@ def run_cv(
     Args:
         dataset: from :func:`ctlib.data.load_dataset`.
         config: the training recipe (``config.arch`` is the architecture).
-        protocol: ``"paper"``, ``"patient"`` or ``"official"`` (see the module docstring).
+        protocol: ``"paper"``, ``"patient"``, ``"pseudo-patient"`` or ``"official"`` (see
+            the module docstring).
         n_folds: k (5 in the paper); ignored by ``official``.
         only_folds: run only these folds (e.g. to spread folds over GPUs).
         out: the results folder.
         progress: progress bars.
         resume: continue unfinished folds from their last epoch checkpoint.
     """
+    if protocol == "pseudo-patient" and "pseudo_patient" not in dataset.frame:
+        from ctlib.audit import with_pseudo_patients
+
+        dataset = replace(dataset, frame=with_pseudo_patients(dataset.frame, dataset.name))
     folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
-    base = Path(out) / dataset.name / protocol / config.arch
+    base = Path(out) / dataset.name / protocol / config.run_name
     base.mkdir(parents=True, exist_ok=True)
-    assignment = dataset.frame[["path", "label", "patient_id"]].assign(fold=folds.to_numpy())
+    columns = ["path", "label", "patient_id"] + (["pseudo_patient"] if protocol == "pseudo-patient" else [])
+    assignment = dataset.frame[columns].assign(fold=folds.to_numpy())
     folds_file = base / "folds.csv"
     if folds_file.is_file():
         old = pd.read_csv(folds_file, dtype={"fold": str})
@@ -238,8 +263,8 @@ def run_cv(
     for fold in tqdm(fold_ids, desc=f"{config.arch} {protocol} CV", unit="fold", disable=not progress):
         metrics = run_fold(dataset, config, folds, fold, protocol=protocol, out=out, progress=progress,
                            resume=resume)
-        rows.append({"dataset": dataset.name, "protocol": protocol, "arch": config.arch, "fold": fold,
-                     **metrics})
+        rows.append({"dataset": dataset.name, "protocol": protocol, "arch": config.run_name,
+                     "fold": fold, **metrics})
     return pd.DataFrame(rows)
 
 

@@ -1211,7 +1211,8 @@ def trained_fold(
     n_folds: int = 5,
     progress: bool = False,
 ) -> Path:
-    """The folder of one trained fold, ``<results>/<dataset>/<protocol>/<arch>/fold<k>``.
+    """The folder of one trained fold, ``<results>/<dataset>/<protocol>/<run>/fold<k>``
+    (``<run>``: ``config.run_name``, else ``arch``: e.g. ``efficientnet_lite0-scratch``).
 
     With a training recipe (``config``, a :class:`ctlib.train.TrainConfig`) a missing fold
     is trained first with :func:`ctlib.cv.run_cv` (``only_folds=[fold]``); a finished fold
@@ -1222,7 +1223,8 @@ def trained_fold(
         results: the results folder.
         dataset: the :class:`ctlib.data.CTDataset` (needed to train), or its name.
         config: the training recipe, or None to only look for a finished fold.
-        arch: the architecture; defaults to ``config.arch``.
+        arch: the architecture, or the run's folder name (``resnet18-scratch``) when no
+            recipe is given; defaults to ``config.arch``.
         protocol: ``"paper"``, ``"patient"`` or ``"official"`` (see :mod:`ctlib.cv`).
         fold: the test fold.
         n_folds: folds of the cross-validation.
@@ -1246,7 +1248,8 @@ def trained_fold(
                out=results, progress=progress)
     if arch is None:
         raise ValueError("Name the architecture: arch=... (or pass a training recipe).")
-    folder = fold_dir(results, name, protocol, arch, fold)
+    run = config.run_name if config is not None else arch
+    folder = fold_dir(results, name, protocol, run, fold)
     if not (folder / "model.pt").is_file():
         raise FileNotFoundError(
             f"No trained network in {str(folder)!r}. Train it first, e.g. `python -m ctlib cv "

@@ -54,6 +54,7 @@ __all__ = [
     "SliceViewer",
     "browse_sets",
     "canvas_columns",
+    "committed_results",
     "data_status",
     "default_dataset",
     "ensure_results",
@@ -191,6 +192,20 @@ def results_dir(mode: Mode) -> Path:
     if mode.quick:
         return output_dir("runs")
     return (repo_root() or Path.cwd()) / "runs"
+
+
+def committed_results() -> Path:
+    """``results/`` of the repository: the small CSV/JSON files of the kit's real-data runs
+    on a CPU (issue 7), committed so that every reader sees the same numbers.
+
+    Raises:
+        FileNotFoundError: ctlib is not installed from a clone (``pip install -e .``).
+    """
+    root = repo_root()
+    if root is None or not (root / "results").is_dir():
+        raise FileNotFoundError("The committed results/ folder is not here: install ctlib from a "
+                                "clone of its repository (git clone ...; pip install -e .).")
+    return root / "results"
 
 
 def figure_dir(mode: Mode) -> Path:

@@ -224,7 +224,9 @@ def plot_cam(image: np.ndarray, result: CamResult, *, alpha: float = 0.5, title:
     axes[0].set_title(f"original {w}×{h}", fontsize=10)
     shown = axes[1].imshow(result.heatmap, cmap="jet", vmin=0, vmax=1)
     axes[1].set_title(f"{result.method_name} on {result.layer}", fontsize=10)
-    figure.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02)
+    # a colour bar exactly as tall as the heat map (one made with ax= is as tall as the
+    # axes box and runs into the titles beside it)
+    figure.colorbar(shown, cax=axes[1].inset_axes([1.03, 0.0, 0.045, 1.0]))
     axes[2].imshow(heat_overlay(image, result.heatmap, alpha))
     axes[2].set_title(_cam_caption(result), fontsize=10)
     for ax in axes:

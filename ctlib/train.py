@@ -64,6 +64,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("lamb", "lamb_timm")
+CONTENTS = ("image", "flat")
 # The smallest canvas side each network accepts (valid convolutions and pooling shrink
 # the feature maps to nothing below it); 32 for the others (five stride-2 stages).
 MIN_CANVAS_SIDE = {"inceptionv3": 75, "xception": 71}
@@ -101,6 +102,9 @@ class TrainConfig:
         compile: ``torch.compile`` the model.
         num_workers: DataLoader worker processes (0: load in the main process).
         threshold: probability from which a prediction is COVID.
+        content: what the canvas shows inside the placement box: ``"image"`` (the slice,
+            as in the paper) or ``"flat"`` (a uniform gray box: only the box's size and
+            position remain -- the padding-geometry shortcut probe).
     """
 
     arch: str = "efficientnet_lite0"
@@ -122,6 +126,7 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = 0
     threshold: float = 0.5
+    content: str = "image"
 
     def __post_init__(self) -> None:
         from ctlib.models import get_spec
@@ -133,6 +138,8 @@ class TrainConfig:
             raise ValueError("lr_milestones and lr_values must have the same length.")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        if self.content not in CONTENTS:
+            raise ValueError(f"content must be one of {CONTENTS}, got {self.content!r}.")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}.")
         if self.canvas is not None:
@@ -153,6 +160,21 @@ class TrainConfig:
         from ctlib.models import get_spec
 
         return self.canvas or get_spec(self.arch).canvas
+
+    @property
+    def run_name(self) -> str:
+        """The results folder name of this recipe: the architecture, plus what differs from
+        the paper's kind of run -- ``-scratch`` (random initialisation), ``-fe`` (feature
+        extraction), ``-flat`` (the padding-geometry probe). E.g.
+        ``efficientnet_lite0-scratch``."""
+        name = self.arch
+        if not self.pretrained:
+            name += "-scratch"
+        if self.strategy != "finetune":
+            name += "-fe"
+        if self.content != "image":
+            name += f"-{self.content}"
+        return name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``config.json``."""

@@ -40,6 +40,7 @@ from ctlib.canvas import Box, fit_to_canvas  # noqa: E402
 from ctlib.data import CTDataset, read_grayscale  # noqa: E402
 
 __all__ = [
+    "FLAT_FILL",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "AugmentConfig",
@@ -52,6 +53,8 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The gray level of the placement box in ``content="flat"`` canvases (padding is 0).
+FLAT_FILL = 128
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,10 @@ class CanvasDataset(Dataset):
         mean, std: normalisation; ImageNet's by default (``spec.mean``/``spec.std``).
         augment: the augmentation config (train only).
         seed: the run's seed; with the epoch and index it fixes each augmentation.
+        content: ``"image"`` draws the slice; ``"flat"`` fills its placement box with
+            uniform gray (:data:`FLAT_FILL`), keeping only the box's geometry -- the
+            padding-geometry probe (can a network tell the classes apart from where the
+            image sits on the canvas alone?).
         cache: keep decoded canvases in memory (the sets are small: SARS-CoV-2 at
             349 x 253 takes 220 MB), so decoding is not redone every epoch. Fill the
             cache with :meth:`precache` before creating DataLoader workers, so the
@@ -161,6 +168,7 @@ class CanvasDataset(Dataset):
         augment: AugmentConfig = AugmentConfig(),
         seed: int = 0,
         cache: bool = True,
+        content: str = "image",
     ) -> None:
         frame = dataset.frame if isinstance(dataset, CTDataset) else dataset
         missing = {"path", "label"} - set(frame.columns)
@@ -172,6 +180,9 @@ class CanvasDataset(Dataset):
         self.labels = np.asarray(frame["label"], dtype=np.float32)
         self.size = (int(size[0]), int(size[1]))
         fit_to_canvas(np.zeros((1, 1), np.uint8), self.size)  # validates the size early
+        if content not in ("image", "flat"):
+            raise ValueError(f"content must be 'image' or 'flat', got {content!r}.")
+        self.content = content
         self.train = train
         self.mean, self.std = tuple(mean), tuple(std)
         self.seed = seed
@@ -191,6 +202,11 @@ class CanvasDataset(Dataset):
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         result = fit_to_canvas(read_grayscale(self.paths[index]), self.size)
+        if self.content == "flat":
+            canvas, box = result
+            canvas = np.zeros_like(canvas)
+            canvas[box.y:box.y + box.height, box.x:box.x + box.width] = FLAT_FILL
+            result = (canvas, box)
         if self.cache is not None:
             self.cache[index] = result
         return result

@@ -79,10 +79,10 @@ def test_real_folds(data_root: Path) -> None:
 def test_run_cv_writes_results_skips_finished_and_refuses_mixing(synth, tmp_path: Path) -> None:
     results = run_cv(synth, TINY, protocol="patient", n_folds=2, out=tmp_path, progress=False)
     assert list(results["fold"]) == [0, 1]
-    folds = pd.read_csv(tmp_path / "synthetic" / "patient" / "shufflenet" / "folds.csv")
+    folds = pd.read_csv(tmp_path / "synthetic" / "patient" / TINY.run_name / "folds.csv")
     assert len(folds) == len(synth)
     for k in (0, 1):
-        folder = fold_dir(tmp_path, "synthetic", "patient", "shufflenet", k)
+        folder = fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, k)
         predictions = pd.read_csv(folder / "predictions.csv")
         assert {"path", "label", "prob", "fold", "patient_id"} <= set(predictions.columns)
         assert set(predictions["path"]) == set(folds.loc[folds["fold"] == k, "path"])
@@ -90,15 +90,58 @@ def test_run_cv_writes_results_skips_finished_and_refuses_mixing(synth, tmp_path
         assert metrics["n"] == len(predictions)
         assert (folder / "model.pt").is_file() and (folder / "history.json").is_file()
     # rerun: finished folds are skipped (nothing rewritten)
-    stamp = (fold_dir(tmp_path, "synthetic", "patient", "shufflenet", 0) / "metrics.json").stat().st_mtime_ns
+    stamp = (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json").stat().st_mtime_ns
     again = run_cv(synth, TINY, protocol="patient", n_folds=2, out=tmp_path, progress=False)
     assert again["accuracy"].tolist() == results["accuracy"].tolist()
-    assert (fold_dir(tmp_path, "synthetic", "patient", "shufflenet", 0) / "metrics.json").stat().st_mtime_ns == stamp
+    assert (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json").stat().st_mtime_ns == stamp
     # another configuration in the same folder is refused, nothing changed
     with pytest.raises(ValueError, match="another configuration"):
         run_cv(synth, TINY.quick(epochs=2), protocol="patient", n_folds=2, out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="another fold assignment"):
         run_cv(synth, TINY, protocol="patient", n_folds=3, out=tmp_path, progress=False)
-    assert (fold_dir(tmp_path, "synthetic", "patient", "shufflenet", 0) / "metrics.json").stat().st_mtime_ns == stamp
+    assert (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="do not exist"):
         run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[7], out=tmp_path, progress=False)
+
+
+def test_pseudo_patient_folds_keep_groups_together() -> None:
+    frame = _frame().rename(columns={"patient_id": "pseudo_patient"}).assign(patient_id=pd.NA)
+    folds = make_folds(frame, "pseudo-patient", 5, seed=0)
+    assert (frame.assign(fold=folds).groupby("pseudo_patient")["fold"].nunique() == 1).all()
+    with pytest.raises(ValueError, match="pseudo_patient"):
+        make_folds(frame.drop(columns="pseudo_patient"), "pseudo-patient")
+
+
+def test_run_names_keep_variants_apart(synth, tmp_path: Path) -> None:
+    assert TINY.run_name == "shufflenet-scratch"
+    assert TrainConfig().run_name == "efficientnet_lite0"
+    flat = TrainConfig(arch="shufflenet", pretrained=False, content="flat").run_name
+    assert flat == "shufflenet-scratch-flat"
+    with pytest.raises(ValueError, match="content"):
+        TrainConfig(content="blank")
+    # the flat probe and the image run share data set, protocol and architecture but not a folder
+    run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False)
+    probe = TrainConfig.from_dict({**TINY.to_dict(), "content": "flat"})
+    run_cv(synth, probe, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False)
+    base = tmp_path / "synthetic" / "patient"
+    assert sorted(p.name for p in base.iterdir()) == ["shufflenet-scratch", "shufflenet-scratch-flat"]
+    config = json.loads((base / "shufflenet-scratch-flat" / "fold0" / "config.json").read_text())
+    assert config["train"]["content"] == "flat"
+
+
+def test_a_run_from_before_a_new_setting_still_resumes(synth, tmp_path: Path) -> None:
+    """config.json written before TrainConfig gained `content` (at its default) is the same run."""
+    run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False)
+    path = fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "config.json"
+    record = json.loads(path.read_text())
+    del record["train"]["content"]
+    path.write_text(json.dumps(record))
+    again = run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path,
+                   progress=False)
+    assert len(again) == 1
+    # but a setting that differs from the default still counts as another configuration
+    record["train"]["content"] = "flat"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="another configuration"):
+        run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path,
+               progress=False)

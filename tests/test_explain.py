@@ -469,3 +469,42 @@ def test_body_mask_and_heat_location_on_real_slices(data_root: Path) -> None:
         table = heat_location(model, dataset.frame.head(3), canvas=CANVAS, progress=False)
         row = table.iloc[0]
         assert row["n_images"] == 3 and 0 <= row["padding_share"] <= row["outside_body_share"] <= 1
+
+
+def test_trained_fold_trains_once_then_reuses_and_fold_tsne(synth, tmp_path: Path) -> None:
+    from ctlib.train import TrainConfig
+
+    config = TrainConfig(arch="shufflenet", pretrained=False, epochs=1, batch_size=8,
+                         canvas=(96, 64), device="cpu")
+    with pytest.raises(FileNotFoundError, match="python -m ctlib cv"):
+        explain.trained_fold(tmp_path, "synthetic", arch="shufflenet-scratch")
+    with pytest.raises(ValueError, match="pass the data set"):
+        explain.trained_fold(tmp_path, "synthetic", config)
+    with pytest.raises(ValueError, match="recipe trains"):
+        explain.trained_fold(tmp_path, synth, config, arch="resnet18")
+    folder = explain.trained_fold(tmp_path, synth, config, protocol="patient", n_folds=2)
+    assert folder == tmp_path / "synthetic" / "patient" / "shufflenet-scratch" / "fold0"
+    stamp = (folder / "model.pt").stat().st_mtime_ns
+    again = explain.trained_fold(tmp_path, synth, config, protocol="patient", n_folds=2)
+    assert again == folder and (folder / "model.pt").stat().st_mtime_ns == stamp  # not retrained
+    # without a recipe, the finished fold is found by its run name
+    assert explain.trained_fold(tmp_path, "synthetic", arch="shufflenet-scratch",
+                                protocol="patient", n_folds=2) == folder
+
+    embedding = explain.fold_tsne(folder, perplexity=5.0, max_iter=250, cache=False)
+    points = embedding.points
+    assert len(points) == len(synth) and {"x", "y", "split", "misclassified"} <= set(points.columns)
+    assert set(points["split"]) == {"train", "test"}
+    test = points[points["split"] == "test"]
+    assert test["nearest_train"].notna().all() and not points.loc[points["split"] == "train", "misclassified"].any()
+    # patient-level folds: the nearest training image is never the same patient
+    assert not test["same_patient"].astype(bool).any()
+    assert set(embedding.scores["space"]) == {"features", "t-SNE"}
+    assert embedding.arch == "shufflenet"
+
+    with_masks = explain.lesion_masks(points)
+    covid = with_masks[with_masks["label"] == 1]
+    assert covid["mask_path"].map(lambda p: Path(p).is_file()).all()
+    assert explain.lesion_masks(with_masks) is with_masks
+    real = explain.lesion_masks(pd.DataFrame({"path": ["/elsewhere/CT_COVID/a.png"]}))
+    assert real["mask_path"].isna().all()

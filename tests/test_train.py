@@ -164,7 +164,7 @@ def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
     subprocess.run(args + synth + ["--out", str(tmp_path / "full")], check=True, env=env,
                    capture_output=True, timeout=600)
     cut = tmp_path / "cut"
-    history = cut / "synthetic" / "paper" / "shufflenet" / "fold0" / "history.json"
+    history = cut / "synthetic" / "paper" / "shufflenet-scratch" / "fold0" / "history.json"
     process = subprocess.Popen(args + synth + ["--out", str(cut)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -178,9 +178,9 @@ def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
     assert not (history.parent / "metrics.json").exists()
     subprocess.run(args + synth + ["--out", str(cut)], check=True, env=env, capture_output=True,
                    timeout=600)
-    a = pd.read_csv(tmp_path / "full" / "synthetic" / "paper" / "shufflenet" / "fold0" / "predictions.csv")
+    a = pd.read_csv(tmp_path / "full" / "synthetic" / "paper" / "shufflenet-scratch" / "fold0" / "predictions.csv")
     b = pd.read_csv(history.parent / "predictions.csv")
     assert np.array_equal(a["prob"].to_numpy(), b["prob"].to_numpy())
-    full = json.loads((tmp_path / "full" / "synthetic" / "paper" / "shufflenet" / "fold0" / "history.json").read_text())
+    full = json.loads((tmp_path / "full" / "synthetic" / "paper" / "shufflenet-scratch" / "fold0" / "history.json").read_text())
     resumed = json.loads(history.read_text())
     assert [h["train_loss"] for h in full] == [h["train_loss"] for h in resumed]

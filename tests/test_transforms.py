@@ -16,6 +16,7 @@ from ctlib.canvas import fit_to_canvas
 from ctlib.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    FLAT_FILL,
     AugmentConfig,
     CanvasDataset,
     item_seed,
@@ -92,6 +93,22 @@ def test_eval_items_are_canvas_and_normalisation_only(frame: pd.DataFrame) -> No
     assert torch.equal(image, normalize(canvas))
     assert label.dtype == torch.float32 and label.item() == 1.0
     assert image.shape == (3, SIZE[1], SIZE[0])
+
+
+def test_flat_content_keeps_only_the_placement_box(frame: pd.DataFrame) -> None:
+    """The padding-geometry probe: the slice is gone, its box (size and place) remains."""
+    flat = CanvasDataset(frame, SIZE, content="flat")
+    image = CanvasDataset(frame, SIZE)
+    for index in (0, 7):  # 40 x 70 and 75 x 70 images: different boxes
+        canvas, box = flat.canvas(index)
+        _, same_box = image.canvas(index)
+        assert box == same_box
+        inside = canvas[box.y:box.y + box.height, box.x:box.x + box.width]
+        assert np.all(inside == FLAT_FILL)
+        assert canvas.sum() == FLAT_FILL * box.width * box.height  # padding stays 0
+    assert flat.canvas(0)[1] != flat.canvas(7)[1]
+    with pytest.raises(ValueError, match="content"):
+        CanvasDataset(frame, SIZE, content="blank")
 
 
 def test_same_seed_same_epoch_is_reproducible(frame: pd.DataFrame) -> None:

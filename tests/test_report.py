@@ -1,0 +1,198 @@
+"""Results export, the audit report, and the README's generated block."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ctlib.data import load_dataset
+from ctlib.report import (
+    README_END,
+    README_START,
+    audit_dataset,
+    audit_table,
+    comparison_table,
+    export_results,
+    heat_report,
+    readme_block,
+    update_readme,
+)
+from ctlib.synthetic import SyntheticConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fold(
+    base: Path,
+    dataset: str,
+    protocol: str,
+    run: str,
+    fold: int,
+    accuracy: float,
+    finished: bool = True,
+) -> Path:
+    folder = base / dataset / protocol / run / f"fold{fold}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "checkpoint.pt").write_bytes(b"big")
+    (folder / "model.pt").write_bytes(b"big")
+    pd.DataFrame(
+        {
+            "path": [f"/data/{dataset}/CT_COVID/a{fold}.png", "rel/b.png"],
+            "label": [1, 0],
+            "prob": [0.9, 0.2],
+            "fold": fold,
+            "patient_id": ["p", pd.NA],
+        }
+    ).to_csv(folder / "predictions.csv", index=False)
+    if finished:
+        metrics = {
+            "accuracy": accuracy,
+            "f1": accuracy,
+            "recall": accuracy,
+            "specificity": accuracy,
+            "precision": accuracy,
+            "roc_auc": accuracy,
+            "tp": 1,
+            "fn": 0,
+            "fp": 0,
+            "tn": 1,
+            "n": 2,
+            "threshold": 0.5,
+            "train_seconds": 120.0,
+        }
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    pd.DataFrame(
+        {"path": ["/data/x/CT_COVID/a.png"], "label": [1], "patient_id": ["p"], "fold": [fold]}
+    ).to_csv(folder.parent / "folds.csv", index=False)
+    return folder
+
+
+def test_export_copies_small_files_of_finished_folds_with_relative_paths(tmp_path: Path) -> None:
+    runs, dest = tmp_path / "runs", tmp_path / "results"
+    _fold(runs, "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
+    _fold(runs, "covid19-ct", "paper", "efficientnet_lite0", 1, 0.8, finished=False)
+    written = export_results(runs, dest)
+    copied = dest / "covid19-ct" / "paper" / "efficientnet_lite0"
+    assert (copied / "fold0" / "metrics.json").is_file() and (copied / "folds.csv").is_file()
+    assert not (copied / "fold1").exists()  # unfinished: left behind
+    assert not list(dest.rglob("*.pt"))  # no checkpoints
+    predictions = pd.read_csv(copied / "fold0" / "predictions.csv")
+    assert predictions["path"].tolist() == ["CT_COVID/a0.png", "rel/b.png"]
+    assert pd.read_csv(copied / "folds.csv")["path"].tolist() == ["CT_COVID/a.png"]
+    assert len(written) == 4
+    with pytest.raises(FileNotFoundError, match="No finished fold"):
+        export_results(tmp_path / "empty", dest)
+
+
+def test_comparison_table_reads_runs_and_adds_the_paper(tmp_path: Path) -> None:
+    for k, acc in enumerate([0.8, 0.9]):
+        _fold(tmp_path, "covid19-ct", "paper", "efficientnet_lite0", k, acc)
+        _fold(tmp_path, "covid19-ct", "patient", "efficientnet_lite0-scratch", k, acc - 0.2)
+    table = comparison_table(tmp_path)
+    ours = table[~table["network"].str.contains("published")]
+    assert ours["protocol"].tolist() == ["image-level 5-fold (the paper's)", "patient-level 5-fold"]
+    assert ours["accuracy"].tolist() == ["85.0 ± 7.1", "65.0 ± 7.1"]
+    assert ours["network"].tolist() == [
+        "EfficientNet-Lite0 (ImageNet)",
+        "EfficientNet-Lite0 (random init)",
+    ]
+    assert ours["CPU min"].tolist() == ["4", "4"]
+    paper = table[table["network"].str.contains("published")]
+    assert set(paper["data set"]) == {"covid19-ct", "sars-cov-2-ct"}
+    assert "92.9" in paper.loc[paper["data set"] == "covid19-ct", "accuracy"].item()
+
+
+def test_readme_block_is_rewritten_between_markers_and_checked(tmp_path: Path) -> None:
+    _fold(tmp_path / "results", "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{README_START}\nold numbers\n{README_END}\nafter\n")
+    assert update_readme(readme, tmp_path / "results", check=True)  # stale
+    assert "old numbers" in readme.read_text()  # check writes nothing
+    assert update_readme(readme, tmp_path / "results")
+    text = readme.read_text()
+    assert "old numbers" not in text and "90.0 ± 0.0" in text
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{README_END}\nafter\n")
+    assert not update_readme(readme, tmp_path / "results", check=True)  # fresh now
+    assert readme_block(tmp_path / "results") in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="generated-results block"):
+        update_readme(readme, tmp_path / "results")
+
+
+def test_cli_table_check_readme_fails_when_stale(tmp_path: Path, capsys) -> None:
+    from ctlib.__main__ import main
+
+    _fold(tmp_path / "results", "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    assert main(["table", str(tmp_path / "results"), "--check-readme", str(readme)]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert main(["table", str(tmp_path / "results"), "--readme", str(readme)]) == 0
+    assert main(["table", str(tmp_path / "results"), "--check-readme", str(readme)]) == 0
+
+
+def test_audit_of_a_small_synthetic_set(tmp_path: Path) -> None:
+    synth = load_dataset(
+        "synthetic", tmp_path, synthetic=SyntheticConfig(n_patients=20), progress=False
+    )
+    report = audit_dataset(synth, progress=False)
+    assert set(report["protocols"]) == {"paper", "patient"}
+    paper, patient = report["protocols"]["paper"], report["protocols"]["patient"]
+    assert report["images"] == len(synth)
+    # slices of one synthetic patient share a body: image-level folds leak them
+    assert paper["patient_leak"] > 0.5 and patient["patient_leak"] == 0.0
+    for entry in (paper, patient):
+        assert 0.0 <= entry["metadata_accuracy"] <= 1.0
+        assert 0 <= entry["lookalike_images"] <= len(synth)
+    check = report["pseudo_patient_check"]
+    assert check["leak_patient"] == 0.0 and check["leak_pseudo_patient"] <= check["leak_paper"]
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "synthetic.json").write_text(json.dumps(report))
+    table = audit_table(tmp_path)
+    assert table["split"].tolist() == ["image-level 5-fold (the paper's)", "patient-level 5-fold"]
+
+
+def test_readme_numbers_come_from_results() -> None:
+    """Every number in README's generated block is what `python -m ctlib table` makes of results/."""
+    if not (REPO / "results").is_dir():
+        pytest.skip("no results/ folder in this checkout")
+    assert not update_readme(REPO / "README.md", REPO / "results", check=True), (
+        "README.md's results block is stale: run `python -m ctlib table results --readme README.md`"
+    )
+
+
+def test_heat_report_on_a_briefly_trained_run(tmp_path: Path) -> None:
+    from ctlib.cv import run_cv
+    from ctlib.report import heat_table
+    from ctlib.train import TrainConfig
+
+    synth = load_dataset(
+        "synthetic", tmp_path / "data", synthetic=SyntheticConfig(n_patients=8), progress=False
+    )
+    config = TrainConfig(
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64), device="cpu"
+    )
+    run_cv(synth, config, protocol="patient", n_folds=2, out=tmp_path / "runs", progress=False)
+    table = heat_report(
+        tmp_path / "runs",
+        "synthetic",
+        "patient",
+        config.run_name,
+        images_per_fold=3,
+        progress=False,
+    )
+    assert table["fold"].tolist() == [0, 1] and (table["n_images"] == 3).all()
+    for column in ("padding_share", "outside_body_share", "outside_body_area"):
+        assert table[column].between(0, 1).all()
+    # padding is outside the body, so the heat outside the body includes the heat on padding
+    assert (table["outside_body_share"] >= table["padding_share"] - 1e-9).all()
+    (tmp_path / "results" / "explain").mkdir(parents=True)
+    table.to_csv(tmp_path / "results" / "explain" / "heat_synthetic.csv", index=False)
+    summary = heat_table(tmp_path / "results")
+    assert summary["images"].tolist() == [6]
+    with pytest.raises(FileNotFoundError, match="model.pt"):
+        heat_report(tmp_path / "runs", "synthetic", "paper", config.run_name)
