@@ -129,9 +129,13 @@ def _cmd_table(args: argparse.Namespace) -> int:
         print(f"{'updated' if changed else 'unchanged'}: {readme}")
         return 0
     if args.honest:
-        from ctlib.report import readme_block
+        from ctlib.report import honest_figure, readme_block
 
         print(readme_block(args.results))
+        if args.figures:
+            path = save_figure(honest_figure(args.results),
+                               Path(args.figures) / "honest_evaluation.png")
+            print(f"wrote {path}")
         return 0
     results = collect_results(args.results)
     table = table2(results)

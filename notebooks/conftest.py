@@ -30,3 +30,22 @@ def pytest_configure(config: pytest.Config) -> None:
         folder = tempfile.mkdtemp(prefix="ctlib-notebooks-")
         os.environ["CTLIB_OUTPUT_DIR"] = folder
         config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up each notebook's cell times (setup, call and teardown of its nbval items)."""
+    path = report.nodeid.split("::")[0]
+    if path.endswith(".ipynb"):
+        _SECONDS[path] = _SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print each notebook's quick-mode run time, as nbval measured it."""
+    if not _SECONDS:
+        return
+    terminalreporter.section("notebook run times (quick mode, nbval)")
+    for path, seconds in sorted(_SECONDS.items()):
+        terminalreporter.write_line(f"{seconds:7.1f} s  {path}")

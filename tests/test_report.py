@@ -133,6 +133,10 @@ def test_cli_table_check_readme_fails_when_stale(tmp_path: Path, capsys) -> None
     assert "stale" in capsys.readouterr().err
     assert main(["table", str(tmp_path / "results"), "--readme", str(readme)]) == 0
     assert main(["table", str(tmp_path / "results"), "--check-readme", str(readme)]) == 0
+    capsys.readouterr()
+    assert main(["table", str(tmp_path / "results"), "--honest", "--figures", str(tmp_path)]) == 0
+    assert README_START in capsys.readouterr().out
+    assert (tmp_path / "honest_evaluation.png").stat().st_size > 10_000
 
 
 def test_audit_of_a_small_synthetic_set(tmp_path: Path) -> None:
