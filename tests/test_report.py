@@ -114,7 +114,8 @@ def test_readme_block_is_rewritten_between_markers_and_checked(tmp_path: Path) -
     assert "old numbers" in readme.read_text()  # check writes nothing
     assert update_readme(readme, tmp_path / "results")
     text = readme.read_text()
-    assert "old numbers" not in text and "90.0 ± 0.0" in text
+    # one fold: a mean without a spread
+    assert "old numbers" not in text and "| 90.0 | 90.0 | 90.0 | 90.0 | 1 |" in text
     assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{README_END}\nafter\n")
     assert not update_readme(readme, tmp_path / "results", check=True)  # fresh now
     assert readme_block(tmp_path / "results") in text
