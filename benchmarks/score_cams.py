@@ -13,7 +13,9 @@
    of the same network with randomised weights).
 
 Writes ``cam_scores<-tag>.csv`` (per method) and ``cam_scores_per_image<-tag>.csv`` beside
-the fold's ``model.pt`` and prints the table as Markdown. A benchmark, not a test.
+the fold's ``model.pt`` and prints the table as Markdown; with ``--results results`` also
+``results/explain/cam_scores_synthetic_<arch><-tag>.csv``, which the README's generated block
+shows (``python -m ctlib table results --readme README.md``). A benchmark, not a test.
 
 Score-CAM runs one forward pass per channel of the CAM layer (1280 for EfficientNet-Lite0):
 about 1.5 min per image and network on one CPU core, so score it on a sample::
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                              "down (1.0: the whole network; 0.05: the cascade's first steps)")
     parser.add_argument("--tag", default="", help="suffix of the output files, e.g. scorecam")
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--results", default=None,
+                        help="also write the summary to <results>/explain/"
+                             "cam_scores_synthetic_<arch><-tag>.csv (the README's CAM table)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     table.insert(2, "randomize", args.randomize)
     print(markdown_table(table.drop(columns=["arch", "method"])))
     print(f"wrote {folder / f'cam_scores{suffix}.csv'}")
+    if args.results:
+        from pathlib import Path
+
+        target = Path(args.results) / "explain" / f"cam_scores_synthetic_{args.arch}{suffix}.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        summary = summarize_cam_scores(per_image)
+        summary.insert(0, "dataset", dataset.name)
+        summary.to_csv(target, index=False)
+        print(f"wrote {target}")
     return 0
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "README_START",
     "audit_dataset",
     "audit_table",
+    "cam_score_table",
     "comparison_table",
     "export_results",
     "heat_report",
@@ -406,6 +407,16 @@ def readme_block(results: str | os.PathLike[str]) -> str:
             "",
             _markdown(heat_table(results)),
         ]
+    if list(Path(results).glob("explain/cam_scores_*.csv")):
+        parts += [
+            "",
+            "**Grad-CAM scored against known lesions** (synthetic set, held-out COVID slices; "
+            "pointing game: the heat maximum within 15 px of a lesion; sanity check: Spearman "
+            "correlation with the same network's maps after its weights are randomised, "
+            "low is good; `benchmarks/score_cams.py`):",
+            "",
+            _markdown(cam_score_table(results)),
+        ]
     from ctlib.sweep import COSTS_FILE
 
     if COSTS_FILE.is_file():
@@ -671,6 +682,33 @@ def heat_table(results: str | os.PathLike[str]) -> pd.DataFrame:
             "heat outside the body, %": table["outside_body_share"].round(1),
             "canvas outside the body, %": table["outside_body_area"].round(1),
             "images": table["images"],
+        }
+    )
+
+
+def cam_score_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """``results/explain/cam_scores_*.csv`` (summaries of :func:`ctlib.explain.score_cams`,
+    written by ``benchmarks/score_cams.py --results results``) as one table, in %."""
+    files = sorted(Path(results).glob("explain/cam_scores_*.csv"))
+    if not files:
+        raise FileNotFoundError(
+            f"No CAM scores (explain/cam_scores_*.csv) under {str(results)!r}; "
+            "run benchmarks/score_cams.py --results results."
+        )
+    frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    return pd.DataFrame(
+        {
+            "data set": frame.get("dataset", "synthetic"),
+            "network": frame["arch"].map(_network),
+            "CAM": frame["method_name"],
+            "pointing game, %": (100 * frame["pointing_game"]).round(1),
+            "random peak, %": (100 * frame["random_baseline"]).round(1),
+            "random peak in the body, %": (100 * frame["body_baseline"]).round(1),
+            "randomised network, %": (100 * frame["random_net_pointing"]).round(1),
+            "heat in lesions, %": (100 * frame["energy_in_lesions"]).round(1),
+            "lesion area, %": (100 * frame["lesion_area"]).round(1),
+            "sanity (Spearman)": frame["sanity_spearman"].round(2),
+            "images": frame["n_images"].astype(int),
         }
     )
 

@@ -8,8 +8,11 @@
 # 2. the leakage and shortcut audit of both data sets -> results/audit/<dataset>.json
 # 3. Grad-CAM heat on padding / outside the body, each fold's network on 30 of its own test
 #    images -> results/explain/heat_<dataset>_paper_efficientnet_lite0.csv
-# 4. the README block (python -m ctlib table results --readme README.md) and the figure
-#    figures/honest_evaluation.png
+# 4. the README block (python -m ctlib table results --readme README.md) and the figures
+#    figures/honest_evaluation.png and figures/confusion_matrices.png (Fig. 9's layout)
+#
+# CTLIB_SKIP_AUDIT=1 keeps the committed audit JSONs (they depend on the data and the folds
+# only, not on the runs; recomputing them takes a few CPU minutes per data set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -18,10 +21,13 @@ RUNS=${1:-${CTLIB_RUNS:-../runs/cpu}}
 
 "$PY" -m ctlib export-results "$RUNS" results
 for dataset in covid19-ct sars-cov-2-ct; do
-  "$PY" -m ctlib audit report "$dataset" --out results/audit -q
+  if [ -z "${CTLIB_SKIP_AUDIT:-}" ]; then
+    "$PY" -m ctlib audit report "$dataset" --out results/audit -q
+  fi
   if [ -d "$RUNS/$dataset/paper/efficientnet_lite0" ]; then
     "$PY" -m ctlib heat "$RUNS" --dataset "$dataset" --images 30 --out results/explain -q
   fi
 done
 "$PY" -m ctlib table results --readme README.md
 "$PY" -m ctlib table results --honest --figures figures > /dev/null
+"$PY" -m ctlib table results --figures figures > /dev/null

@@ -201,3 +201,40 @@ def test_heat_report_on_a_briefly_trained_run(tmp_path: Path) -> None:
     assert summary["images"].tolist() == [6]
     with pytest.raises(FileNotFoundError, match="model.pt"):
         heat_report(tmp_path / "runs", "synthetic", "paper", config.run_name)
+
+
+def test_cam_score_table_reads_score_summaries_and_joins_the_readme_block(tmp_path: Path) -> None:
+    from ctlib.explain import summarize_cam_scores
+    from ctlib.report import cam_score_table
+
+    results = tmp_path / "results"
+    with pytest.raises(FileNotFoundError, match="score_cams.py"):
+        cam_score_table(results)
+    per_image = pd.DataFrame(
+        {
+            "arch": "efficientnet_lite0",
+            "method": ["gradcam"] * 4,
+            "pointing": [True, True, True, False],
+            "random_pointing": [0.1, 0.0, 0.1, 0.0],
+            "body_pointing": [0.2, 0.2, 0.1, 0.1],
+            "random_net_pointing": [False, True, False, False],
+            "energy": [0.5, 0.4, 0.3, 0.2],
+            "lesion_area": [0.02, 0.03, 0.02, 0.03],
+            "padding_share": 0.0,
+            "sanity_spearman": [0.1, 0.2, 0.3, 0.4],
+            "sanity_spearman_body": 0.2,
+            "sanity_ssim": 0.3,
+        }
+    )
+    summary = summarize_cam_scores(per_image)
+    (results / "explain").mkdir(parents=True)
+    summary.assign(dataset="synthetic").to_csv(
+        results / "explain" / "cam_scores_synthetic_efficientnet_lite0.csv", index=False
+    )
+    table = cam_score_table(results)
+    row = table.iloc[0]
+    assert row["CAM"] == "Grad-CAM" and row["images"] == 4
+    assert row["pointing game, %"] == 75.0 and row["randomised network, %"] == 25.0
+    assert row["heat in lesions, %"] == 35.0 and row["sanity (Spearman)"] == 0.25
+    _fold(results, "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
+    assert "**Grad-CAM scored against known lesions**" in readme_block(results)
