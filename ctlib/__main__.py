@@ -202,6 +202,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from ctlib.report import import_results
+
+    written = import_results(args.source, args.dest, args.root)
+    print(f"wrote {len(written)} files under {args.dest}; `python -m ctlib cv ... --out "
+          f"{args.dest}` now skips the imported folds")
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from ctlib.models import list_models
     from ctlib.sweep import estimate_cost, plan_tasks, run_sweep, visible_gpus
@@ -386,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a runs folder (the --out of cv)")
     p.add_argument("dest", nargs="?", default="results", help="destination (default: results)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import-results",
+                       help="seed a runs folder with the finished folds of results/ (resume a "
+                            "long job on a new machine: those folds are skipped)")
+    p.add_argument("source", nargs="?", default="results", help="exported results (default: results)")
+    p.add_argument("dest", help="a runs folder (the --out of cv)")
+    p.add_argument("--root", default=None, help="the folder holding the data sets "
+                                                "(default: CTLIB_DATA_DIR or the kit's data folder)")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("audit", help="leakage audit helpers (pseudo-patient groups)")
     p.add_argument("what", choices=["report", "pseudo-patients"],

@@ -47,6 +47,7 @@ __all__ = [
     "export_results",
     "heat_report",
     "heat_table",
+    "import_results",
     "key_findings",
     "honest_figure",
     "near_duplicate_examples",
@@ -239,6 +240,95 @@ def write_audit(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def import_results(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    datasets: Sequence[CTDataset] = (),
+) -> list[Path]:
+    """The reverse of :func:`export_results`: seed a runs folder with finished folds.
+
+    A new machine (a fresh Colab runtime, the next session of a long CPU job) starts with
+    an empty runs folder; importing the exported folds first lets ``python -m ctlib cv``
+    skip them and train only what is missing. Relative image paths become the data set's
+    absolute ones under ``root`` (the same as :func:`ctlib.data.load_dataset` gives, so the
+    fold assignment is checked as usual). Folds already finished in ``dest`` are left alone.
+    Imported folds have no checkpoint (``model.pt``): Grad-CAM and t-SNE need a fold
+    trained on this machine. ``datasets``: loaded data sets to use instead of loading them
+    from ``root`` (by name).
+
+    Returns the files written.
+
+    Raises:
+        FileNotFoundError: ``source`` holds no finished fold.
+        ValueError: an image of the results is missing from the data set under ``root``,
+            or ``dest`` holds another fold assignment for the same run.
+    """
+    from ctlib.data import load_dataset
+
+    source, dest = Path(source), Path(dest)
+    finished = sorted(source.glob("*/*/*/fold*/metrics.json"))
+    if not finished:
+        raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(source)!r}.")
+    absolute: dict[str, dict[str, str]] = {
+        d.name: dict(zip(_relative(d.frame["path"]), d.frame["path"].astype(str))) for d in datasets
+    }
+
+    def to_absolute(name: str, paths: pd.Series, where: Path) -> pd.Series:
+        if name not in absolute:
+            frame = load_dataset(name, root, progress=False).frame
+            absolute[name] = dict(zip(_relative(frame["path"]), frame["path"].astype(str)))
+        lookup = absolute[name]
+        missing = sorted(set(paths.astype(str)) - set(lookup))
+        if missing:
+            raise ValueError(
+                f"{where} names {len(missing)} images that the {name!r} data set under "
+                f"{root or 'the default data folder'} does not hold (first: {missing[0]!r}); "
+                "point --root at the data the results were made with."
+            )
+        return paths.astype(str).map(lookup)
+
+    written = []
+    for metrics in finished:
+        fold = metrics.parent
+        name = fold.relative_to(source).parts[0]
+        target = dest / fold.relative_to(source)
+        run_folds = fold.parent / "folds.csv"
+        target_folds = target.parent / "folds.csv"
+        if run_folds.is_file():
+            frame = pd.read_csv(run_folds, dtype=str)
+            frame["path"] = to_absolute(name, frame["path"], run_folds)
+            if target_folds.is_file():
+                old = pd.read_csv(target_folds, dtype=str)
+                if old["path"].tolist() != frame["path"].tolist() or (
+                    old["fold"].tolist() != frame["fold"].tolist()
+                ):
+                    raise ValueError(
+                        f"{target_folds} holds another fold assignment than {run_folds}; "
+                        "import into another runs folder. Nothing was written for this run."
+                    )
+            else:
+                target_folds.parent.mkdir(parents=True, exist_ok=True)
+                frame.to_csv(target_folds, index=False)
+                written.append(target_folds)
+        if (target / "metrics.json").is_file():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        # metrics.json last: a fold counts as finished only once everything else is there
+        for file in sorted(_SMALL_FILES, key=lambda f: f == "metrics.json"):
+            if not (fold / file).is_file():
+                continue
+            if file == "predictions.csv":
+                frame = pd.read_csv(fold / file, dtype={"patient_id": "string"})
+                frame["path"] = to_absolute(name, frame["path"], fold / file)
+                frame.to_csv(target / file, index=False)
+            else:
+                shutil.copyfile(fold / file, target / file)
+            written.append(target / file)
+    return written
 
 
 def load_audits(results: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

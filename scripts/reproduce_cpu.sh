@@ -37,6 +37,12 @@ runs=(
   "covid-paper-resnet18-scratch|--dataset covid19-ct --protocol paper --epochs 12 --no-pretrained --arch resnet18"
 )
 
+# A new machine (or the next session) starts with an empty $OUT: seed it with the folds that
+# finished earlier and were exported to results/, so that only the missing ones are trained.
+if [[ "${1:-}" != "--list" && -d results ]] && compgen -G "results/*/*/*/fold*/metrics.json" > /dev/null; then
+  "$PY" -m ctlib import-results results "$OUT" --root "$ROOT"
+fi
+
 for entry in "${runs[@]}"; do
   name=${entry%%|*}
   args=${entry#*|}

@@ -238,3 +238,43 @@ def test_cam_score_table_reads_score_summaries_and_joins_the_readme_block(tmp_pa
     assert row["heat in lesions, %"] == 35.0 and row["sanity (Spearman)"] == 0.25
     _fold(results, "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
     assert "**Grad-CAM scored against known lesions**" in readme_block(results)
+
+
+def test_import_results_lets_cv_skip_the_exported_folds(tmp_path: Path) -> None:
+    from ctlib.cv import run_cv
+    from ctlib.report import import_results
+    from ctlib.train import TrainConfig
+
+    synth = load_dataset(
+        "synthetic", tmp_path / "data", synthetic=SyntheticConfig(n_patients=8), progress=False
+    )
+    config = TrainConfig(
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
+    )
+    first = run_cv(synth, config, protocol="patient", n_folds=2, out=tmp_path / "a", progress=False)
+    export_results(tmp_path / "a", tmp_path / "results")
+    fresh = tmp_path / "b"  # a new machine: nothing trained there
+    written = import_results(tmp_path / "results", fresh, datasets=[synth])
+    assert len(written) == 1 + 2 * 4  # folds.csv and four files per fold
+    again = run_cv(synth, config, protocol="patient", n_folds=2, out=fresh, progress=False)
+    assert not list(fresh.rglob("*.pt"))  # nothing was trained: both folds were skipped
+    assert again["accuracy"].tolist() == first["accuracy"].tolist()
+    predictions = pd.read_csv(next(fresh.rglob("fold0/predictions.csv")))
+    assert predictions["path"].isin(synth.frame["path"]).all()  # absolute paths again
+    assert import_results(tmp_path / "results", fresh, datasets=[synth]) == []  # already there
+
+    # an image the data set does not hold, and another fold assignment, are refused
+    broken = next((tmp_path / "results").rglob("fold1/predictions.csv"))
+    frame = pd.read_csv(broken)
+    frame.loc[0, "path"] = "COVID/not-there.png"
+    frame.to_csv(broken, index=False)
+    with pytest.raises(ValueError, match="not-there.png"):
+        import_results(tmp_path / "results", tmp_path / "c", datasets=[synth])
+    folds = next(fresh.rglob("folds.csv"))
+    table = pd.read_csv(folds)
+    table["fold"] = 1 - table["fold"]
+    table.to_csv(folds, index=False)
+    with pytest.raises(ValueError, match="another fold assignment"):
+        import_results(tmp_path / "results", fresh, datasets=[synth])
+    with pytest.raises(FileNotFoundError, match="No finished fold"):
+        import_results(tmp_path / "nothing", fresh)
