@@ -103,18 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     suffix = f"-{args.tag}" if args.tag else ""
     per_image.to_csv(folder / f"cam_scores_per_image{suffix}.csv", index=False)
     table.to_csv(folder / f"cam_scores{suffix}.csv", index=False)
-    table.insert(2, "randomize", args.randomize)
-    print(markdown_table(table.drop(columns=["arch", "method"])))
-    print(f"wrote {folder / f'cam_scores{suffix}.csv'}")
     if args.results:
         from pathlib import Path
 
         target = Path(args.results) / "explain" / f"cam_scores_synthetic_{args.arch}{suffix}.csv"
         target.parent.mkdir(parents=True, exist_ok=True)
-        summary = summarize_cam_scores(per_image)
-        summary.insert(0, "dataset", dataset.name)
-        summary.to_csv(target, index=False)
-        print(f"wrote {target}")
+        table.assign(dataset=dataset.name).to_csv(target, index=False)
+    table.insert(2, "randomize", args.randomize)
+    print(markdown_table(table.drop(columns=["arch", "method"])))
+    print(f"wrote {folder / f'cam_scores{suffix}.csv'}" + (f" and {target}" if args.results else ""))
     return 0
 
 

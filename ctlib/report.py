@@ -273,14 +273,14 @@ def import_results(
     finished = sorted(source.glob("*/*/*/fold*/metrics.json"))
     if not finished:
         raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(source)!r}.")
-    absolute: dict[str, dict[str, str]] = {
-        d.name: dict(zip(_relative(d.frame["path"]), d.frame["path"].astype(str))) for d in datasets
-    }
+    def lookup_of(frame: pd.DataFrame) -> dict[str, str]:
+        return dict(zip(_relative(frame["path"]), frame["path"].astype(str)))
+
+    absolute = {d.name: lookup_of(d.frame) for d in datasets}
 
     def to_absolute(name: str, paths: pd.Series, where: Path) -> pd.Series:
         if name not in absolute:
-            frame = load_dataset(name, root, progress=False).frame
-            absolute[name] = dict(zip(_relative(frame["path"]), frame["path"].astype(str)))
+            absolute[name] = lookup_of(load_dataset(name, root, progress=False).frame)
         lookup = absolute[name]
         missing = sorted(set(paths.astype(str)) - set(lookup))
         if missing:
@@ -292,13 +292,15 @@ def import_results(
         return paths.astype(str).map(lookup)
 
     written = []
+    runs_seen: set[Path] = set()
     for metrics in finished:
         fold = metrics.parent
         name = fold.relative_to(source).parts[0]
         target = dest / fold.relative_to(source)
         run_folds = fold.parent / "folds.csv"
         target_folds = target.parent / "folds.csv"
-        if run_folds.is_file():
+        if run_folds.is_file() and run_folds not in runs_seen:  # once per run, not per fold
+            runs_seen.add(run_folds)
             frame = pd.read_csv(run_folds, dtype=str)
             frame["path"] = to_absolute(name, frame["path"], run_folds)
             if target_folds.is_file():
