@@ -139,7 +139,7 @@ def test_cached_features_are_reused_and_keyed_by_weights(resnet, synth, tmp_path
     def fail(*args, **kwargs):
         raise AssertionError("features were computed again instead of read from the cache")
 
-    monkeypatch.setattr(explain, "_compute_features", fail)
+    monkeypatch.setattr("ctlib.explain.features._compute_features", fail)
     second = extract_features(resnet, frame, progress=False, cache_folder=tmp_path)
     assert second.from_cache and second.key == first.key
     np.testing.assert_array_equal(second.features, first.features)

@@ -1,0 +1,140 @@
+"""Reading images and trained networks: file lists, checkpoints, predictions.
+
+Shared by :mod:`ctlib.explain.features` and :mod:`ctlib.explain.cam`; the public names are
+re-exported by :mod:`ctlib.explain`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ctlib.canvas import fit_to_canvas
+from ctlib.data import IMAGE_SUFFIXES, CTDataset, ImageReadError, read_grayscale
+from ctlib.transforms import normalize
+
+
+def expand_image_paths(items: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, and the image files inside given folders (sorted, not recursive)."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not p.name.startswith("."))
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise FileNotFoundError(f"{str(path)!r} does not exist.")
+    if not paths:
+        raise FileNotFoundError(f"No image files found in {[str(i) for i in items]}.")
+    return paths
+
+
+def load_trained(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict]:
+    """A trained model from a ``model.pt`` and what its run says about it.
+
+    The canvas and threshold are also set on the model (``model.ctlib_canvas``,
+    ``model.ctlib_threshold``), where :func:`explain_image` and :func:`extract_features`
+    find them when no canvas is passed.
+
+    Returns:
+        ``(model, info)`` where ``info`` holds ``arch``, ``canvas`` (from the run's
+        ``config.json`` beside the file if present, else the architecture's), ``mean``,
+        ``std`` and ``threshold``.
+    """
+    from ctlib.models import get_spec, load_checkpoint
+
+    path = Path(checkpoint)
+    model = load_checkpoint(path).eval()
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    spec = get_spec(raw["arch"])
+    info = {"arch": spec.name, "canvas": spec.canvas, "mean": spec.mean, "std": spec.std,
+            "threshold": float(raw.get("extra", {}).get("threshold", 0.5))}
+    config = path.parent / "config.json"
+    if config.is_file():
+        canvas = json.loads(config.read_text()).get("train", {}).get("canvas")
+        if canvas:
+            info["canvas"] = tuple(canvas)
+    model.ctlib_canvas = tuple(info["canvas"])
+    model.ctlib_threshold = info["threshold"]
+    return model, info
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """P(COVID) from one logit (sigmoid) or two (softmax, class 1)."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=1)[:, 1]
+
+
+@torch.no_grad()
+def predict_files(
+    files: Sequence[str | os.PathLike[str]],
+    checkpoint: str | os.PathLike[str],
+    *,
+    canvas: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Probability of COVID and the label for any PNG/JPEG files (or folders of them).
+
+    Unreadable files are reported in the ``error`` column, not raised, so one bad file
+    does not stop a folder.
+    """
+    model, info = load_trained(checkpoint)
+    size = tuple(canvas) if canvas else info["canvas"]
+    rows = []
+    for path in tqdm(expand_image_paths(files), desc="predict", disable=not progress, unit="img"):
+        try:
+            image = read_grayscale(path)
+        except ImageReadError as error:
+            rows.append({"file": str(path), "prob": float("nan"), "label": "",
+                         "error": error.reason})
+            continue
+        x = normalize(fit_to_canvas(image, size)[0], info["mean"], info["std"]).unsqueeze(0)
+        prob = float(_probabilities(model(x))[0])
+        rows.append({"file": str(path), "prob": prob,
+                     "label": "COVID" if prob >= info["threshold"] else "non-COVID", "error": ""})
+    return pd.DataFrame(rows)
+
+
+def _frame_of(data: CTDataset | pd.DataFrame | Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+    """A frame with at least ``path`` (and ``label``, NaN where unknown) from any image source."""
+    if isinstance(data, CTDataset):
+        frame = data.frame
+    elif isinstance(data, pd.DataFrame):
+        frame = data
+    else:
+        frame = pd.DataFrame({"path": [str(p) for p in expand_image_paths(list(data))]})
+    if "path" not in frame.columns:
+        raise ValueError(f"Expected a frame with a 'path' column, got columns "
+                         f"{list(frame.columns)}.")
+    frame = frame.reset_index(drop=True)
+    if "label" not in frame.columns:
+        frame = frame.assign(label=np.nan)
+    return frame
+
+
+def _resolve(model: nn.Module, arch: str | None, canvas: tuple[int, int] | None):  # -> (spec, size)
+    from ctlib.models import _spec_of
+
+    spec = _spec_of(model, arch)
+    size = canvas if canvas is not None else getattr(model, "ctlib_canvas", None) or spec.canvas
+    return spec, (int(size[0]), int(size[1]))
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
