@@ -586,7 +586,7 @@ def honest_figure(results: str | os.PathLike[str]) -> Figure:
     frame = collect_results(results)
     audits = load_audits(results)
     datasets = sorted(frame["dataset"].unique(), reverse=True)
-    figure, axes = plt.subplots(1, len(datasets), figsize=(6.8 * len(datasets), 4.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(datasets), figsize=(6.8 * len(datasets), 5.0), squeeze=False)
     for ax, dataset in zip(axes.flat, datasets, strict=False):
         runs = frame[frame["dataset"] == dataset]
         stats = (
@@ -619,7 +619,7 @@ def honest_figure(results: str | os.PathLike[str]) -> Figure:
             ax.text(100 * (m + sd) + 1.5, yi, f"{100 * m:.1f}", va="center", fontsize=8)
         ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()
-        ax.axvline(50, color="grey", linestyle=":", linewidth=1)
+        ax.axvline(50, color="grey", linestyle=":", linewidth=1, label="chance (balanced classes)")
         for protocol, entry in audits.get(dataset, {}).get("protocols", {}).items():
             colour = "#4c72b0" if protocol == "paper" else "#dd8452"
             ax.axvline(
@@ -633,7 +633,8 @@ def honest_figure(results: str | os.PathLike[str]) -> Figure:
         ax.set_xlabel("test accuracy, % (mean ± std over folds)")
         ax.set_title(dataset)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
+            # below the axes, where it hides no bar and no number
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     figure.suptitle(
         "Image-level folds (blue), grouped folds (orange), random init and padding probe (grey)",
         fontsize=10,
@@ -827,6 +828,7 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
     """The comparisons that matter, as sentences built from ``results`` (Markdown bullets
     without the bullet): the image-level accuracy against the grouped protocols, against
     random initialisation, the padding probe and the metadata-only classifier."""
+    from ctlib.models import get_spec
     from ctlib.tables import collect_results
 
     frame = collect_results(results)
@@ -852,6 +854,21 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
                 f"**{dataset}**, the same network from random initialisation, same budget: "
                 f"{100 * scratch[0]:.1f} % ({100 * (scratch[0] - paper[0]):+.1f} points: what "
                 "ImageNet pre-training buys here)."
+            )
+        # other architectures from random initialisation (e.g. ResNet18, the paper's family)
+        here = (frame["dataset"] == dataset) & (frame["protocol"] == "paper")
+        runs = set(frame.loc[here, "arch"])
+        for other_run in sorted(runs - {f"{run}-scratch"}):
+            arch, _, variant = other_run.partition("-")
+            if variant != "scratch":
+                continue
+            spec = get_spec(arch)
+            other = _accuracy(frame, dataset, "paper", other_run)
+            family = " (one of the paper's twelve)" if spec.paper else ""
+            lines.append(
+                f"**{dataset}**, {spec.display_name}{family} from random initialisation, same "
+                f"budget: {100 * other[0]:.1f} % ({100 * (other[0] - paper[0]):+.1f} points "
+                f"against {name})."
             )
         flat = _accuracy(frame, dataset, "paper", f"{run}-flat")
         if flat is not None:

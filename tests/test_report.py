@@ -17,6 +17,7 @@ from ctlib.report import (
     comparison_table,
     export_results,
     heat_report,
+    key_findings,
     readme_block,
     update_readme,
 )
@@ -104,6 +105,23 @@ def test_comparison_table_reads_runs_and_adds_the_paper(tmp_path: Path) -> None:
     paper = table[table["network"].str.contains("published")]
     assert set(paper["data set"]) == {"covid19-ct", "sars-cov-2-ct"}
     assert "92.9" in paper.loc[paper["data set"] == "covid19-ct", "accuracy"].item()
+
+
+def test_key_findings_compare_every_run_with_the_image_level_one(tmp_path: Path) -> None:
+    for k, acc in enumerate([0.8, 0.9]):
+        _fold(tmp_path, "covid19-ct", "paper", "efficientnet_lite0", k, acc)
+        _fold(tmp_path, "covid19-ct", "patient", "efficientnet_lite0", k, acc - 0.1)
+        _fold(tmp_path, "covid19-ct", "paper", "efficientnet_lite0-scratch", k, acc - 0.2)
+        _fold(tmp_path, "covid19-ct", "paper", "resnet18-scratch", k, acc - 0.05)
+        _fold(tmp_path, "covid19-ct", "paper", "resnet18-flat", k, 0.5)  # not a scratch run
+    lines = key_findings(tmp_path)
+    assert lines[0] == ("**covid19-ct**, EfficientNet-Lite0 (ImageNet): image-level folds 85.0 %; "
+                        "patient-level 5-fold 75.0 % (-10.0 points).")
+    assert "random initialisation, same budget: 65.0 % (-20.0 points" in lines[1]
+    assert lines[2] == ("**covid19-ct**, ResNet18 (one of the paper's twelve) from random "
+                        "initialisation, same budget: 80.0 % (-5.0 points against "
+                        "EfficientNet-Lite0 (ImageNet)).")
+    assert not any("ResNet18 (flat" in line or "resnet18-flat" in line for line in lines)
 
 
 def test_readme_block_is_rewritten_between_markers_and_checked(tmp_path: Path) -> None:
