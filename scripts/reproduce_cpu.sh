@@ -20,7 +20,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-ROOT=${CTLIB_DATA_DIR:?set CTLIB_DATA_DIR to the folder holding the data sets}
+if [[ "${1:-}" == "--list" ]]; then
+  ROOT=${CTLIB_DATA_DIR:-'$CTLIB_DATA_DIR'}
+else
+  ROOT=${CTLIB_DATA_DIR:?set CTLIB_DATA_DIR to the folder holding the data sets}
+fi
 OUT=${CTLIB_RUNS:-../runs/cpu}
 COMMON=(--root "$ROOT" --out "$OUT" --canvas 224 162 --batch-size 16 --lr 1e-3
         --amp "${CTLIB_AMP:-bf16}" -q)
@@ -33,6 +37,7 @@ runs=(
   "sars-paper|--dataset sars-cov-2-ct --protocol paper --epochs 6"
   "sars-pseudo|--dataset sars-cov-2-ct --protocol pseudo-patient --epochs 6"
   "covid-padding|--dataset covid19-ct --protocol paper --epochs 6 --content flat"
+  "sars-padding|--dataset sars-cov-2-ct --protocol paper --epochs 6 --content flat"
   "covid-paper-scratch|--dataset covid19-ct --protocol paper --epochs 12 --no-pretrained"
   "covid-paper-resnet18-scratch|--dataset covid19-ct --protocol paper --epochs 12 --no-pretrained --arch resnet18"
 )
