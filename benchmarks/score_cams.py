@@ -1,11 +1,13 @@
 """Score CAM methods against known lesions: train briefly on the synthetic set, then score.
 
-    OMP_NUM_THREADS=2 python benchmarks/score_cams.py --out runs/cam-score
+    OMP_NUM_THREADS=2 python benchmarks/score_cams.py --out runs/cam-score --results results
+    python benchmarks/score_cams.py --results results --seed 1     # another network, same recipe
 
 1. Trains (or reuses) EfficientNet-Lite0 (ImageNet weights, offline) on the synthetic set,
    patient protocol, fold 0, on a 256 x 186 canvas: a CPU recipe, not the paper's
    (LAMB at lr 3e-3, the paper's schedule shape scaled by 10; the paper's 3e-4 learns too
-   slowly in so few steps). A finished fold is reused (``run_cv`` skips it).
+   slowly in so few steps), seeded with ``--seed`` (training and the image sample) into
+   ``<out>/seed<k>/``. A finished fold is reused (``run_cv`` skips it).
 2. Scores each CAM method on the held-out COVID slices (lesion masks known) with
    :func:`ctlib.explain.score_cams`: pointing game (tolerance ``--tolerance`` px), share
    of heat inside lesions, both against a random-heat-map baseline, and the Adebayo et
@@ -14,8 +16,11 @@
 
 Writes ``cam_scores<-tag>.csv`` (per method) and ``cam_scores_per_image<-tag>.csv`` beside
 the fold's ``model.pt`` and prints the table as Markdown; with ``--results results`` also
-``results/explain/cam_scores_synthetic_<arch><-tag>.csv``, which the README's generated block
-shows (``python -m ctlib table results --readme README.md``). A benchmark, not a test.
+``results/explain/cam_scores_synthetic_<arch>-seed<k><-tag>.csv`` (with the network's test
+accuracy), which the README's generated block shows as mean ± std over seeds
+(``python -m ctlib table results --readme README.md``). Run several seeds: a CAM's
+localisation can move a lot between two trainings of the same recipe. A benchmark, not a
+test.
 
 Score-CAM runs one forward pass per channel of the CAM layer (1280 for EfficientNet-Lite0):
 about 1.5 min per image and network on one CPU core, so score it on a sample::
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset("synthetic", synthetic=SyntheticConfig(n_patients=args.patients))
     config = train_config(args)
     started = time.perf_counter()
-    metrics = run_cv(dataset, config, protocol="patient", only_folds=[0], out=args.out)
+    out = Path(args.out) / f"seed{args.seed}"
+    metrics = run_cv(dataset, config, protocol="patient", only_folds=[0], out=out)
     print(metrics[["fold", "accuracy", "recall", "specificity", "roc_auc"]].to_string(index=False))
     print(f"training (or reuse): {time.perf_counter() - started:.0f} s")
     if args.train_only:
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ctlib.explain import load_trained, markdown_table, score_cams, summarize_cam_scores
 
-    folder = fold_dir(args.out, dataset.name, "patient", args.arch, 0)
+    folder = fold_dir(out, dataset.name, "patient", args.arch, 0)
     model, info = load_trained(folder / "model.pt")
     predictions = pd.read_csv(folder / "predictions.csv")
     test = dataset.frame[dataset.frame["path"].isin(predictions["path"])]
@@ -104,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     per_image.to_csv(folder / f"cam_scores_per_image{suffix}.csv", index=False)
     table.to_csv(folder / f"cam_scores{suffix}.csv", index=False)
     if args.results:
-        from pathlib import Path
-
-        target = Path(args.results) / "explain" / f"cam_scores_synthetic_{args.arch}{suffix}.csv"
+        name = f"cam_scores_synthetic_{args.arch}-seed{args.seed}{suffix}.csv"
+        target = Path(args.results) / "explain" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        table.assign(dataset=dataset.name).to_csv(target, index=False)
+        fold = metrics.set_index("fold").loc[0]
+        table.assign(dataset=dataset.name, seed=args.seed, test_accuracy=fold["accuracy"],
+                     test_roc_auc=fold["roc_auc"]).to_csv(target, index=False)
     table.insert(2, "randomize", args.randomize)
     print(markdown_table(table.drop(columns=["arch", "method"])))
     print(f"wrote {folder / f'cam_scores{suffix}.csv'}" + (f" and {target}" if args.results else ""))

@@ -503,9 +503,10 @@ def readme_block(results: str | os.PathLike[str]) -> str:
         parts += [
             "",
             "**Grad-CAM scored against known lesions** (synthetic set, held-out COVID slices; "
-            "pointing game: the heat maximum within 15 px of a lesion; sanity check: Spearman "
-            "correlation with the same network's maps after its weights are randomised, "
-            "low is good; `benchmarks/score_cams.py`):",
+            "mean ± std over networks trained with different seeds; pointing game: the heat "
+            "maximum within 15 px of a lesion; sanity check: Spearman correlation with the "
+            "same network's maps after its weights are randomised, low is good; "
+            "`benchmarks/score_cams.py --seed k`):",
             "",
             _markdown(cam_score_table(results)),
         ]
@@ -781,29 +782,52 @@ def heat_table(results: str | os.PathLike[str]) -> pd.DataFrame:
 
 def cam_score_table(results: str | os.PathLike[str]) -> pd.DataFrame:
     """``results/explain/cam_scores_*.csv`` (summaries of :func:`ctlib.explain.score_cams`,
-    written by ``benchmarks/score_cams.py --results results``) as one table, in %."""
+    one file per trained network, written by ``benchmarks/score_cams.py --results results``)
+    as one table in %: per data set, architecture and CAM method, the mean over the networks
+    trained with different seeds, ± their standard deviation when there are several. The
+    spread is the point: how far a CAM's localisation moves between two trainings of the
+    same recipe, which one network's score cannot show."""
     files = sorted(Path(results).glob("explain/cam_scores_*.csv"))
     if not files:
         raise FileNotFoundError(
             f"No CAM scores (explain/cam_scores_*.csv) under {str(results)!r}; "
             "run benchmarks/score_cams.py --results results."
         )
-    frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    return pd.DataFrame(
-        {
-            "data set": frame.get("dataset", "synthetic"),
-            "network": frame["arch"].map(_network),
-            "CAM": frame["method_name"],
-            "pointing game, %": (100 * frame["pointing_game"]).round(1),
-            "random peak, %": (100 * frame["random_baseline"]).round(1),
-            "random peak in the body, %": (100 * frame["body_baseline"]).round(1),
-            "randomised network, %": (100 * frame["random_net_pointing"]).round(1),
-            "heat in lesions, %": (100 * frame["energy_in_lesions"]).round(1),
-            "lesion area, %": (100 * frame["lesion_area"]).round(1),
-            "sanity (Spearman)": frame["sanity_spearman"].round(2),
-            "images": frame["n_images"].astype(int),
-        }
-    )
+    frame = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
+    frame["dataset"] = frame["dataset"] if "dataset" in frame else "synthetic"
+    frame["dataset"] = frame["dataset"].fillna("synthetic")
+    if "test_accuracy" not in frame:
+        frame["test_accuracy"] = np.nan
+
+    def mean_std(values: pd.Series, scale: float, digits: int) -> str:
+        values = values.dropna() * scale
+        if values.empty:
+            return ""
+        if len(values) == 1:
+            return f"{values.iloc[0]:.{digits}f}"
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+    rows = []
+    keys = ["dataset", "arch", "method_name"]
+    for (dataset, arch, method), group in frame.groupby(keys, sort=False):
+        rows.append(
+            {
+                "data set": dataset,
+                "network": _network(arch),
+                "CAM": method,
+                "networks": group["file"].nunique(),
+                "test accuracy, %": mean_std(group["test_accuracy"], 100, 1),
+                "pointing game, %": mean_std(group["pointing_game"], 100, 1),
+                "random peak, %": mean_std(group["random_baseline"], 100, 1),
+                "random peak in the body, %": mean_std(group["body_baseline"], 100, 1),
+                "randomised network, %": mean_std(group["random_net_pointing"], 100, 1),
+                "heat in lesions, %": mean_std(group["energy_in_lesions"], 100, 1),
+                "lesion area, %": mean_std(group["lesion_area"], 100, 1),
+                "sanity (Spearman)": mean_std(group["sanity_spearman"], 1, 2),
+                "images": int(group["n_images"].max()),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --- what the numbers say, in sentences (generated, never typed) ------------------------------

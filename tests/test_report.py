@@ -246,14 +246,23 @@ def test_cam_score_table_reads_score_summaries_and_joins_the_readme_block(tmp_pa
     )
     summary = summarize_cam_scores(per_image)
     (results / "explain").mkdir(parents=True)
-    summary.assign(dataset="synthetic").to_csv(
-        results / "explain" / "cam_scores_synthetic_efficientnet_lite0.csv", index=False
+    summary.assign(dataset="synthetic", seed=0, test_accuracy=0.9).to_csv(
+        results / "explain" / "cam_scores_synthetic_efficientnet_lite0-seed0.csv", index=False
+    )
+    row = cam_score_table(results).iloc[0]
+    assert row["CAM"] == "Grad-CAM" and row["images"] == 4 and row["networks"] == 1
+    assert row["pointing game, %"] == "75.0" and row["randomised network, %"] == "25.0"
+    assert row["heat in lesions, %"] == "35.0" and row["sanity (Spearman)"] == "0.25"
+    assert row["test accuracy, %"] == "90.0"
+    # a second network of the same recipe: mean ± std over the two
+    per_image["pointing"] = [True, False, False, False]
+    summarize_cam_scores(per_image).assign(dataset="synthetic", seed=1, test_accuracy=1.0).to_csv(
+        results / "explain" / "cam_scores_synthetic_efficientnet_lite0-seed1.csv", index=False
     )
     table = cam_score_table(results)
-    row = table.iloc[0]
-    assert row["CAM"] == "Grad-CAM" and row["images"] == 4
-    assert row["pointing game, %"] == 75.0 and row["randomised network, %"] == 25.0
-    assert row["heat in lesions, %"] == 35.0 and row["sanity (Spearman)"] == 0.25
+    assert len(table) == 1 and table.iloc[0]["networks"] == 2
+    assert table.iloc[0]["pointing game, %"] == "50.0 ± 35.4"  # 75 and 25
+    assert table.iloc[0]["test accuracy, %"] == "95.0 ± 7.1"
     _fold(results, "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
     assert "**Grad-CAM scored against known lesions**" in readme_block(results)
 
