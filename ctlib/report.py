@@ -351,8 +351,15 @@ def _network(run: str) -> str:
     return f"{name} ({', '.join(extra)})" if extra else f"{name} (ImageNet)"
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+def _mean_std(values: pd.Series, scale: float = 100.0, digits: int = 1) -> str:
+    """``"mean ± std"`` (sample std) of the values times ``scale``; the mean alone for one
+    value, ``""`` for none (NaN values are left out)."""
+    values = values.dropna() * scale
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
 def comparison_table(results: str | os.PathLike[str], *, with_paper: bool = True) -> pd.DataFrame:
@@ -367,15 +374,13 @@ def comparison_table(results: str | os.PathLike[str], *, with_paper: bool = True
     for (dataset, protocol, run), group in frame.groupby(
         ["dataset", "protocol", "arch"], sort=True
     ):
-        std = group.std(numeric_only=True, ddof=1).fillna(0.0)
-        mean = group.mean(numeric_only=True)
         rows.append(
             {
                 "data set": dataset,
                 "protocol": _PROTOCOL_NAMES.get(protocol, protocol),
                 "network": _network(run),
                 **{
-                    label: _pm(mean[m], std[m]) if len(group) > 1 else f"{100 * mean[m]:.1f}"
+                    label: _mean_std(group[m])
                     for label, m in (
                         ("accuracy", "accuracy"),
                         ("F1", "f1"),
@@ -794,19 +799,8 @@ def cam_score_table(results: str | os.PathLike[str]) -> pd.DataFrame:
             "run benchmarks/score_cams.py --results results."
         )
     frame = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
-    frame["dataset"] = frame["dataset"] if "dataset" in frame else "synthetic"
+    frame = frame.reindex(columns=frame.columns.union(["dataset", "test_accuracy"], sort=False))
     frame["dataset"] = frame["dataset"].fillna("synthetic")
-    if "test_accuracy" not in frame:
-        frame["test_accuracy"] = np.nan
-
-    def mean_std(values: pd.Series, scale: float, digits: int) -> str:
-        values = values.dropna() * scale
-        if values.empty:
-            return ""
-        if len(values) == 1:
-            return f"{values.iloc[0]:.{digits}f}"
-        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-
     rows = []
     keys = ["dataset", "arch", "method_name"]
     for (dataset, arch, method), group in frame.groupby(keys, sort=False):
@@ -816,14 +810,14 @@ def cam_score_table(results: str | os.PathLike[str]) -> pd.DataFrame:
                 "network": _network(arch),
                 "CAM": method,
                 "networks": group["file"].nunique(),
-                "test accuracy, %": mean_std(group["test_accuracy"], 100, 1),
-                "pointing game, %": mean_std(group["pointing_game"], 100, 1),
-                "random peak, %": mean_std(group["random_baseline"], 100, 1),
-                "random peak in the body, %": mean_std(group["body_baseline"], 100, 1),
-                "randomised network, %": mean_std(group["random_net_pointing"], 100, 1),
-                "heat in lesions, %": mean_std(group["energy_in_lesions"], 100, 1),
-                "lesion area, %": mean_std(group["lesion_area"], 100, 1),
-                "sanity (Spearman)": mean_std(group["sanity_spearman"], 1, 2),
+                "test accuracy, %": _mean_std(group["test_accuracy"]),
+                "pointing game, %": _mean_std(group["pointing_game"]),
+                "random peak, %": _mean_std(group["random_baseline"]),
+                "random peak in the body, %": _mean_std(group["body_baseline"]),
+                "randomised network, %": _mean_std(group["random_net_pointing"]),
+                "heat in lesions, %": _mean_std(group["energy_in_lesions"]),
+                "lesion area, %": _mean_std(group["lesion_area"]),
+                "sanity (Spearman)": _mean_std(group["sanity_spearman"], 1, 2),
                 "images": int(group["n_images"].max()),
             }
         )
