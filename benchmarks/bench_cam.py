@@ -17,15 +17,17 @@ import time
 import numpy as np
 import torch
 
-from ctlib.explain import explain_image, markdown_table
+from ctlib.explain import explain_image
 from ctlib.models import create_model, get_spec, list_models
+from ctlib.study.tables import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="+", default=list_models())
-    parser.add_argument("--methods", nargs="+",
-                        default=["gradcam", "gradcam++", "hirescam", "layercam", "eigencam"])
+    parser.add_argument(
+        "--methods", nargs="+", default=["gradcam", "gradcam++", "hirescam", "layercam", "eigencam"]
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)

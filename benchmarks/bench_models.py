@@ -11,7 +11,7 @@ and, with ``--csv``, writes ``arch, canvas, cpu_ms_per_image, gflops_forward`` -
 
 Usage:
     python benchmarks/bench_models.py --threads 2 > /tmp/bench_models.txt
-    python benchmarks/bench_models.py --threads 2 --csv benchmarks/step_costs.csv
+    python benchmarks/bench_models.py --threads 2 --csv ctlib/step_costs.csv
     python benchmarks/bench_models.py --archs "resnet*,densenet121" --batch 4 --steps 2
 """
 
@@ -66,26 +66,42 @@ def select(patterns: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default="*",
-                        help="comma-separated names or patterns (default: all)")
+    parser.add_argument(
+        "--archs", default="*", help="comma-separated names or patterns (default: all)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--batch", type=int, default=8, help="images per step (default 8)")
-    parser.add_argument("--steps", type=int, default=3,
-                        help="timed steps after the warm-up (default 3)")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="timed steps after the warm-up (default 3)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps (default 1)")
-    parser.add_argument("--csv", help="also write arch, canvas, cpu_ms_per_image (channels-last), "
-                                      "gflops_forward to this file")
+    parser.add_argument(
+        "--csv",
+        help="also write arch, canvas, cpu_ms_per_image (channels-last), "
+        "gflops_forward to this file",
+    )
     args = parser.parse_args(argv)
     rows = []
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} threads, batch {args.batch}, {args.warmup} warm-up + median of "
-          f"{args.steps} steps; ms per image, forward + backward, train mode, one logit")
+    print(
+        f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{args.threads} threads, batch {args.batch}, {args.warmup} warm-up + median of "
+        f"{args.steps} steps; ms per image, forward + backward, train mode, one logit"
+    )
     print(f"# load average at start: {load()} (other processes on these cores skew the timings)")
-    header = ("architecture", "source", "params (M)", "canvas WxH", "feat", "CAM layer",
-              "ms contig", "ms ch-last", "GFLOPs fwd")
+    header = (
+        "architecture",
+        "source",
+        "params (M)",
+        "canvas WxH",
+        "feat",
+        "CAM layer",
+        "ms contig",
+        "ms ch-last",
+        "GFLOPs fwd",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for name in select(args.archs):
@@ -98,14 +114,29 @@ def main(argv: list[str] | None = None) -> None:
         flops = gflops_forward(model, height, width)
         contiguous = ms_per_image(model, x, args.warmup, args.steps)
         model = model.to(memory_format=torch.channels_last)
-        channels_last = ms_per_image(model, x.contiguous(memory_format=torch.channels_last),
-                                     args.warmup, args.steps)
-        row = (spec.display_name, f"{spec.source} {spec.builder}", f"{params:.2f}",
-               f"{width}x{height}", str(spec.feature_dim), spec.cam_layer,
-               f"{contiguous:.0f}", f"{channels_last:.0f}", f"{flops:.2f}")
+        channels_last = ms_per_image(
+            model, x.contiguous(memory_format=torch.channels_last), args.warmup, args.steps
+        )
+        row = (
+            spec.display_name,
+            f"{spec.source} {spec.builder}",
+            f"{params:.2f}",
+            f"{width}x{height}",
+            str(spec.feature_dim),
+            spec.cam_layer,
+            f"{contiguous:.0f}",
+            f"{channels_last:.0f}",
+            f"{flops:.2f}",
+        )
         print("| " + " | ".join(row) + " |", flush=True)
-        rows.append({"arch": name, "canvas": f"{width}x{height}",
-                     "cpu_ms_per_image": round(channels_last, 1), "gflops_forward": round(flops, 3)})
+        rows.append(
+            {
+                "arch": name,
+                "canvas": f"{width}x{height}",
+                "cpu_ms_per_image": round(channels_last, 1),
+                "gflops_forward": round(flops, 3),
+            }
+        )
         del model
     print(f"# load average at end: {load()}")
     if args.csv:

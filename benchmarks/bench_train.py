@@ -31,8 +31,9 @@ from ctlib.train import TrainConfig, build_optimizer  # noqa: E402
 from ctlib.transforms import CanvasDataset  # noqa: E402
 
 
-def epoch(model: torch.nn.Module, loader: DataLoader, memory: torch.memory_format,
-          bf16: bool) -> tuple[float, float, int]:
+def epoch(
+    model: torch.nn.Module, loader: DataLoader, memory: torch.memory_format, bf16: bool
+) -> tuple[float, float, int]:
     """One epoch; returns (total seconds, seconds waiting for data, images)."""
     optimizer = build_optimizer(model, TrainConfig())
     model.train()
@@ -50,8 +51,9 @@ def epoch(model: torch.nn.Module, loader: DataLoader, memory: torch.memory_forma
         images = images.to(memory_format=memory)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(images)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0].float(),
-                                                                    labels.float())
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits[:, 0].float(), labels.float()
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -65,8 +67,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=320)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--canvas", type=int, nargs=2, default=None, metavar=("W", "H"),
-                        help="default: EfficientNet-Lite0's canvas")
+    parser.add_argument(
+        "--canvas",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("W", "H"),
+        help="default: EfficientNet-Lite0's canvas",
+    )
     parser.add_argument("--bf16", action="store_true", help="also time ctlib with bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,12 +87,14 @@ def main() -> None:
 
     from torchvision import datasets, transforms
 
-    naive_tf = transforms.Compose([
-        transforms.Grayscale(num_output_channels=3),
-        transforms.Resize((height, width)),
-        transforms.ToTensor(),
-        transforms.Normalize(spec.mean, spec.std),
-    ])
+    naive_tf = transforms.Compose(
+        [
+            transforms.Grayscale(num_output_channels=3),
+            transforms.Resize((height, width)),
+            transforms.ToTensor(),
+            transforms.Normalize(spec.mean, spec.std),
+        ]
+    )
     folder = ds.root
     image_folder = datasets.ImageFolder(str(folder), transform=naive_tf)
     # ImageFolder orders classes alphabetically: COVID = 0; same images as ctlib's pick
@@ -94,10 +104,14 @@ def main() -> None:
     ctlib_set = CanvasDataset(frame, (width, height), train=True, mean=spec.mean, std=spec.std)
     ctlib_set.precache(progress=False)
 
-    print(f"{arch} at {width}x{height}, {len(pick)} images, batch {args.batch_size}, "
-          f"{args.threads} threads, torch {torch.__version__}")
-    runs = [("naive (ImageFolder, PIL, fp32, contiguous)", naive_set, torch.contiguous_format, False),
-            ("ctlib (cached canvas, channels-last)", ctlib_set, torch.channels_last, False)]
+    print(
+        f"{arch} at {width}x{height}, {len(pick)} images, batch {args.batch_size}, "
+        f"{args.threads} threads, torch {torch.__version__}"
+    )
+    runs = [
+        ("naive (ImageFolder, PIL, fp32, contiguous)", naive_set, torch.contiguous_format, False),
+        ("ctlib (cached canvas, channels-last)", ctlib_set, torch.channels_last, False),
+    ]
     if args.bf16:
         runs.append(("ctlib + bf16 autocast", ctlib_set, torch.channels_last, True))
     rates = []
@@ -105,12 +119,18 @@ def main() -> None:
         torch.manual_seed(0)
         torch.set_flush_denormal(name.startswith("ctlib"))
         model = create_model(arch, pretrained=True, progress=False).to(memory_format=memory)
-        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
         seconds, waited, seen = epoch(model, loader, memory, bf16)
         rates.append(seen / seconds)
-        print(f"  {name:45s} {seen / seconds:7.2f} img/s  ({seconds:6.1f} s)  "
-              f"waiting for data {100 * waited / seconds:5.1f} %")
+        print(
+            f"  {name:45s} {seen / seconds:7.2f} img/s  ({seconds:6.1f} s)  "
+            f"waiting for data {100 * waited / seconds:5.1f} %"
+        )
     for (name, *_), value in zip(runs[1:], rates[1:], strict=True):
         print(f"  speed-up of {name}: {value / rates[0]:.2f}x")
 

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from ctlib.cv import fold_dir, run_cv  # noqa: E402
 from ctlib.data import load_dataset  # noqa: E402
-from ctlib.synthetic import SyntheticConfig  # noqa: E402
+from ctlib.data.synthetic import SyntheticConfig  # noqa: E402
 from ctlib.train import TrainConfig  # noqa: E402
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam")
@@ -51,9 +51,16 @@ METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam")
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The CPU recipe: the paper's schedule shape, every learning rate scaled by lr / 3e-4."""
     scale = args.lr / 3e-4
-    return TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=16, lr=args.lr,
-                       lr_values=tuple(v * scale for v in (1e-4, 3e-5, 1e-5, 3e-6)),
-                       canvas=tuple(args.canvas), device="cpu", seed=args.seed)
+    return TrainConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=16,
+        lr=args.lr,
+        lr_values=tuple(v * scale for v in (1e-4, 3e-5, 1e-5, 3e-6)),
+        canvas=tuple(args.canvas),
+        device="cpu",
+        seed=args.seed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,18 +73,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--canvas", type=int, nargs=2, default=(256, 186), metavar=("W", "H"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--tolerance", type=float, default=15.0,
-                        help="pointing-game tolerance in original-image pixels")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=15.0,
+        help="pointing-game tolerance in original-image pixels",
+    )
     parser.add_argument("--max-images", type=int, default=None, help="score at most this many")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
-    parser.add_argument("--randomize", type=float, default=1.0,
-                        help="share of layers re-initialised for the sanity check, from the head "
-                             "down (1.0: the whole network; 0.05: the cascade's first steps)")
+    parser.add_argument(
+        "--randomize",
+        type=float,
+        default=1.0,
+        help="share of layers re-initialised for the sanity check, from the head "
+        "down (1.0: the whole network; 0.05: the cascade's first steps)",
+    )
     parser.add_argument("--tag", default="", help="suffix of the output files, e.g. scorecam")
     parser.add_argument("--train-only", action="store_true")
-    parser.add_argument("--results", default=None,
-                        help="also write the summary to <results>/explain/"
-                             "cam_scores_synthetic_<arch><-tag>.csv (the README's CAM table)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="also write the summary to <results>/explain/"
+        "cam_scores_synthetic_<arch><-tag>.csv (the README's CAM table)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,16 +113,26 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from ctlib.explain import load_trained, markdown_table, score_cams, summarize_cam_scores
+    from ctlib.explain import load_trained, score_cams, summarize_cam_scores
+    from ctlib.study.tables import markdown_table
 
     folder = fold_dir(out, dataset.name, "patient", args.arch, 0)
     model, info = load_trained(folder / "model.pt")
     predictions = pd.read_csv(folder / "predictions.csv")
     test = dataset.frame[dataset.frame["path"].isin(predictions["path"])]
     started = time.perf_counter()
-    per_image = score_cams(model, test, args.arch, methods=args.methods, canvas=info["canvas"],
-                           tolerance=args.tolerance, max_images=args.max_images, seed=args.seed,
-                           randomize=args.randomize, per_image=True)
+    per_image = score_cams(
+        model,
+        test,
+        args.arch,
+        methods=args.methods,
+        canvas=info["canvas"],
+        tolerance=args.tolerance,
+        max_images=args.max_images,
+        seed=args.seed,
+        randomize=args.randomize,
+        per_image=True,
+    )
     table = summarize_cam_scores(per_image)
     print(f"scoring: {time.perf_counter() - started:.0f} s")
     suffix = f"-{args.tag}" if args.tag else ""
@@ -115,11 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         target = Path(args.results) / "explain" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         fold = metrics.set_index("fold").loc[0]
-        table.assign(dataset=dataset.name, seed=args.seed, test_accuracy=fold["accuracy"],
-                     test_roc_auc=fold["roc_auc"]).to_csv(target, index=False)
+        table.assign(
+            dataset=dataset.name,
+            seed=args.seed,
+            test_accuracy=fold["accuracy"],
+            test_roc_auc=fold["roc_auc"],
+        ).to_csv(target, index=False)
     table.insert(2, "randomize", args.randomize)
-    print(markdown_table(table.drop(columns=["arch", "method"])))
-    print(f"wrote {folder / f'cam_scores{suffix}.csv'}" + (f" and {target}" if args.results else ""))
+    print(markdown_table(table.drop(columns=["arch", "method"]), digits=3))
+    print(
+        f"wrote {folder / f'cam_scores{suffix}.csv'}" + (f" and {target}" if args.results else "")
+    )
     return 0
 
 

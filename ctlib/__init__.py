@@ -2,8 +2,11 @@
 Chest CT Scans and Deep Learning* (Alshazly, Linse, Barth, Martinetz, 2020).
 
 Import the part you need, e.g. ``from ctlib.data import load_dataset`` or
-``from ctlib.models import create_model``. Importing ctlib does no work: no seeding,
-no folders made, no downloads.
+``from ctlib.models import create_model``. Data flows one way through the layers:
+``data`` -> ``canvas``/``transforms`` -> ``models`` -> ``train`` -> ``recipes`` -> ``cv`` ->
+``results`` -> ``explain`` -> ``study`` -> ``plots`` -> ``notebook``/``widgets`` -> ``cli``
+(``ARCHITECTURE.md`` in the repository is the map). Importing ctlib does no work: no
+seeding, no folders made, no downloads.
 """
 
 __version__ = "0.1.0"

@@ -9,9 +9,10 @@ Protocols (``protocol=``):
 * ``"patient"`` -- stratified *grouped* k-fold on patient IDs: no patient in two
   folds. Needs a data set with patient IDs (COVID19-CT, synthetic).
 * ``"pseudo-patient"`` -- stratified grouped k-fold on *derived* scan groups, for a
-  data set without patient IDs (SARS-CoV-2 CT): :func:`ctlib.audit.pseudo_patients`
-  clusters look-alike slices, and the groups ship in ``data/<name>.pseudo_patients.csv``
-  (the audit explains and checks the grouping). An approximation of the patient protocol.
+  data set without patient IDs (SARS-CoV-2 CT): :func:`ctlib.study.audit.build_pseudo_patients`
+  clusters look-alike slices, and the groups ship with the kit
+  (:func:`ctlib.data.with_pseudo_patients`; the audit explains and checks the grouping).
+  An approximation of the patient protocol.
 * ``"official"`` -- COVID19-CT's official train/val/test split: train on train, pick
   the epoch (lowest validation loss) and the threshold (best validation accuracy) on
   val only, test once on test. One "fold", numbered 0.
@@ -46,21 +47,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from tqdm.auto import tqdm
 
-from ctlib.data import CTDataset
+from ctlib.data import CTDataset, with_pseudo_patients
+from ctlib.files import atomic_write, write_json
 from ctlib.metrics import binary_metrics
-from ctlib.train import TrainConfig, _atomic_json, fit, predict, seed_everything
+from ctlib.models import create_model, get_spec, save_checkpoint
+from ctlib.train import TrainConfig, fit, predict, seed_everything
+from ctlib.transforms import CanvasDataset
 
-__all__ = ["PROTOCOLS", "fold_dir", "make_folds", "run_cv", "run_fold"]
+__all__ = ["PROTOCOLS", "fold_dir", "make_folds", "run_cv", "run_fold", "trained_fold"]
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("paper", "patient", "pseudo-patient", "official")
 
 
-def make_folds(frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, seed: int = 0) -> pd.Series:
+def make_folds(
+    frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, seed: int = 0
+) -> pd.Series:
     """Assign each image to a fold.
 
     Returns:
@@ -77,8 +84,10 @@ def make_folds(frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, s
     labels = frame["label"].to_numpy(dtype=int)
     if protocol == "official":
         if "official_split" not in frame or frame["official_split"].isna().any():
-            raise ValueError("The 'official' protocol needs an official train/val/test split, "
-                             "which only covid19-ct has.")
+            raise ValueError(
+                "The 'official' protocol needs an official train/val/test split, "
+                "which only covid19-ct has."
+            )
         return frame["official_split"].astype(str).rename("fold")
     if n_folds < 2:
         raise ValueError(f"n_folds must be >= 2, got {n_folds}.")
@@ -90,11 +99,15 @@ def make_folds(frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, s
         column = "patient_id" if protocol == "patient" else "pseudo_patient"
         if column not in frame or frame[column].isna().any():
             if protocol == "patient":
-                raise ValueError("The 'patient' protocol needs a patient ID for every image; this "
-                                 "data set has none (sars-cov-2-ct publishes none). Use "
-                                 "protocol='paper', or 'pseudo-patient' with derived groups.")
-            raise ValueError("The 'pseudo-patient' protocol needs a 'pseudo_patient' group for every "
-                             "image (ctlib.audit.with_pseudo_patients adds the shipped ones).")
+                raise ValueError(
+                    "The 'patient' protocol needs a patient ID for every image; this "
+                    "data set has none (sars-cov-2-ct publishes none). Use "
+                    "protocol='paper', or 'pseudo-patient' with derived groups."
+                )
+            raise ValueError(
+                "The 'pseudo-patient' protocol needs a 'pseudo_patient' group for every "
+                "image (ctlib.data.with_pseudo_patients adds the shipped ones)."
+            )
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(len(frame)), labels, groups=frame[column].astype(str))
     for k, (_, test) in enumerate(splits):
@@ -107,9 +120,16 @@ def fold_dir(out: str | os.PathLike[str], dataset: str, protocol: str, run: str,
     return Path(out) / dataset / protocol / run / f"fold{fold}"
 
 
-def _run_record(config: TrainConfig, dataset: str, protocol: str, n_folds: int, fold: int) -> dict[str, Any]:
-    return {"dataset": dataset, "protocol": protocol, "n_folds": n_folds, "fold": fold,
-            "train": config.to_dict()}
+def _run_record(
+    config: TrainConfig, dataset: str, protocol: str, n_folds: int, fold: int
+) -> dict[str, Any]:
+    return {
+        "dataset": dataset,
+        "protocol": protocol,
+        "n_folds": n_folds,
+        "fold": fold,
+        "train": config.to_dict(),
+    }
 
 
 def _claim(folder: Path, record: dict[str, Any]) -> None:
@@ -124,8 +144,11 @@ def _claim(folder: Path, record: dict[str, Any]) -> None:
             if key not in old.get("train", {}) and value == defaults.get(key):
                 old.setdefault("train", {})[key] = value
         if old != record:
-            diff = sorted(k for k in set(old["train"]) | set(record["train"])
-                          if old["train"].get(k) != record["train"].get(k))
+            diff = sorted(
+                k
+                for k in set(old["train"]) | set(record["train"])
+                if old["train"].get(k) != record["train"].get(k)
+            )
             diff += sorted(k for k in record if k != "train" and old.get(k) != record.get(k))
             raise ValueError(
                 f"{folder} holds a run with another configuration (differs in {diff}). Use "
@@ -133,7 +156,7 @@ def _claim(folder: Path, record: dict[str, Any]) -> None:
             )
         return
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_json(record, path)
+    write_json(record, path)
 
 
 def run_fold(
@@ -152,9 +175,6 @@ def run_fold(
     ``resume=False`` restarts an unfinished fold from epoch 0 (a finished fold is
     still skipped: delete its folder to run it again).
     """
-    from ctlib.models import create_model, get_spec, save_checkpoint
-    from ctlib.transforms import CanvasDataset
-
     n_folds = 1 if protocol == "official" else int(folds.max()) + 1
     folder = fold_dir(out, dataset.name, protocol, config.run_name, fold)
     _claim(folder, _run_record(config, dataset.name, protocol, n_folds, fold))
@@ -170,20 +190,27 @@ def run_fold(
     spec = get_spec(config.arch)
     size = config.input_size
     norm = {"mean": spec.mean, "std": spec.std, "content": config.content}
-    train_set = CanvasDataset(frame[train_mask.to_numpy()], size, train=True, seed=config.seed,
-                              augment=config.augment, **norm)
+    train_set = CanvasDataset(
+        frame[train_mask.to_numpy()],
+        size,
+        train=True,
+        seed=config.seed,
+        augment=config.augment,
+        **norm,
+    )
     test_set = CanvasDataset(frame[test_mask.to_numpy()], size, **norm)
-    val_set = CanvasDataset(frame[val_mask.to_numpy()], size, **norm) if val_mask is not None else None
+    val_set = (
+        CanvasDataset(frame[val_mask.to_numpy()], size, **norm) if val_mask is not None else None
+    )
     train_set.precache(progress=progress)
     seed_everything(config.seed)  # the new head's (or a random network's) initial weights
-    model = create_model(config.arch, pretrained=config.pretrained, strategy=config.strategy,
-                         progress=progress)
+    model = create_model(
+        config.arch, pretrained=config.pretrained, strategy=config.strategy, progress=progress
+    )
     started = time.perf_counter()
     fit(model, train_set, config, folder, progress=progress, val_set=val_set, resume=resume)
     threshold = config.threshold
     if val_set is not None and (folder / "best.pt").is_file():
-        import torch
-
         model.load_state_dict(torch.load(folder / "best.pt", weights_only=True)["model"])
         val_probs, val_labels = predict(model, val_set, config, progress=False, return_labels=True)
         candidates = np.unique(np.concatenate([[0.5], val_probs]))
@@ -191,21 +218,27 @@ def run_fold(
         threshold = float(candidates[int(np.argmax(accuracy))])
     probs = predict(model, test_set, config, progress=progress)
     test = frame[test_mask.to_numpy()]
-    predictions = pd.DataFrame({
-        "path": test["path"].to_numpy(), "label": test["label"].to_numpy(dtype=int),
-        "prob": probs, "fold": fold,
-        "patient_id": test["patient_id"].to_numpy() if "patient_id" in test else pd.NA,
-    })
-    tmp = folder / f".predictions.csv.tmp{os.getpid()}"
-    predictions.to_csv(tmp, index=False)
-    os.replace(tmp, folder / "predictions.csv")
-    save_checkpoint(model, folder / "model.pt", config.arch,
-                    extra={"threshold": threshold, "fold": fold, "protocol": protocol})
+    predictions = pd.DataFrame(
+        {
+            "path": test["path"].to_numpy(),
+            "label": test["label"].to_numpy(dtype=int),
+            "prob": probs,
+            "fold": fold,
+            "patient_id": test["patient_id"].to_numpy() if "patient_id" in test else pd.NA,
+        }
+    )
+    atomic_write(folder / "predictions.csv", lambda tmp: predictions.to_csv(tmp, index=False))
+    save_checkpoint(
+        model,
+        folder / "model.pt",
+        config.arch,
+        extra={"threshold": threshold, "fold": fold, "protocol": protocol},
+    )
     metrics = binary_metrics(predictions["label"], predictions["prob"], threshold)
     history = json.loads((folder / "history.json").read_text())
     metrics["train_seconds"] = float(sum(h["seconds"] for h in history))
     metrics["wall_seconds_this_session"] = round(time.perf_counter() - started, 2)
-    _atomic_json(metrics, folder / "metrics.json")  # last: marks the fold finished
+    write_json(metrics, folder / "metrics.json")  # last: marks the fold finished
     return metrics
 
 
@@ -234,25 +267,27 @@ def run_cv(
         resume: continue unfinished folds from their last epoch checkpoint.
     """
     if protocol == "pseudo-patient" and "pseudo_patient" not in dataset.frame:
-        from ctlib.audit import with_pseudo_patients
-
         dataset = replace(dataset, frame=with_pseudo_patients(dataset.frame, dataset.name))
     folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
     base = Path(out) / dataset.name / protocol / config.run_name
     base.mkdir(parents=True, exist_ok=True)
-    columns = ["path", "label", "patient_id"] + (["pseudo_patient"] if protocol == "pseudo-patient" else [])
+    columns = ["path", "label", "patient_id"] + (
+        ["pseudo_patient"] if protocol == "pseudo-patient" else []
+    )
     assignment = dataset.frame[columns].assign(fold=folds.to_numpy())
     folds_file = base / "folds.csv"
     if folds_file.is_file():
         old = pd.read_csv(folds_file, dtype={"fold": str})
-        if not (old["path"].tolist() == assignment["path"].tolist()
-                and old["fold"].tolist() == assignment["fold"].astype(str).tolist()):
-            raise ValueError(f"{folds_file} holds another fold assignment (other data, seed or "
-                             "number of folds); use another output folder.")
+        if not (
+            old["path"].tolist() == assignment["path"].tolist()
+            and old["fold"].tolist() == assignment["fold"].astype(str).tolist()
+        ):
+            raise ValueError(
+                f"{folds_file} holds another fold assignment (other data, seed or "
+                "number of folds); use another output folder."
+            )
     else:
-        tmp = base / f".folds.csv.tmp{os.getpid()}"
-        assignment.to_csv(tmp, index=False)
-        os.replace(tmp, folds_file)
+        atomic_write(folds_file, lambda tmp: assignment.to_csv(tmp, index=False))
     fold_ids = [0] if protocol == "official" else list(range(n_folds))
     if only_folds is not None:
         bad = sorted(set(only_folds) - set(fold_ids))
@@ -260,20 +295,92 @@ def run_cv(
             raise ValueError(f"Folds {bad} do not exist; this run has folds {fold_ids}.")
         fold_ids = [f for f in fold_ids if f in only_folds]
     rows = []
-    for fold in tqdm(fold_ids, desc=f"{config.arch} {protocol} CV", unit="fold", disable=not progress):
-        metrics = run_fold(dataset, config, folds, fold, protocol=protocol, out=out, progress=progress,
-                           resume=resume)
-        rows.append({"dataset": dataset.name, "protocol": protocol, "arch": config.run_name,
-                     "fold": fold, **metrics})
+    for fold in tqdm(
+        fold_ids, desc=f"{config.arch} {protocol} CV", unit="fold", disable=not progress
+    ):
+        metrics = run_fold(
+            dataset,
+            config,
+            folds,
+            fold,
+            protocol=protocol,
+            out=out,
+            progress=progress,
+            resume=resume,
+        )
+        rows.append(
+            {
+                "dataset": dataset.name,
+                "protocol": protocol,
+                "arch": config.run_name,
+                "fold": fold,
+                **metrics,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def quick_config(arch: str = "efficientnet_lite0", **changes: Any) -> TrainConfig:
-    """A CPU-sized recipe for quick mode: 2 epochs, batch 16, a small canvas of the same shape."""
-    from ctlib.models import get_spec
+def trained_fold(
+    results: str | os.PathLike[str],
+    dataset: CTDataset | str,
+    config: Any = None,
+    *,
+    arch: str | None = None,
+    protocol: str = "patient",
+    fold: int = 0,
+    n_folds: int = 5,
+    progress: bool = False,
+) -> Path:
+    """The folder of one trained fold, ``<results>/<dataset>/<protocol>/<run>/fold<k>``
+    (``<run>``: ``config.run_name``, else ``arch``: e.g. ``efficientnet_lite0-scratch``).
 
-    width, height = get_spec(arch).canvas
-    scale = 160 / width
-    base = TrainConfig(arch=arch, epochs=2, batch_size=16,
-                       canvas=(160, max(32, int(round(height * scale)))), device="cpu")
-    return replace(base, **changes)
+    With a training recipe (``config``, a :class:`ctlib.train.TrainConfig`) a missing fold
+    is trained first with :func:`ctlib.cv.run_cv` (``only_folds=[fold]``); a finished fold
+    is reused and an interrupted one resumed, so a second call costs nothing. Without a
+    recipe nothing is trained: a missing fold raises, naming the command that makes it.
+
+    Args:
+        results: the results folder.
+        dataset: the :class:`ctlib.data.CTDataset` (needed to train), or its name.
+        config: the training recipe, or None to only look for a finished fold.
+        arch: the architecture, or the run's folder name (``resnet18-scratch``) when no
+            recipe is given; defaults to ``config.arch``.
+        protocol: ``"paper"``, ``"patient"`` or ``"official"`` (see :mod:`ctlib.cv`).
+        fold: the test fold.
+        n_folds: folds of the cross-validation.
+        progress: progress bars while training.
+
+    Raises:
+        FileNotFoundError: the fold has no ``model.pt`` and there is no recipe to train it.
+        ValueError: no architecture is named, or ``arch`` and ``config.arch`` differ.
+    """
+    name = dataset if isinstance(dataset, str) else dataset.name
+    if config is not None:
+        if arch is not None and arch != config.arch:
+            raise ValueError(f"arch={arch!r} but the recipe trains {config.arch!r}; pass one.")
+        if isinstance(dataset, str):
+            raise ValueError(
+                f"To train, pass the data set itself, not its name {dataset!r} "
+                "(e.g. ctlib.data.load_dataset(name))."
+            )
+        arch = config.arch
+        run_cv(
+            dataset,
+            config,
+            protocol=protocol,
+            n_folds=n_folds,
+            only_folds=[fold],
+            out=results,
+            progress=progress,
+        )
+    if arch is None:
+        raise ValueError("Name the architecture: arch=... (or pass a training recipe).")
+    run = config.run_name if config is not None else arch
+    folder = fold_dir(results, name, protocol, run, fold)
+    if not (folder / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"No trained network in {str(folder)!r}. Train it first, e.g. `python -m ctlib cv "
+            f"--dataset {name} --arch {arch} --protocol {protocol} --folds {n_folds} --out "
+            f"{results}` (all folds; on a GPU), then run this again."
+        )
+    return folder

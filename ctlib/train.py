@@ -43,10 +43,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch_optimizer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ctlib.errors import TrainingDivergedError
+from ctlib.files import atomic_write, write_json
+from ctlib.models import get_spec, probabilities
 from ctlib.transforms import AugmentConfig, CanvasDataset, item_seed
 
 __all__ = [
@@ -70,10 +74,6 @@ CONTENTS = ("image", "flat")
 MIN_CANVAS_SIDE = {"inceptionv3": 75, "xception": 71}
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +129,11 @@ class TrainConfig:
     content: str = "image"
 
     def __post_init__(self) -> None:
-        from ctlib.models import get_spec
-
         get_spec(self.arch)  # unknown names fail here, with a suggestion
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}.")
+            raise ValueError(
+                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}."
+            )
         if len(self.lr_milestones) != len(self.lr_values):
             raise ValueError("lr_milestones and lr_values must have the same length.")
         if self.optimizer not in OPTIMIZERS:
@@ -157,8 +157,6 @@ class TrainConfig:
     @property
     def input_size(self) -> tuple[int, int]:
         """The canvas ``(width, height)`` actually used."""
-        from ctlib.models import get_spec
-
         return self.canvas or get_spec(self.arch).canvas
 
     @property
@@ -191,8 +189,9 @@ class TrainConfig:
             raise ValueError(f"Unknown TrainConfig keys {sorted(unknown)}.")
         data = dict(data)
         if isinstance(data.get("augment"), dict):
-            data["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                               for k, v in data["augment"].items()})
+            data["augment"] = AugmentConfig(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in data["augment"].items()}
+            )
         for key in ("lr_milestones", "lr_values", "canvas"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
@@ -240,7 +239,9 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asked for, but PyTorch sees no CUDA GPU here; use 'cpu'.")
+        raise ValueError(
+            f"device={device!r} asked for, but PyTorch sees no CUDA GPU here; use 'cpu'."
+        )
     return resolved
 
 
@@ -258,28 +259,23 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """The configured LAMB (see the module docstring for the two implementations)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "lamb":
-        import torch_optimizer
-
         return torch_optimizer.Lamb(params, lr=config.lr, weight_decay=config.weight_decay)
+    # lazy: timm's import is slow and only optimizer='lamb_timm' needs it
     from timm.optim import create_optimizer_v2
 
     return create_optimizer_v2(model, "lamb", lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -293,25 +289,29 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _loader(dataset: Dataset, config: TrainConfig, *, shuffle: bool, epoch: int = 0,
-            device: torch.device) -> DataLoader:
-    generator = torch.Generator().manual_seed(item_seed(config.seed, epoch, 2**32 - 1))  # shuffle stream
+def _loader(
+    dataset: Dataset, config: TrainConfig, *, shuffle: bool, epoch: int = 0, device: torch.device
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(
+        item_seed(config.seed, epoch, 2**32 - 1)
+    )  # shuffle stream
     drop_last = shuffle and len(dataset) % config.batch_size == 1  # no batch of 1 for BatchNorm
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=config.num_workers, drop_last=drop_last,
-                      pin_memory=device.type == "cuda", persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=config.num_workers,
+        drop_last=drop_last,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if logits.shape[-1] == 1:
         return nn.functional.binary_cross_entropy_with_logits(logits[:, 0].float(), labels.float())
     return nn.functional.cross_entropy(logits.float(), labels.long())
-
-
-def _probs(logits: torch.Tensor) -> torch.Tensor:
-    if logits.shape[-1] == 1:
-        return torch.sigmoid(logits[:, 0].float())
-    return torch.softmax(logits.float(), dim=-1)[:, 1]
 
 
 def fit(
@@ -366,8 +366,10 @@ def fit(
     if folder is not None and resume and (folder / CHECKPOINT).is_file():
         state = torch.load(folder / CHECKPOINT, map_location=device, weights_only=False)
         if state.get("config") != config.to_dict():
-            raise ValueError(f"{folder / CHECKPOINT} was written by another configuration; "
-                             "resume with the same config, or use another output folder.")
+            raise ValueError(
+                f"{folder / CHECKPOINT} was written by another configuration; "
+                "resume with the same config, or use another output folder."
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
@@ -379,8 +381,14 @@ def fit(
         log.info("resumed from %s at epoch %d", folder / CHECKPOINT, start_epoch)
     step_model = torch.compile(model) if config.compile else model
 
-    epochs = tqdm(range(start_epoch, config.epochs), desc=f"train {config.arch}", unit="epoch",
-                  disable=not progress, initial=start_epoch, total=config.epochs)
+    epochs = tqdm(
+        range(start_epoch, config.epochs),
+        desc=f"train {config.arch}",
+        unit="epoch",
+        disable=not progress,
+        initial=start_epoch,
+        total=config.epochs,
+    )
     for epoch in epochs:
         lr = lr_at(epoch, config)
         for group in optimizer.param_groups:
@@ -389,13 +397,19 @@ def fit(
         model.train()
         started = time.perf_counter()
         total, seen = 0.0, 0
-        batches = tqdm(_loader(train_set, config, shuffle=True, epoch=epoch, device=device),
-                       desc=f"epoch {epoch + 1}", leave=False, disable=not progress, unit="batch")
+        batches = tqdm(
+            _loader(train_set, config, shuffle=True, epoch=epoch, device=device),
+            desc=f"epoch {epoch + 1}",
+            leave=False,
+            disable=not progress,
+            unit="batch",
+        )
         for images, labels in batches:
             images = images.to(device, non_blocking=True, memory_format=memory)
             labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
+            with torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
                 logits = step_model(images)
             loss = _loss(logits, labels)
             if not torch.isfinite(loss):
@@ -416,14 +430,20 @@ def fit(
             seen += len(labels)
             batches.set_postfix(loss=f"{total / seen:.4f}")
         seconds = time.perf_counter() - started
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(seen, 1),
-                                  "seconds": round(seconds, 3),
-                                  "images_per_s": round(seen / seconds, 2) if seconds else None}
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": total / max(seen, 1),
+            "seconds": round(seconds, 3),
+            "images_per_s": round(seen / seconds, 2) if seconds else None,
+        }
         if val_set is not None:
             probs, labels_v = predict(model, val_set, config, progress=False, return_labels=True)
             eps = 1e-7
             p = np.clip(probs, eps, 1 - eps)
-            record["val_loss"] = float(-np.mean(labels_v * np.log(p) + (1 - labels_v) * np.log(1 - p)))
+            record["val_loss"] = float(
+                -np.mean(labels_v * np.log(p) + (1 - labels_v) * np.log(1 - p))
+            )
             record["val_accuracy"] = float(np.mean((probs >= config.threshold) == labels_v))
             if folder is not None and record["val_loss"] < best_val:
                 best_val = record["val_loss"]
@@ -431,12 +451,20 @@ def fit(
         history.append(record)
         epochs.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{lr:g}")
         if folder is not None:
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scaler": scaler.state_dict() if scaler is not None else None,
-                          "epoch": epoch, "history": history, "rng": _rng_state(),
-                          "best_val": best_val, "config": config.to_dict()},
-                         folder / CHECKPOINT)
-            _atomic_json(history, folder / HISTORY)
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "epoch": epoch,
+                    "history": history,
+                    "rng": _rng_state(),
+                    "best_val": best_val,
+                    "config": config.to_dict(),
+                },
+                folder / CHECKPOINT,
+            )
+            write_json(history, folder / HISTORY)
         if on_epoch_end is not None:
             on_epoch_end(record)
     model.eval()
@@ -470,13 +498,19 @@ def predict(
     model.to(device=device, memory_format=memory).eval()
     amp_dtype = _amp_dtype(config, device)
     probs, labels = [], []
-    for images, y in tqdm(_loader(dataset, config, shuffle=False, device=device), desc="predict",
-                          leave=False, disable=not progress, unit="batch"):
+    for images, y in tqdm(
+        _loader(dataset, config, shuffle=False, device=device),
+        desc="predict",
+        leave=False,
+        disable=not progress,
+        unit="batch",
+    ):
         images = images.to(device, memory_format=memory)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
             logits = model(images)
-        probs.append(_probs(logits).cpu().numpy())
+        probs.append(probabilities(logits).cpu().numpy())
         labels.append(np.asarray(y))
     out = np.concatenate(probs).astype(np.float64)
     if return_labels:

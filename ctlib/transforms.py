@@ -45,12 +45,13 @@ __all__ = [
     "IMAGENET_STD",
     "AugmentConfig",
     "CanvasDataset",
-    "eval_augment",
     "item_seed",
     "normalize",
     "train_augment",
 ]
 
+#: The ImageNet statistics the paper normalises with (Sec. 3.3); each network's registry
+#: entry (:class:`ctlib.models.ModelSpec`) names the ones its weights expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The gray level of the placement box in ``content="flat"`` canvases (padding is 0).
@@ -90,8 +91,9 @@ class AugmentConfig:
     hflip_p: float = 0.5
 
 
-def train_augment(size: tuple[int, int], config: AugmentConfig = AugmentConfig(),
-                  seed: int | None = None) -> A.Compose:
+def train_augment(
+    size: tuple[int, int], config: AugmentConfig = AugmentConfig(), seed: int | None = None
+) -> A.Compose:
     """The paper's train-time augmentations for a canvas of ``size`` ``(width, height)``.
 
     Works on 2-D uint8 canvases and returns 2-D uint8 canvases of the same size.
@@ -100,29 +102,30 @@ def train_augment(size: tuple[int, int], config: AugmentConfig = AugmentConfig()
     ratio = width / height
     return A.Compose(
         [
-            A.RandomResizedCrop(size=(height, width), scale=config.crop_scale,
-                                ratio=(ratio, ratio), p=config.crop_p),
+            A.RandomResizedCrop(
+                size=(height, width), scale=config.crop_scale, ratio=(ratio, ratio), p=config.crop_p
+            ),
             A.GaussianBlur(sigma_limit=config.blur_sigma, blur_limit=0, p=config.blur_p),
             A.GaussNoise(std_range=config.noise_std, p=config.noise_p),
-            A.RandomBrightnessContrast(brightness_limit=config.brightness,
-                                       contrast_limit=config.contrast,
-                                       p=config.brightness_contrast_p),
+            A.RandomBrightnessContrast(
+                brightness_limit=config.brightness,
+                contrast_limit=config.contrast,
+                p=config.brightness_contrast_p,
+            ),
             A.HorizontalFlip(p=config.hflip_p),
         ],
         seed=seed,
     )
 
 
-def eval_augment() -> None:
-    """Evaluation uses no augmentation: the canvas and normalisation only."""
-    return None
-
-
-def normalize(canvas: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+def normalize(
+    canvas: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
     """2-D uint8 canvas -> float tensor ``(3, H, W)``: gray copied to R, G, B, then normalised."""
     if canvas.ndim != 2 or canvas.dtype != np.uint8:
-        raise ValueError(f"normalize expects a 2-D uint8 canvas, got {canvas.dtype} {canvas.shape}.")
+        raise ValueError(
+            f"normalize expects a 2-D uint8 canvas, got {canvas.dtype} {canvas.shape}."
+        )
     gray = torch.from_numpy(np.ascontiguousarray(canvas)).to(torch.float32).div_(255.0)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
@@ -205,7 +208,7 @@ class CanvasDataset(Dataset):
         if self.content == "flat":
             canvas, box = result
             canvas = np.zeros_like(canvas)
-            canvas[box.y:box.y + box.height, box.x:box.x + box.width] = FLAT_FILL
+            canvas[box.y : box.y + box.height, box.x : box.x + box.width] = FLAT_FILL
             result = (canvas, box)
         if self.cache is not None:
             self.cache[index] = result

@@ -1,4 +1,5 @@
-"""The CAM explorer: an ipywidgets app built from small named callbacks (notebook 05).
+"""The notebooks' widgets, built from small named callbacks: the CAM explorer (notebook 05)
+and the slice viewer (:class:`SliceViewer`, notebook 01).
 
 ::
 
@@ -69,13 +70,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
+import cv2
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
+from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from ctlib.canvas import fit_to_canvas
+from ctlib.data import CLASS_NAMES, CTDataset, read_grayscale, to_grayscale
 from ctlib.explain import (
     CAM_METHODS,
     CamResult,
@@ -85,10 +90,14 @@ from ctlib.explain import (
     fold_split,
     load_trained,
 )
+from ctlib.models import spec_of
+from ctlib.plots import figure_png, plot_cam
+from ctlib.study.paper import canvas_columns
 
 __all__ = [
     "TARGETS",
     "Explorer",
+    "SliceViewer",
     "build_explorer",
     "find_checkpoints",
     "review_order",
@@ -97,10 +106,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TARGETS: dict[str, int | None] = {"predicted": None, "COVID": 1, "non-COVID": 0}
+TARGETS: dict[str, int | None] = {
+    "predicted": None,
+    **{name: label for label, name in CLASS_NAMES.items()},
+}
 """The target-class choices: label -> ``target`` of :func:`ctlib.explain.explain_image`."""
 
-ModelSource = Union[str, os.PathLike, nn.Module, tuple]
+ModelSource = str | os.PathLike | nn.Module | tuple
 _CACHE_SIZE = 64
 _colab_enabled = False
 
@@ -112,8 +124,10 @@ def find_checkpoints(results: str | os.PathLike[str]) -> dict[str, Path]:
     """Every ``model.pt`` under a results folder, named ``dataset/protocol/arch/foldK``."""
     root = Path(results)
     if not root.is_dir():
-        raise FileNotFoundError(f"Results folder {str(root)!r} does not exist; train first "
-                                "(python -m ctlib cv ...) or pass checkpoints=[...].")
+        raise FileNotFoundError(
+            f"Results folder {str(root)!r} does not exist; train first "
+            "(python -m ctlib cv ...) or pass checkpoints=[...]."
+        )
     found = {str(p.parent.relative_to(root)): p for p in sorted(root.rglob("model.pt"))}
     if not found:
         raise FileNotFoundError(f"No model.pt under {root}: no finished fold yet.")
@@ -134,9 +148,10 @@ def review_order(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     frame["status"] = np.where(wrong, "wrong", np.where(known, "right", "unknown"))
     badness = (prob - label).abs().where(wrong, -1.0)
     frame = frame.assign(_wrong=wrong, _bad=badness).sort_values(
-        ["_wrong", "_bad"], ascending=[False, False], kind="stable")
+        ["_wrong", "_bad"], ascending=[False, False], kind="stable"
+    )
     frame = frame.drop(columns=["_wrong", "_bad"])
-    names = {1.0: "COVID", 0.0: "non-COVID"}
+    names = {float(label): name for label, name in CLASS_NAMES.items()}
 
     def caption(row: pd.Series) -> str:
         parts = [{"wrong": "✗", "right": "✓"}.get(row["status"], "·")]
@@ -162,13 +177,12 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
 
 
 def _decode(content: bytes, name: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    from ctlib.data import to_grayscale
 
     if not content:
-        raise ValueError(f"The upload of {name!r} arrived empty (in Colab, files of ~1 MB and more "
-                         "are dropped); pass such images as a folder: build_explorer(images=...).")
+        raise ValueError(
+            f"The upload of {name!r} arrived empty (in Colab, files of ~1 MB and more "
+            "are dropped); pass such images as a folder: build_explorer(images=...)."
+        )
     try:
         with Image.open(io.BytesIO(content)) as image:
             image.load()
@@ -185,14 +199,17 @@ def _enable_colab_widgets() -> None:
     if int(widgets.__version__.split(".")[0]) < 8:
         return
     try:
-        from google.colab import output  # type: ignore[import-not-found]
+        from google.colab import output  # type: ignore[import-not-found]  # lazy: exists only on Colab
 
         output.enable_custom_widget_manager()
         _colab_enabled = True
     except (ImportError, AttributeError) as err:
-        log.warning("Could not enable Colab's custom widget manager (%s); if the explorer does not "
-                    "show, run: from google.colab import output; "
-                    "output.enable_custom_widget_manager()", err)
+        log.warning(
+            "Could not enable Colab's custom widget manager (%s); if the explorer does not "
+            "show, run: from google.colab import output; "
+            "output.enable_custom_widget_manager()",
+            err,
+        )
 
 
 # --------------------------------------------------------------------------- the app
@@ -248,31 +265,38 @@ class Explorer(widgets.VBox):
         self._cams: OrderedDict[tuple, CamResult] = OrderedDict()
         self._holding = False
 
-        self.image_picker = widgets.Dropdown(options=self._image_options(), description="image",
-                                             layout=widgets.Layout(width="460px"))
+        self.image_picker = widgets.Dropdown(
+            options=self._image_options(), description="image", layout=widgets.Layout(width="460px")
+        )
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.model_picker = widgets.Dropdown(options=list(self.sources), description="network",
-                                             layout=widgets.Layout(width="460px"))
+        self.model_picker = widgets.Dropdown(
+            options=list(self.sources), description="network", layout=widgets.Layout(width="460px")
+        )
         labels = [CAM_METHODS[m][1] + (" (slow)" if m == "scorecam" else "") for m in methods]
-        self.method_picker = widgets.Dropdown(options=list(zip(labels, methods)), value=method,
-                                              description="method")
+        self.method_picker = widgets.Dropdown(
+            options=list(zip(labels, methods)), value=method, description="method"
+        )
         self.layer_picker = widgets.Dropdown(options=[], description="layer")
-        self.target_picker = widgets.ToggleButtons(options=list(TARGETS), value="predicted",
-                                                   description="explain")
-        self.opacity_slider = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05,
-                                                  description="opacity", continuous_update=False)
+        self.target_picker = widgets.ToggleButtons(
+            options=list(TARGETS), value="predicted", description="explain"
+        )
+        self.opacity_slider = widgets.FloatSlider(
+            value=alpha, min=0.0, max=1.0, step=0.05, description="opacity", continuous_update=False
+        )
         self.heatmap_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.heatmap_image.add_class("ctlib-heatmap")
         self.info_html = widgets.HTML()
         self.info_html.add_class("ctlib-info")
         self.add_class("ctlib-explorer")
-        for control, css in ((self.image_picker, "ctlib-image-picker"),
-                             (self.upload, "ctlib-upload"),
-                             (self.model_picker, "ctlib-network"),
-                             (self.method_picker, "ctlib-method"),
-                             (self.layer_picker, "ctlib-layer"),
-                             (self.target_picker, "ctlib-target"),
-                             (self.opacity_slider, "ctlib-opacity")):
+        for control, css in (
+            (self.image_picker, "ctlib-image-picker"),
+            (self.upload, "ctlib-upload"),
+            (self.model_picker, "ctlib-network"),
+            (self.method_picker, "ctlib-method"),
+            (self.layer_picker, "ctlib-layer"),
+            (self.target_picker, "ctlib-target"),
+            (self.opacity_slider, "ctlib-opacity"),
+        ):
             control.add_class(css)
         self.children = [
             widgets.HBox([self.image_picker, self.upload]),
@@ -282,13 +306,15 @@ class Explorer(widgets.VBox):
             self.heatmap_image,
             self.info_html,
         ]
-        for control, callback in ((self.image_picker, self.on_image_change),
-                                  (self.upload, self.on_upload),
-                                  (self.model_picker, self.on_model_change),
-                                  (self.method_picker, self.on_method_change),
-                                  (self.layer_picker, self.on_layer_change),
-                                  (self.target_picker, self.on_target_change),
-                                  (self.opacity_slider, self.on_opacity_change)):
+        for control, callback in (
+            (self.image_picker, self.on_image_change),
+            (self.upload, self.on_upload),
+            (self.model_picker, self.on_model_change),
+            (self.method_picker, self.on_method_change),
+            (self.layer_picker, self.on_layer_change),
+            (self.target_picker, self.on_target_change),
+            (self.opacity_slider, self.on_opacity_change),
+        ):
             control.observe(self._guarded(callback), names="value")
         self.on_model_change()
 
@@ -357,8 +383,6 @@ class Explorer(widgets.VBox):
 
     def current_image(self) -> tuple[np.ndarray, str]:
         """The selected image (2-D uint8) and its caption."""
-        from ctlib.data import read_grayscale
-
         key = self.image_picker.value
         if key in self._uploads:
             name, image = self._uploads[key]
@@ -369,14 +393,25 @@ class Explorer(widgets.VBox):
     def compute(self) -> CamResult:
         """The CAM for the current choices (cached)."""
         model, info = self.current_model()
-        key = (self.model_picker.value, self.image_picker.value, self.method_picker.value,
-               self.layer_picker.value, self.target_picker.value)
+        key = (
+            self.model_picker.value,
+            self.image_picker.value,
+            self.method_picker.value,
+            self.layer_picker.value,
+            self.target_picker.value,
+        )
         if key not in self._cams:
             image, _ = self.current_image()
             self._cams[key] = explain_image(
-                model, image, info["arch"], self.method_picker.value,
-                TARGETS[self.target_picker.value], self.layer_picker.value,
-                canvas=tuple(info["canvas"]), threshold=info["threshold"])
+                model,
+                image,
+                info["arch"],
+                self.method_picker.value,
+                TARGETS[self.target_picker.value],
+                self.layer_picker.value,
+                canvas=tuple(info["canvas"]),
+                threshold=info["threshold"],
+            )
             while len(self._cams) > _CACHE_SIZE:
                 self._cams.popitem(last=False)
         self._cams.move_to_end(key)
@@ -395,29 +430,36 @@ class Explorer(widgets.VBox):
 
     def redraw(self) -> None:
         """Draw the current result: image, heat map, overlay; and the text below."""
-        from ctlib.plots import figure_png, plot_cam
-
         if self.result is None:
             return
         image, caption = self.current_image()
-        figure = plot_cam(image, self.result, alpha=float(self.opacity_slider.value),
-                          title=caption, panel=self.panel)
+        figure = plot_cam(
+            image,
+            self.result,
+            alpha=float(self.opacity_slider.value),
+            title=caption,
+            panel=self.panel,
+        )
         self.heatmap_image.value = figure_png(figure, dpi=self.dpi)
         r = self.result
-        verdict = "COVID" if r.predicted == 1 else "non-COVID"
+        verdict = CLASS_NAMES[int(r.predicted)]
         self.last_error = None
         self.info_html.value = (
             f"<b>{html.escape(caption)}</b><br>P(COVID) = {r.prob:.3f} → <b>{verdict}</b> "
             f"(threshold {r.threshold:.2f}) · {html.escape(r.method_name)} of "
             f"{'COVID' if r.target == 1 else 'non-COVID'} on "
-            f"<code>{html.escape(r.layer)}</code> · heat on padding: <b>{r.padding_share:.1%}</b>")
+            f"<code>{html.escape(r.layer)}</code> · heat on padding: <b>{r.padding_share:.1%}</b>"
+        )
 
     # ---------------------------------------------------------------- internals
 
     def _image_options(self) -> list[tuple[str, str]]:
         uploads = [(f"uploaded: {name}", key) for key, (name, _) in reversed(self._uploads.items())]
-        captions = (self.images["caption"] if "caption" in self.images.columns
-                    else self.images["path"].map(lambda p: Path(str(p)).name))
+        captions = (
+            self.images["caption"]
+            if "caption" in self.images.columns
+            else self.images["path"].map(lambda p: Path(str(p)).name)
+        )
         return uploads + [(str(c), str(i)) for i, c in enumerate(captions)]
 
     def _show_error(self, message: str) -> None:
@@ -437,21 +479,24 @@ class Explorer(widgets.VBox):
         def run(change: Mapping[str, Any]) -> None:
             if not self._holding:
                 callback(change)
+
         run.__name__ = callback.__name__
         return run
 
 
 def _load_model(source: ModelSource) -> tuple[nn.Module, dict]:
     """``(model, info)`` from a checkpoint path, a ``(model, info)`` pair or a kit model."""
-    from ctlib.models import _spec_of
-
     if isinstance(source, tuple):
         return source
     if isinstance(source, nn.Module):
-        spec = _spec_of(source, None)
-        return source, {"arch": spec.name, "canvas": getattr(source, "ctlib_canvas", spec.canvas),
-                        "mean": spec.mean, "std": spec.std,
-                        "threshold": float(getattr(source, "ctlib_threshold", 0.5))}
+        spec = spec_of(source, None)
+        return source, {
+            "arch": spec.name,
+            "canvas": getattr(source, "ctlib_canvas", spec.canvas),
+            "mean": spec.mean,
+            "std": spec.std,
+            "threshold": float(getattr(source, "ctlib_threshold", 0.5)),
+        }
     return load_trained(source)
 
 
@@ -514,3 +559,72 @@ def build_explorer(
     if max_images is not None:
         frame = frame.head(max_images)
     return Explorer(models, frame, methods=methods, method=method, alpha=alpha)
+
+
+class SliceViewer:
+    """A small explorer: a slider picks a slice, a menu the canvas it is drawn on.
+
+    Built from small named callbacks (:meth:`render`, :meth:`update`) so that it can be
+    tested without a browser; ``.widget`` is what a notebook displays.
+
+    Args:
+        dataset: the data set to browse.
+        canvases: label -> canvas ``(width, height)``; default :func:`canvas_columns`.
+        square: side of the plain (squashed) resize offered for contrast.
+    """
+
+    ORIGINAL = "original"
+
+    def __init__(
+        self,
+        dataset: CTDataset,
+        canvases: Mapping[str, tuple[int, int]] | None = None,
+        square: int = 224,
+    ) -> None:
+        self.dataset = dataset
+        self.canvases = dict(canvases) if canvases is not None else canvas_columns()
+        self.square = square
+        squashed = f"squashed {square}×{square}"
+        self.options = [self.ORIGINAL, squashed, *self.canvases]
+        self.canvases[squashed] = (square, square)
+        self.slider = widgets.IntSlider(
+            value=0, min=0, max=len(dataset) - 1, description="slice", continuous_update=False
+        )
+        self.menu = widgets.Dropdown(
+            options=self.options, value=self.ORIGINAL, description="drawn as"
+        )
+        self.image = widgets.Image(format="png")
+        self.caption = widgets.HTML()
+        self.slider.observe(self.update, names="value")
+        self.menu.observe(self.update, names="value")
+        self.widget = widgets.VBox(  # flex-start: pictures at their own size, not stretched
+            [widgets.HBox([self.slider, self.menu]), self.image, self.caption],
+            layout=widgets.Layout(align_items="flex-start"),
+        )
+        self.update()
+
+    def render(self, index: int, option: str) -> tuple[np.ndarray, str]:
+        """The picture for slice ``index`` drawn as ``option``, and its caption."""
+
+        image = self.dataset.read_image(index)
+        label = CLASS_NAMES.get(int(self.dataset.frame["label"].iloc[index]), "?")
+        h, w = image.shape
+        if option == self.ORIGINAL:
+            return image, f"{label}, {w}×{h} as stored"
+        cw, ch = self.canvases[option]
+        if option.startswith("squashed"):
+            return (
+                cv2.resize(image, (cw, ch), interpolation=cv2.INTER_AREA),
+                f"{label}, {w}×{h} squashed to {cw}×{ch}: aspect ratio lost",
+            )
+        canvas, box = fit_to_canvas(image, (cw, ch))
+        padding = 1 - box.width * box.height / (cw * ch)
+        return canvas, f"{label}, {w}×{h} on the {cw}×{ch} canvas: {padding:.0%} padding"
+
+    def update(self, change: object = None) -> None:
+        """Redraw for the current slider and menu values (the widgets' callback)."""
+        picture, caption = self.render(int(self.slider.value), str(self.menu.value))
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        self.image.value = buffer.getvalue()
+        self.caption.value = f"<span class='ctlib-caption'>{caption}</span>"

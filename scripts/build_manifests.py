@@ -1,4 +1,4 @@
-"""Rebuild the shipped manifests ``data/<name>.csv`` from a verified copy of the data.
+"""Rebuild the shipped manifests ``ctlib/data/manifests/<name>.csv`` from a verified copy.
 
 Usage (maintainers only; the manifests are committed):
 

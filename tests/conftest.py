@@ -25,7 +25,9 @@ def data_root() -> Path:
     """The folder holding the real data sets; skips (with the reason) when absent."""
     root = real_data_dir()
     if root is None or not (root / "covid19-ct").is_dir():
-        pytest.skip("real data sets not found: set CTLIB_DATA_DIR to the folder holding covid19-ct/")
+        pytest.skip(
+            "real data sets not found: set CTLIB_DATA_DIR to the folder holding covid19-ct/"
+        )
     return root
 
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ctlib.audit import (
+from ctlib.data import pseudo_patient_file, with_pseudo_patients
+from ctlib.study.audit import (
     calibrate_threshold,
     cluster_scans,
     grouping_agreement,
@@ -23,8 +24,6 @@ from ctlib.audit import (
     patient_leak,
     perceptual_hash,
     perceptual_hashes,
-    pseudo_patient_file,
-    with_pseudo_patients,
 )
 
 
@@ -63,11 +62,16 @@ def test_256_bit_hash_is_finer_than_64(tmp_path: Path) -> None:
 
 
 def test_near_duplicates_across_folds_only() -> None:
-    frame = pd.DataFrame({"path": ["a", "a2", "b", "b2"], "label": [1, 1, 0, 0],
-                          "patient_id": ["p", "p", "q", "r"]})
-    rows = [np.array([int(c) for c in f"{perceptual_hash(_blob(s)):064b}"], bool) for s in (0, 0, 5, 5)]
+    frame = pd.DataFrame(
+        {"path": ["a", "a2", "b", "b2"], "label": [1, 1, 0, 0], "patient_id": ["p", "p", "q", "r"]}
+    )
+    rows = [
+        np.array([int(c) for c in f"{perceptual_hash(_blob(s)):064b}"], bool) for s in (0, 0, 5, 5)
+    ]
     pairs = near_duplicate_pairs(frame, np.array(rows), folds=[0, 1, 0, 0], max_distance=2)
-    assert list(zip(pairs["path_a"], pairs["path_b"], strict=True)) == [("a", "a2")]  # b/b2 share a fold
+    assert list(zip(pairs["path_a"], pairs["path_b"], strict=True)) == [
+        ("a", "a2")
+    ]  # b/b2 share a fold
     assert pairs["same_patient"].tolist() == [True]
 
 

@@ -309,7 +309,8 @@ def check_gradcam_explorer(page: Any) -> dict[str, Any]:
     page.wait_for_function(
         "(selector) => { const img = document.querySelector(selector);"
         " return img && img.complete && img.naturalWidth > 0; }",
-        arg=image, timeout=120_000,
+        arg=image,
+        timeout=120_000,
     )
     before = _image_state(page, image)
     menu = page.locator(".ctlib-method select").last
@@ -318,8 +319,12 @@ def check_gradcam_explorer(page: Any) -> dict[str, Any]:
     info = page.locator(".ctlib-info").last.inner_text()
     assert after["drawn"] and after["width"] > 100, f"no heat map drawn after the change: {after}"
     page.locator(".ctlib-explorer").last.scroll_into_view_if_needed()
-    return {"widget": "Grad-CAM explorer", "before": [before["width"], before["height"]],
-            "after": [after["width"], after["height"]], "info": info}
+    return {
+        "widget": "Grad-CAM explorer",
+        "before": [before["width"], before["height"]],
+        "after": [after["width"], after["height"]],
+        "info": info,
+    }
 
 
 CASES = [

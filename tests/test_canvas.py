@@ -18,7 +18,7 @@ canvas_sides = st.integers(min_value=8, max_value=600)
 def test_box_properties(iw: int, ih: int, cw: int, ch: int) -> None:
     x, y, w, h = fit_box((iw, ih), (cw, ch))
     # inside the canvas, touching two opposite sides
-    assert 0 <= x and 0 <= y and x + w <= cw and y + h <= ch
+    assert x >= 0 and y >= 0 and x + w <= cw and y + h <= ch
     assert (w == cw) or (h == ch)
     # centred: margins differ by at most one pixel
     assert abs((cw - w - x) - x) <= 1 and abs((ch - h - y) - y) <= 1
@@ -32,8 +32,13 @@ def test_box_properties(iw: int, ih: int, cw: int, ch: int) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(iw=st.integers(1, 1200), ih=st.integers(1, 1200), cw=canvas_sides, ch=canvas_sides,
-       fill=st.integers(0, 255))
+@given(
+    iw=st.integers(1, 1200),
+    ih=st.integers(1, 1200),
+    cw=canvas_sides,
+    ch=canvas_sides,
+    fill=st.integers(0, 255),
+)
 def test_canvas_shape_and_padding(iw: int, ih: int, cw: int, ch: int, fill: int) -> None:
     rng = np.random.default_rng(iw * 7919 + ih)
     image = rng.integers(0, 256, size=(ih, iw), dtype=np.uint8)
@@ -80,7 +85,9 @@ def test_rgb_copies_channels() -> None:
     image = np.random.default_rng(1).integers(0, 256, (50, 80), dtype=np.uint8)
     canvas, _ = fit_to_canvas(image, (64, 64), rgb=True)
     assert canvas.shape == (64, 64, 3)
-    assert np.array_equal(canvas[..., 0], canvas[..., 1]) and np.array_equal(canvas[..., 1], canvas[..., 2])
+    assert np.array_equal(canvas[..., 0], canvas[..., 1]) and np.array_equal(
+        canvas[..., 1], canvas[..., 2]
+    )
     assert np.array_equal(to_rgb(canvas[..., 0]), canvas)
 
 

@@ -11,17 +11,22 @@ import pytest
 
 from ctlib.cv import fold_dir, make_folds, run_cv
 from ctlib.data import load_dataset
-from ctlib.synthetic import SyntheticConfig
+from ctlib.data.synthetic import SyntheticConfig
 from ctlib.train import TrainConfig
 
-TINY = TrainConfig(arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48),
-                   device="cpu")
+TINY = TrainConfig(
+    arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
+)
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
-    return load_dataset("synthetic", tmp_path_factory.mktemp("synth"),
-                        synthetic=SyntheticConfig(n_patients=12), progress=False)
+    return load_dataset(
+        "synthetic",
+        tmp_path_factory.mktemp("synth"),
+        synthetic=SyntheticConfig(n_patients=12),
+        progress=False,
+    )
 
 
 def _frame(n_patients: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -90,18 +95,30 @@ def test_run_cv_writes_results_skips_finished_and_refuses_mixing(synth, tmp_path
         assert metrics["n"] == len(predictions)
         assert (folder / "model.pt").is_file() and (folder / "history.json").is_file()
     # rerun: finished folds are skipped (nothing rewritten)
-    stamp = (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json").stat().st_mtime_ns
+    stamp = (
+        (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json")
+        .stat()
+        .st_mtime_ns
+    )
     again = run_cv(synth, TINY, protocol="patient", n_folds=2, out=tmp_path, progress=False)
     assert again["accuracy"].tolist() == results["accuracy"].tolist()
-    assert (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json").stat().st_mtime_ns == stamp
+    assert (
+        fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json"
+    ).stat().st_mtime_ns == stamp
     # another configuration in the same folder is refused, nothing changed
     with pytest.raises(ValueError, match="another configuration"):
-        run_cv(synth, TINY.quick(epochs=2), protocol="patient", n_folds=2, out=tmp_path, progress=False)
+        run_cv(
+            synth, TINY.quick(epochs=2), protocol="patient", n_folds=2, out=tmp_path, progress=False
+        )
     with pytest.raises(ValueError, match="another fold assignment"):
         run_cv(synth, TINY, protocol="patient", n_folds=3, out=tmp_path, progress=False)
-    assert (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json").stat().st_mtime_ns == stamp
+    assert (
+        fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json"
+    ).stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="do not exist"):
-        run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[7], out=tmp_path, progress=False)
+        run_cv(
+            synth, TINY, protocol="patient", n_folds=2, only_folds=[7], out=tmp_path, progress=False
+        )
 
 
 def test_pseudo_patient_folds_keep_groups_together() -> None:
@@ -122,9 +139,14 @@ def test_run_names_keep_variants_apart(synth, tmp_path: Path) -> None:
     # the flat probe and the image run share data set, protocol and architecture but not a folder
     run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False)
     probe = TrainConfig.from_dict({**TINY.to_dict(), "content": "flat"})
-    run_cv(synth, probe, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False)
+    run_cv(
+        synth, probe, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
+    )
     base = tmp_path / "synthetic" / "patient"
-    assert sorted(p.name for p in base.iterdir()) == ["shufflenet-scratch", "shufflenet-scratch-flat"]
+    assert sorted(p.name for p in base.iterdir()) == [
+        "shufflenet-scratch",
+        "shufflenet-scratch-flat",
+    ]
     config = json.loads((base / "shufflenet-scratch-flat" / "fold0" / "config.json").read_text())
     assert config["train"]["content"] == "flat"
 
@@ -136,12 +158,14 @@ def test_a_run_from_before_a_new_setting_still_resumes(synth, tmp_path: Path) ->
     record = json.loads(path.read_text())
     del record["train"]["content"]
     path.write_text(json.dumps(record))
-    again = run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path,
-                   progress=False)
+    again = run_cv(
+        synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
+    )
     assert len(again) == 1
     # but a setting that differs from the default still counts as another configuration
     record["train"]["content"] = "flat"
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="another configuration"):
-        run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path,
-               progress=False)
+        run_cv(
+            synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
+        )

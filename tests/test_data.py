@@ -13,16 +13,8 @@ import pytest
 from PIL import Image
 
 from ctlib import data
-from ctlib.data import (
-    DataError,
-    DataVerificationError,
-    ImageReadError,
-    load_dataset,
-    load_folder,
-    pixel_hash,
-    read_grayscale,
-    verify_dataset,
-)
+from ctlib.data import load_dataset, load_folder, pixel_hash, read_grayscale, verify_dataset
+from ctlib.errors import DataError, DataVerificationError, ImageReadError
 
 # --------------------------------------------------------------------------- reading
 
@@ -84,7 +76,9 @@ def test_sixteen_bit_is_stretched(tmp_path: Path) -> None:
     out = read_grayscale(_save(tmp_path / "s.png", Image.fromarray(values)))
     assert out.dtype == np.uint8 and out.tolist() == [[0, 64], [128, 255]]
     small = np.array([[0, 10], [20, 255]], np.uint16)  # already 0..255: kept
-    assert read_grayscale(_save(tmp_path / "t.png", Image.fromarray(small))).tolist() == small.tolist()
+    assert (
+        read_grayscale(_save(tmp_path / "t.png", Image.fromarray(small))).tolist() == small.tolist()
+    )
 
 
 def test_jpeg_inside_png_name(tmp_path: Path, gray: np.ndarray) -> None:
@@ -102,7 +96,9 @@ def test_jpeg_inside_png_name(tmp_path: Path, gray: np.ndarray) -> None:
         ("truncated", "truncated or corrupt"),
     ],
 )
-def test_bad_files_name_the_file(tmp_path: Path, gray: np.ndarray, content: object, match: str) -> None:
+def test_bad_files_name_the_file(
+    tmp_path: Path, gray: np.ndarray, content: object, match: str
+) -> None:
     path = tmp_path / "bad.png"
     if content == "truncated":
         buffer = io.BytesIO()
@@ -199,8 +195,14 @@ def test_covid19_ct_loads_with_patients_and_split(data_root: Path) -> None:
     assert frame["patient_id"].notna().all()
     assert frame.groupby("label")["patient_id"].nunique().to_dict() == {0: 171, 1: 213}
     split = frame.groupby(["label", "official_split"]).size().to_dict()
-    assert split == {(1, "train"): 191, (1, "val"): 60, (1, "test"): 98,
-                     (0, "train"): 234, (0, "val"): 58, (0, "test"): 105}
+    assert split == {
+        (1, "train"): 191,
+        (1, "val"): 60,
+        (1, "test"): 98,
+        (0, "train"): 234,
+        (0, "val"): 58,
+        (0, "test"): 105,
+    }
     # no patient in two official splits
     assert (frame.groupby("patient_id")["official_split"].nunique() == 1).all()
     # our reading of the upstream meta tables agrees with the table derived in shared/
@@ -218,7 +220,11 @@ def test_sars_loads_without_patients(data_root: Path) -> None:
     assert ds.frame["label"].value_counts().to_dict() == {1: 1252, 0: 1229}
     assert ds.frame["patient_id"].isna().all()
     sizes = pd.read_csv(data_root / "sars-cov-2-ct" / "FILES.csv").set_index("path")
-    assert (ds.frame.set_index("relpath")[["width", "height"]] == sizes[["width", "height"]]).all().all()
+    assert (
+        (ds.frame.set_index("relpath")[["width", "height"]] == sizes[["width", "height"]])
+        .all()
+        .all()
+    )
     summary = ds.summary()
     assert summary.loc["COVID", "images"] == 1252
 
@@ -234,7 +240,9 @@ def test_full_verification_of_real_sets(data_root: Path, name: str) -> None:
 
 
 @pytest.mark.realdata
-def test_verification_finds_missing_extra_altered_undecodable(tmp_path: Path, data_root: Path) -> None:
+def test_verification_finds_missing_extra_altered_undecodable(
+    tmp_path: Path, data_root: Path
+) -> None:
     src = data_root / "covid19-ct"
     folder = tmp_path / "covid19-ct"
     for cls in ("CT_COVID", "CT_NonCOVID"):
@@ -299,7 +307,9 @@ def test_load_folder_skips_bad_files_with_a_summary(tmp_path: Path, gray: np.nda
     (tmp_path / "non-COVID" / ".DS_Store").write_bytes(b"\0")
     ds = load_folder(tmp_path, progress=False)
     assert sorted(ds.frame["label"].tolist()) == [0, 1]
-    reasons = dict(zip(ds.skipped["path"].map(lambda p: Path(p).name), ds.skipped["reason"], strict=True))
+    reasons = dict(
+        zip(ds.skipped["path"].map(lambda p: Path(p).name), ds.skipped["reason"], strict=True)
+    )
     assert set(reasons) == {"empty.png", "readme.txt"}
     assert "empty" in reasons["empty.png"]
 

@@ -1,4 +1,4 @@
-"""Tests for ctlib.download against a real HTTP server on 127.0.0.1.
+"""Tests for ctlib.data.fetch (download) against a real HTTP server on 127.0.0.1.
 
 A session fixture builds a mirror of the upstream files from the real data sets (zips with the
 upstream member layout, plus the loose meta files) and serves it with ThreadingHTTPServer.
@@ -32,17 +32,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctlib import download as dl
-from ctlib.download import (
-    DATASETS,
-    MIRROR_ENV,
-    SOURCES,
-    DownloadError,
-    UnsafeArchiveError,
-    download,
-    mirror_url,
-    plan_download,
-)
+from ctlib.data import REAL_DATASETS, download, plan_download
+from ctlib.data import fetch as dl
+from ctlib.data.fetch import MIRROR_ENV, SOURCES, mirror_url
+from ctlib.errors import DownloadError, UnsafeArchiveError
 
 COMMIT = "1b912a4ba27b4548103a598b169e939d0b933806"
 UCSD = "UCSD-AI4H/COVID-CT/raw/master"
@@ -221,8 +214,10 @@ class Mirror:
 def mirror_server(tmp_path_factory: pytest.TempPathFactory) -> Mirror:
     real = _real_data_dir()
     if not ((real / "covid19-ct").is_dir() and (real / "sars-cov-2-ct").is_dir()):
-        pytest.skip(f"real data sets not found at {real}: set CTLIB_DATA_DIR to the folder holding "
-                    "covid19-ct/ and sars-cov-2-ct/ (../shared/data in CI)")
+        pytest.skip(
+            f"real data sets not found at {real}: set CTLIB_DATA_DIR to the folder holding "
+            "covid19-ct/ and sars-cov-2-ct/ (../shared/data in CI)"
+        )
     root = tmp_path_factory.mktemp("mirror").resolve()
     full = _build_covid19(root / "full", real, None)
     small = _build_covid19(root / "small", real, N_SMALL_COVID19)
@@ -283,8 +278,9 @@ def _zip_bytes(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-def _fake_kagglehub(monkeypatch: pytest.MonkeyPatch, *, result: Path | None = None,
-                    error: Exception | None = None) -> list[str]:
+def _fake_kagglehub(
+    monkeypatch: pytest.MonkeyPatch, *, result: Path | None = None, error: Exception | None = None
+) -> list[str]:
     calls: list[str] = []
 
     def dataset_download(handle: str, *args: object, **kwargs: object) -> str:
@@ -320,7 +316,8 @@ def test_covid19_ct_full_download_matches_originals(mirror: Mirror, tmp_path: Pa
 
 @realdata
 def test_sars_download_via_env_mirror_takes_only_dataset_folders(
-        mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(MIRROR_ENV, mirror.url("small") + "/")
     out = download("sars-cov-2-ct", tmp_path, progress=False, verify=False)
     _assert_dataset(out, mirror.sars_small)  # no README.md / WebApp/ from the archive
@@ -330,29 +327,27 @@ def test_sars_download_via_env_mirror_takes_only_dataset_folders(
 
 @realdata
 def test_verify_runs_real_verify_dataset_on_full_covid19_ct(mirror: Mirror, tmp_path: Path) -> None:
-    try:
-        from ctlib.data import verify_dataset  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"ctlib.data.verify_dataset not importable yet ({exc})")
     out = download("covid19-ct", tmp_path, mirror=mirror.url("full"), progress=False, verify=True)
     _assert_dataset(out, mirror.covid19_full, n_pixels=2)
 
 
 @realdata
 def test_verify_hook_checks_staged_copy_before_it_lands(
-        mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[tuple[str, Path, set[str], bool]] = []
 
     def verify_dataset(name: str, root: Path, **options: object) -> str:
         assert options == {"progress": False}
-        files = {p.relative_to(Path(root) / name).as_posix()
-                 for p in (Path(root) / name).rglob("*") if p.is_file()}
+        files = {
+            p.relative_to(Path(root) / name).as_posix()
+            for p in (Path(root) / name).rglob("*")
+            if p.is_file()
+        }
         seen.append((name, Path(root), files, (tmp_path / name).exists()))
         return "ok"
 
-    fake = types.ModuleType("ctlib.data")
-    fake.verify_dataset = verify_dataset  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ctlib.data", fake)
+    monkeypatch.setattr(dl, "verify_dataset", verify_dataset)
     out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False)
     [(name, root, files, landed_before)] = seen
     assert name == "covid19-ct" and files == set(mirror.covid19_small)
@@ -363,13 +358,12 @@ def test_verify_hook_checks_staged_copy_before_it_lands(
 
 @realdata
 def test_failed_verification_leaves_no_dataset_but_keeps_archives(
-        mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def verify_dataset(name: str, root: Path, **options: object) -> None:
         raise ValueError(f"{name}: 1 altered file")
 
-    fake = types.ModuleType("ctlib.data")
-    fake.verify_dataset = verify_dataset  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ctlib.data", fake)
+    monkeypatch.setattr(dl, "verify_dataset", verify_dataset)
     with pytest.raises(ValueError, match="altered"):
         download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".downloads"]
@@ -382,13 +376,20 @@ def test_failed_verification_leaves_no_dataset_but_keeps_archives(
 @realdata
 @pytest.mark.parametrize("honour_range", [True, False], ids=["resume", "restart"])
 def test_interrupted_transfer_then_second_call_completes(
-        mirror: Mirror, tmp_path: Path, honour_range: bool) -> None:
+    mirror: Mirror, tmp_path: Path, honour_range: bool
+) -> None:
     path = f"/small/{COVID_ZIP}"
     mirror.state.cut[path] = [10_000, 1]
     mirror.state.honour_range = honour_range
     with pytest.raises(DownloadError, match=r"CT_COVID\.zip.*closed after 10000") as info:
-        download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                 verify=False, retries=0)
+        download(
+            "covid19-ct",
+            tmp_path,
+            mirror=mirror.url("small"),
+            progress=False,
+            verify=False,
+            retries=0,
+        )
     assert "next call resumes it" in str(info.value)
     part = tmp_path / ".downloads" / "covid19-ct" / "CT_COVID.zip.part"
     assert part.stat().st_size == 10_000
@@ -396,8 +397,15 @@ def test_interrupted_transfer_then_second_call_completes(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".downloads"]
     assert sorted(p.name for p in part.parent.iterdir()) == [part.name, part.name + ".etag"]
 
-    out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                   verify=False, retries=0, keep_archives=True)
+    out = download(
+        "covid19-ct",
+        tmp_path,
+        mirror=mirror.url("small"),
+        progress=False,
+        verify=False,
+        retries=0,
+        keep_archives=True,
+    )
     zip_requests = [r for r in mirror.state.requests if r[0] == path]
     assert zip_requests == [(path, None), (path, "bytes=10000-")]
     served = (mirror.state.root / "small" / COVID_ZIP).read_bytes()
@@ -408,16 +416,30 @@ def test_interrupted_transfer_then_second_call_completes(
 
 @realdata
 def test_file_changed_upstream_before_resume_is_fetched_whole(
-        mirror: Mirror, tmp_path: Path) -> None:
+    mirror: Mirror, tmp_path: Path
+) -> None:
     path = f"/small/{COVID_ZIP}"
     mirror.state.cut[path] = [10_000, 1]
     with pytest.raises(DownloadError, match="closed after 10000"):
-        download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                 verify=False, retries=0)
+        download(
+            "covid19-ct",
+            tmp_path,
+            mirror=mirror.url("small"),
+            progress=False,
+            verify=False,
+            retries=0,
+        )
     changed = _zip_bytes([("CT_COVID/new.png", b"a new upstream version")])
     mirror.state.overrides[path] = changed
-    out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                   verify=False, retries=0, keep_archives=True)
+    out = download(
+        "covid19-ct",
+        tmp_path,
+        mirror=mirror.url("small"),
+        progress=False,
+        verify=False,
+        retries=0,
+        keep_archives=True,
+    )
     [first, second] = [r for r in mirror.state.requests if r[0] == path]
     assert second == (path, "bytes=10000-")  # asked to resume, If-Range made it send everything
     assert (tmp_path / ".downloads" / "covid19-ct" / "CT_COVID.zip").read_bytes() == changed
@@ -426,13 +448,20 @@ def test_file_changed_upstream_before_resume_is_fetched_whole(
 
 
 @realdata
-def test_retry_inside_one_call_resumes(mirror: Mirror, tmp_path: Path,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_retry_inside_one_call_resumes(
+    mirror: Mirror, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = f"/small/{NONCOVID_ZIP}"
     mirror.state.cut[path] = [5_000, 1]
-    with caplog.at_level(logging.WARNING, logger="ctlib.download"):
-        out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                       verify=False, retries=1)
+    with caplog.at_level(logging.WARNING, logger="ctlib.data.fetch"):
+        out = download(
+            "covid19-ct",
+            tmp_path,
+            mirror=mirror.url("small"),
+            progress=False,
+            verify=False,
+            retries=1,
+        )
     zip_requests = [r for r in mirror.state.requests if r[0] == path]
     assert zip_requests == [(path, None), (path, "bytes=5000-")]
     assert "Retrying" in caplog.text
@@ -445,8 +474,15 @@ def test_stalled_server_times_out(mirror: Mirror, tmp_path: Path) -> None:
     mirror.state.stall.add(f"/small/{COVID_ZIP}")
     start = time.monotonic()
     with pytest.raises(DownloadError, match="timed out"):
-        download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                 verify=False, retries=0, timeout=0.2)
+        download(
+            "covid19-ct",
+            tmp_path,
+            mirror=mirror.url("small"),
+            progress=False,
+            verify=False,
+            retries=0,
+            timeout=0.2,
+        )
     assert time.monotonic() - start < 5
     assert not (tmp_path / "covid19-ct").exists()
 
@@ -471,16 +507,20 @@ def test_bad_archive_is_dropped_and_other_downloads_reused(mirror: Mirror, tmp_p
 @realdata
 @pytest.mark.parametrize("sha_ok", [True, False], ids=["match", "mismatch"])
 def test_sha256_and_size_are_checked_when_known(
-        mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sha_ok: bool) -> None:
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sha_ok: bool
+) -> None:
     original = mirror.covid19_small["meta/COVID-CT-MetaInfo.xlsx"]
     pinned = tuple(
         replace(s, sha256=_sha(original) if sha_ok else "0" * 64, size=original.stat().st_size)
-        if s.filename == "COVID-CT-MetaInfo.xlsx" else s
-        for s in SOURCES["covid19-ct"])
+        if s.filename == "COVID-CT-MetaInfo.xlsx"
+        else s
+        for s in SOURCES["covid19-ct"]
+    )
     monkeypatch.setitem(SOURCES, "covid19-ct", pinned)
     if sha_ok:
-        out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                       verify=False)
+        out = download(
+            "covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False, verify=False
+        )
         _assert_dataset(out, mirror.covid19_small)
         return
     pattern = r"COVID-CT-MetaInfo\.xlsx.*sha256 [0-9a-f]{64}, expected 0{64}"
@@ -503,7 +543,8 @@ def _symlink_info(name: str) -> zipfile.ZipInfo:
 @realdata
 @pytest.mark.parametrize("kind", ["dotdot", "nested-dotdot", "absolute", "symlink"])
 def test_archive_members_escaping_dest_are_refused(
-        mirror: Mirror, tmp_path: Path, kind: str) -> None:
+    mirror: Mirror, tmp_path: Path, kind: str
+) -> None:
     dest, outside = tmp_path / "dest", tmp_path / "outside"
     outside.mkdir()
     member = {
@@ -515,7 +556,8 @@ def test_archive_members_escaping_dest_are_refused(
     info = _symlink_info(member) if kind == "symlink" else zipfile.ZipInfo(member)
     payload = str(outside / "evil.png").encode() if kind == "symlink" else b"evil"
     mirror.state.overrides[f"/small/{COVID_ZIP}"] = _zip_bytes(
-        [("CT_COVID/ok.png", b"fine"), (info, payload)])
+        [("CT_COVID/ok.png", b"fine"), (info, payload)]
+    )
     with pytest.raises(UnsafeArchiveError) as err:
         download("covid19-ct", dest, mirror=mirror.url("small"), progress=False, verify=False)
     assert repr(member) in str(err.value)
@@ -529,22 +571,32 @@ def test_archive_members_escaping_dest_are_refused(
 
 @realdata
 def test_present_dataset_is_not_downloaded_again_unless_forced(
-        mirror: Mirror, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                   verify=False, keep_archives=True)
+    mirror: Mirror, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = download(
+        "covid19-ct",
+        tmp_path,
+        mirror=mirror.url("small"),
+        progress=False,
+        verify=False,
+        keep_archives=True,
+    )
     (out / "marker.txt").write_text("from the first download")
     mirror.state.reset()
-    with caplog.at_level(logging.INFO, logger="ctlib.download"):
-        again = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                         verify=False)
+    with caplog.at_level(logging.INFO, logger="ctlib.data.fetch"):
+        again = download(
+            "covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False, verify=False
+        )
     assert again == out and mirror.state.requests == []
     assert "already at" in caplog.text and (out / "marker.txt").exists()
 
-    forced = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False,
-                      verify=False, force=True)
+    forced = download(
+        "covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False, verify=False, force=True
+    )
     assert forced == out  # force fetched everything again, ignoring the kept archives
     assert sorted(mirror.state.paths()) == sorted(
-        f"/small/{UCSD}/" + s.url.split("/raw/master/")[1] for s in SOURCES["covid19-ct"])
+        f"/small/{UCSD}/" + s.url.split("/raw/master/")[1] for s in SOURCES["covid19-ct"]
+    )
     _assert_dataset(out, mirror.covid19_small)  # the marker is gone: the folder was replaced
     _assert_clean(tmp_path, "covid19-ct")
 
@@ -552,32 +604,44 @@ def test_present_dataset_is_not_downloaded_again_unless_forced(
 # ---------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("name, pattern", [
-    ("covid-ct",
-     r"Unknown data set 'covid-ct'; known: covid19-ct, sars-cov-2-ct\. "
-     r"Did you mean 'covid19-ct'\?"),
-    ("mnist", r"Unknown data set 'mnist'; known: covid19-ct, sars-cov-2-ct\.$"),
-    ("synthetic", r"generated locally.*ctlib\.data\.load_dataset\('synthetic'\)"),
-])
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        (
+            "covid-ct",
+            r"Unknown data set 'covid-ct'; known: covid19-ct, sars-cov-2-ct\. "
+            r"Did you mean 'covid19-ct'\?",
+        ),
+        ("mnist", r"Unknown data set 'mnist'; known: covid19-ct, sars-cov-2-ct\.$"),
+        ("synthetic", r"generated locally.*ctlib\.data\.load_dataset\('synthetic'\)"),
+    ],
+)
 def test_bad_names_raise_value_error_before_touching_disk(
-        tmp_path: Path, name: str, pattern: str) -> None:
+    tmp_path: Path, name: str, pattern: str
+) -> None:
     with pytest.raises(ValueError, match=pattern):
         download(name, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
 
 
 def test_sources_table_covers_the_upstream_layout() -> None:
-    assert tuple(SOURCES) == DATASETS
+    assert set(SOURCES) == set(REAL_DATASETS)
     for name, sources in SOURCES.items():
         for s in sources:
             assert s.kind in ("zip", "file", "kaggle") and s.members, (name, s)
             assert s.provider == ("kaggle" if s.kind == "kaggle" else "github"), s
             assert s.url.startswith("https://"), s
     covid = {dst for s in SOURCES["covid19-ct"] for _, dst in s.members}
-    assert covid == {"CT_COVID/", "CT_NonCOVID/", "meta/COVID-CT-MetaInfo.xlsx",
-                     "meta/NonCOVID-CT-MetaInfo.csv"} | {
+    assert covid == {
+        "CT_COVID/",
+        "CT_NonCOVID/",
+        "meta/COVID-CT-MetaInfo.xlsx",
+        "meta/NonCOVID-CT-MetaInfo.csv",
+    } | {
         f"meta/Data-split/{c}/{sp}CT_{c}.txt"
-        for c in ("COVID", "NonCOVID") for sp in ("train", "val", "test")}
+        for c in ("COVID", "NonCOVID")
+        for sp in ("train", "val", "test")
+    }
     assert [s.provider for s in SOURCES["sars-cov-2-ct"]] == ["kaggle", "github"]
     assert COMMIT in SOURCES["sars-cov-2-ct"][1].url
 
@@ -585,8 +649,10 @@ def test_sources_table_covers_the_upstream_layout() -> None:
 def test_mirror_url_replaces_scheme_and_host() -> None:
     url = "https://github.com/UCSD-AI4H/COVID-CT/raw/master/Images-processed/CT_COVID.zip"
     assert mirror_url(url, None) == url
-    assert mirror_url(url, "http://127.0.0.1:9/cache/") == \
-        "http://127.0.0.1:9/cache/UCSD-AI4H/COVID-CT/raw/master/Images-processed/CT_COVID.zip"
+    assert (
+        mirror_url(url, "http://127.0.0.1:9/cache/")
+        == "http://127.0.0.1:9/cache/UCSD-AI4H/COVID-CT/raw/master/Images-processed/CT_COVID.zip"
+    )
     assert mirror_url("https://h.example/a/b.zip?x=1", "http://m") == "http://m/a/b.zip?x=1"
 
 
@@ -612,7 +678,8 @@ def test_plan_with_kagglehub_prefers_kaggle_unless_mirror(monkeypatch: pytest.Mo
 @realdata
 @pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
 def test_kaggle_download_is_copied_into_layout(
-        mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nested: bool) -> None:
+    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nested: bool
+) -> None:
     kaggle_root = tmp_path / "kagglehub-cache"
     base = kaggle_root / "sarscov2-ctscan-dataset" if nested else kaggle_root
     for rel, original in mirror.sars_small.items():
@@ -630,13 +697,16 @@ def test_kaggle_download_is_copied_into_layout(
 
 @realdata
 def test_kaggle_failure_falls_back_to_github(
-        mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    mirror: Mirror,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     calls = _fake_kagglehub(monkeypatch, error=PermissionError("403 Forbidden: no credentials"))
     kaggle, github = SOURCES["sars-cov-2-ct"]
     local = replace(github, url=f"{mirror.url('small')}/{SARS_ZIP}")  # the table is data
     monkeypatch.setitem(SOURCES, "sars-cov-2-ct", (kaggle, local))
-    with caplog.at_level(logging.WARNING, logger="ctlib.download"):
+    with caplog.at_level(logging.WARNING, logger="ctlib.data.fetch"):
         out = download("sars-cov-2-ct", tmp_path, progress=False, verify=False)
     assert calls == ["plameneduardo/sarscov2-ctscan-dataset"]
     assert "kaggle failed" in caplog.text and "403 Forbidden" in caplog.text
@@ -645,7 +715,8 @@ def test_kaggle_failure_falls_back_to_github(
 
 @pytest.mark.parametrize("via", ["mirror", "no-kagglehub"])
 def test_message_when_every_source_fails(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
     port = _closed_port()
     mirror = None
     if via == "mirror":
@@ -661,9 +732,15 @@ def test_message_when_every_source_fails(
     assert f"Could not download {tried} after 1 attempt(s)" in text
     assert "ConnectionRefusedError" in text
     assert "mirror is set" in text if via == "mirror" else "kagglehub is not installed" in text
-    for needle in ("pip install kagglehub", "kaggle.json", "~/.kaggle", "KAGGLE_USERNAME",
-                   "KAGGLE_KEY",
-                   f"download {tried}", f"Dataset/COVID/ to {tmp_path / 'sars-cov-2-ct' / 'COVID'}",
-                   f"Dataset/non-COVID/ to {tmp_path / 'sars-cov-2-ct' / 'non-COVID'}"):
+    for needle in (
+        "pip install kagglehub",
+        "kaggle.json",
+        "~/.kaggle",
+        "KAGGLE_USERNAME",
+        "KAGGLE_KEY",
+        f"download {tried}",
+        f"Dataset/COVID/ to {tmp_path / 'sars-cov-2-ct' / 'COVID'}",
+        f"Dataset/non-COVID/ to {tmp_path / 'sars-cov-2-ct' / 'non-COVID'}",
+    ):
         assert needle in text, needle
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing fetched, no staging left

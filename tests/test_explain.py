@@ -20,7 +20,9 @@ from torch import nn
 
 from ctlib import explain
 from ctlib.canvas import fit_to_canvas
+from ctlib.cv import trained_fold
 from ctlib.data import load_dataset
+from ctlib.data.synthetic import SyntheticConfig
 from ctlib.explain import (
     CAM_METHODS,
     body_mask,
@@ -44,7 +46,6 @@ from ctlib.explain import (
     summarize_cam_scores,
 )
 from ctlib.models import create_model, get_spec, list_models, penultimate_features
-from ctlib.synthetic import SyntheticConfig
 from ctlib.transforms import normalize
 
 torch.set_num_threads(1)
@@ -53,8 +54,13 @@ ALL = list_models()  # the paper's twelve and efficientnet_lite0
 
 
 def _hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+    return sum(
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for m in model.modules()
+    )
 
 
 class _Detector(nn.Module):
@@ -84,8 +90,12 @@ class _Detector(nn.Module):
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
-    return load_dataset("synthetic", tmp_path_factory.mktemp("synth"),
-                        synthetic=SyntheticConfig(n_patients=6), progress=False)
+    return load_dataset(
+        "synthetic",
+        tmp_path_factory.mktemp("synth"),
+        synthetic=SyntheticConfig(n_patients=6),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,20 +119,26 @@ def test_features_and_cam_per_architecture(name: str, synth, tmp_path: Path) -> 
     model = create_model(name).eval()
     frame = synth.frame.head(3)
     size = _canvas_for(name)
-    feats = extract_features(model, frame, canvas=size, batch_size=2, progress=False,
-                             cache_folder=tmp_path)
+    feats = extract_features(
+        model, frame, canvas=size, batch_size=2, progress=False, cache_folder=tmp_path
+    )
     spec = get_spec(name)
     assert feats.features.shape == (3, spec.feature_dim)
     assert feats.features.dtype == np.float32 and feats.probs.shape == (3,)
     assert feats.paths == frame["path"].tolist()
-    x = torch.stack([normalize(fit_to_canvas(synth.read_image(i), size)[0], spec.mean, spec.std)
-                     for i in range(3)])
+    x = torch.stack(
+        [
+            normalize(fit_to_canvas(synth.read_image(i), size)[0], spec.mean, spec.std)
+            for i in range(3)
+        ]
+    )
     with torch.no_grad():
         expected = penultimate_features(model, x).numpy()
         probs = torch.sigmoid(model(x)[:, 0]).numpy()
     # batches of 2 here, of 3 there: float sums differ slightly (random-init activations are huge)
-    np.testing.assert_allclose(feats.features, expected, rtol=2e-3,
-                               atol=1e-4 * float(np.abs(expected).max()))
+    np.testing.assert_allclose(
+        feats.features, expected, rtol=2e-3, atol=1e-4 * float(np.abs(expected).max())
+    )
     np.testing.assert_allclose(feats.probs, probs, rtol=2e-3, atol=1e-4)
     # Grad-CAM on the registry's layer, mapped back to a portrait original
     heat = gradcam(model, synth.read_image(0)[:, :90], name, target=1, canvas=size)
@@ -130,8 +146,9 @@ def test_features_and_cam_per_architecture(name: str, synth, tmp_path: Path) -> 
     assert _hooks(model) == 0
 
 
-def test_cached_features_are_reused_and_keyed_by_weights(resnet, synth, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_features_are_reused_and_keyed_by_weights(
+    resnet, synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     frame = synth.frame.head(4)
     first = extract_features(resnet, frame, progress=False, cache_folder=tmp_path)
     assert not first.from_cache and len(list(tmp_path.glob("*.npz"))) == 1
@@ -167,10 +184,12 @@ def test_tsne_shape_and_determinism() -> None:
     assert a.shape == (40, 2) and a.dtype == np.float32
     np.testing.assert_array_equal(a, embed_tsne(features, perplexity=10, seed=3, max_iter=300))
     r = embed_tsne(features, perplexity=10, seed=3, max_iter=300, init="random")
-    np.testing.assert_array_equal(r, embed_tsne(features, perplexity=10, seed=3, max_iter=300,
-                                                init="random"))
-    assert not np.allclose(r, embed_tsne(features, perplexity=10, seed=4, max_iter=300,
-                                         init="random"))
+    np.testing.assert_array_equal(
+        r, embed_tsne(features, perplexity=10, seed=3, max_iter=300, init="random")
+    )
+    assert not np.allclose(
+        r, embed_tsne(features, perplexity=10, seed=4, max_iter=300, init="random")
+    )
     with pytest.raises(ValueError, match="perplexity"):
         embed_tsne(features, perplexity=40)
 
@@ -196,7 +215,7 @@ def test_heatmap_has_the_original_shape(resnet, shape: tuple[int, int]) -> None:
     for method in ("gradcam", "eigencam"):
         heat = gradcam(resnet, image, "resnet18", method=method)
         assert heat.shape == shape and heat.dtype == np.float32
-        assert 0.0 <= heat.min() and heat.max() <= 1.0
+        assert heat.min() >= 0.0 and heat.max() <= 1.0
     result = explain_image(resnet, image, "resnet18")
     assert result.canvas_heatmap.shape == (CANVAS[1], CANVAS[0])
     assert result.target == result.predicted
@@ -207,7 +226,7 @@ def test_heat_is_mapped_back_to_the_right_place(shape: tuple[int, int]) -> None:
     h, w = shape
     image = np.full(shape, 20, np.uint8)
     y0, x0 = int(0.70 * h), int(0.20 * w)  # a bright square off-centre
-    image[y0:y0 + 16, x0:x0 + 16] = 250
+    image[y0 : y0 + 16, x0 : x0 + 16] = 250
     result = explain_image(_Detector(+1.0), image, canvas=CANVAS, target=1)
     peak = np.unravel_index(np.argmax(result.heatmap), shape)
     assert y0 - 3 <= peak[0] < y0 + 19 and x0 - 3 <= peak[1] < x0 + 19
@@ -323,7 +342,7 @@ def test_energy_spearman_ssim() -> None:
     assert np.isnan(energy_in_mask(np.zeros((40, 40)), mask))
     rng = np.random.default_rng(0)
     a = rng.random((40, 40))
-    assert spearman(a, a ** 3) == pytest.approx(1.0)
+    assert spearman(a, a**3) == pytest.approx(1.0)
     assert spearman(a, -a) == pytest.approx(-1.0)
     assert np.isnan(spearman(a, np.ones_like(a)))
     assert ssim(a, a) == pytest.approx(1.0)
@@ -334,8 +353,9 @@ def test_ssim_matches_scikit_image() -> None:
     rng = np.random.default_rng(0)
     a = rng.random((48, 64))
     b = np.clip(a + rng.normal(scale=0.2, size=a.shape), 0, 1)
-    expected = metrics.structural_similarity(a, b, data_range=1.0, gaussian_weights=True,
-                                             sigma=1.5, use_sample_covariance=False)
+    expected = metrics.structural_similarity(
+        a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim(a, b) == pytest.approx(expected, abs=1e-6)
 
 
@@ -367,8 +387,15 @@ def test_body_mask_fills_lungs_and_drops_text() -> None:
 
 
 def test_score_cams_columns_and_ranges(resnet, synth) -> None:
-    per_image = score_cams(resnet, synth, "resnet18", methods=("gradcam", "eigencam"),
-                           max_images=2, progress=False, per_image=True)
+    per_image = score_cams(
+        resnet,
+        synth,
+        "resnet18",
+        methods=("gradcam", "eigencam"),
+        max_images=2,
+        progress=False,
+        per_image=True,
+    )
     assert len(per_image) == 4 and set(per_image["method"]) == {"gradcam", "eigencam"}
     for column in ("energy", "lesion_area", "random_pointing", "body_pointing", "padding_share"):
         assert per_image[column].between(0, 1).all(), column
@@ -377,15 +404,17 @@ def test_score_cams_columns_and_ranges(resnet, synth) -> None:
     summary = summarize_cam_scores(per_image).set_index("method")
     assert summary.loc["gradcam", "n_images"] == 2
     assert summary.loc["gradcam", "pointing_game"] == pytest.approx(
-        per_image.loc[per_image["method"] == "gradcam", "pointing"].mean())
+        per_image.loc[per_image["method"] == "gradcam", "pointing"].mean()
+    )
     with pytest.raises(ValueError, match="lesion masks"):
         score_cams(resnet, synth.frame.drop(columns="mask_path"), "resnet18")
 
 
 def test_heat_location_sees_padding(synth) -> None:
     frame = synth.frame.head(2)
-    looking_at_padding = heat_location(_Detector(-1.0), frame, canvas=CANVAS, target=1,
-                                       progress=False)
+    looking_at_padding = heat_location(
+        _Detector(-1.0), frame, canvas=CANVAS, target=1, progress=False
+    )
     row = looking_at_padding.iloc[0]
     assert row["n_images"] == 2
     assert row["outside_body_share"] >= row["padding_share"] - 1e-9
@@ -400,10 +429,17 @@ def _fake_fold(root: Path) -> Path:
     folder = base / "fold1"
     folder.mkdir(parents=True)
     paths = [f"/x/{i}.png" for i in range(6)]
-    pd.DataFrame({"path": paths, "label": [1, 0, 1, 0, 1, 0], "patient_id": list("aabbcc"),
-                  "fold": [0, 0, 1, 1, 1, 1]}).to_csv(base / "folds.csv", index=False)
-    pd.DataFrame({"path": paths[2:], "label": [1, 0, 1, 0], "prob": [0.9, 0.8, 0.2, 0.1],
-                  "fold": 1}).to_csv(folder / "predictions.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": paths,
+            "label": [1, 0, 1, 0, 1, 0],
+            "patient_id": list("aabbcc"),
+            "fold": [0, 0, 1, 1, 1, 1],
+        }
+    ).to_csv(base / "folds.csv", index=False)
+    pd.DataFrame(
+        {"path": paths[2:], "label": [1, 0, 1, 0], "prob": [0.9, 0.8, 0.2, 0.1], "fold": 1}
+    ).to_csv(folder / "predictions.csv", index=False)
     (folder / "config.json").write_text(json.dumps({"train": {"canvas": list(CANVAS)}}))
     return folder
 
@@ -448,8 +484,9 @@ def test_plots_return_figures(resnet) -> None:
     figure = plot_cam_gallery([(image, result, "a"), (image, result, "b")], columns=2)
     assert len(figure.axes) == 2
     emb = np.random.default_rng(0).normal(size=(8, 2))
-    figure = plot_tsne(emb, [1, 0, 1, 0] * 2, ["train"] * 4 + ["test"] * 4,
-                       misclassified=[False] * 7 + [True])
+    figure = plot_tsne(
+        emb, [1, 0, 1, 0] * 2, ["train"] * 4 + ["test"] * 4, misclassified=[False] * 7 + [True]
+    )
     labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert len(labels) == 5 and labels[-1] == "misclassified test (1)"
     plt.close("all")
@@ -474,29 +511,37 @@ def test_body_mask_and_heat_location_on_real_slices(data_root: Path) -> None:
 def test_trained_fold_trains_once_then_reuses_and_fold_tsne(synth, tmp_path: Path) -> None:
     from ctlib.train import TrainConfig
 
-    config = TrainConfig(arch="shufflenet", pretrained=False, epochs=1, batch_size=8,
-                         canvas=(96, 64), device="cpu")
+    config = TrainConfig(
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64), device="cpu"
+    )
     with pytest.raises(FileNotFoundError, match="python -m ctlib cv"):
-        explain.trained_fold(tmp_path, "synthetic", arch="shufflenet-scratch")
+        trained_fold(tmp_path, "synthetic", arch="shufflenet-scratch")
     with pytest.raises(ValueError, match="pass the data set"):
-        explain.trained_fold(tmp_path, "synthetic", config)
+        trained_fold(tmp_path, "synthetic", config)
     with pytest.raises(ValueError, match="recipe trains"):
-        explain.trained_fold(tmp_path, synth, config, arch="resnet18")
-    folder = explain.trained_fold(tmp_path, synth, config, protocol="patient", n_folds=2)
+        trained_fold(tmp_path, synth, config, arch="resnet18")
+    folder = trained_fold(tmp_path, synth, config, protocol="patient", n_folds=2)
     assert folder == tmp_path / "synthetic" / "patient" / "shufflenet-scratch" / "fold0"
     stamp = (folder / "model.pt").stat().st_mtime_ns
-    again = explain.trained_fold(tmp_path, synth, config, protocol="patient", n_folds=2)
+    again = trained_fold(tmp_path, synth, config, protocol="patient", n_folds=2)
     assert again == folder and (folder / "model.pt").stat().st_mtime_ns == stamp  # not retrained
     # without a recipe, the finished fold is found by its run name
-    assert explain.trained_fold(tmp_path, "synthetic", arch="shufflenet-scratch",
-                                protocol="patient", n_folds=2) == folder
+    assert (
+        trained_fold(
+            tmp_path, "synthetic", arch="shufflenet-scratch", protocol="patient", n_folds=2
+        )
+        == folder
+    )
 
     embedding = explain.fold_tsne(folder, perplexity=5.0, max_iter=250, cache=False)
     points = embedding.points
     assert len(points) == len(synth) and {"x", "y", "split", "misclassified"} <= set(points.columns)
     assert set(points["split"]) == {"train", "test"}
     test = points[points["split"] == "test"]
-    assert test["nearest_train"].notna().all() and not points.loc[points["split"] == "train", "misclassified"].any()
+    assert (
+        test["nearest_train"].notna().all()
+        and not points.loc[points["split"] == "train", "misclassified"].any()
+    )
     # patient-level folds: the nearest training image is never the same patient
     assert not test["same_patient"].astype(bool).any()
     assert set(embedding.scores["space"]) == {"features", "t-SNE"}

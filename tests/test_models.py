@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctlib import models
+from ctlib.errors import WeightsUnavailableError
 from ctlib.models import (
-    WeightsUnavailableError,
     cam_target_layers,
     create_model,
     get_spec,
@@ -96,7 +96,11 @@ def test_spec_matches_paper(name: str) -> None:
     builder, canvas, params, dim = PAPER[name]
     spec = get_spec(name)
     assert (spec.builder, spec.canvas, spec.table1_params_m, spec.feature_dim) == (
-        builder, canvas, params, dim)
+        builder,
+        canvas,
+        params,
+        dim,
+    )
     assert spec.canvas_hw == (canvas[1], canvas[0])
     assert spec.paper
 
@@ -252,8 +256,9 @@ def test_feature_extraction_trains_only_the_head() -> None:
     bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     stats = bn.running_mean.clone(), bn.running_var.clone()
     model.train()
-    F.binary_cross_entropy_with_logits(model(canvas_batch("shufflenet")),
-                                       torch.ones(2, 1)).backward()
+    F.binary_cross_entropy_with_logits(
+        model(canvas_batch("shufflenet")), torch.ones(2, 1)
+    ).backward()
     assert all((p.grad is not None) == (id(p) in head) for p in model.parameters())
     torch.testing.assert_close((bn.running_mean, bn.running_var), stats, rtol=0, atol=0)
 
@@ -269,11 +274,15 @@ def test_finetune_trains_everything() -> None:
 def test_checkpoint_round_trip(tmp_path) -> None:
     torch.manual_seed(3)
     model = create_model("shufflenet", num_classes=2).eval()
-    path = save_checkpoint(model, tmp_path / "ckpt.pt",
-                           extra={"epoch": 7, "threshold": np.float64(0.25)})
+    path = save_checkpoint(
+        model, tmp_path / "ckpt.pt", extra={"epoch": 7, "threshold": np.float64(0.25)}
+    )
     saved = torch.load(path, weights_only=True)
     assert (saved["arch"], saved["num_classes"], saved["extra"]) == (
-        "shufflenet", 2, {"epoch": 7, "threshold": 0.25})
+        "shufflenet",
+        2,
+        {"epoch": 7, "threshold": 0.25},
+    )
     for loaded in (create_model("shufflenet", num_classes=2, weights=path), load_checkpoint(path)):
         loaded.eval()
         for key, value in model.state_dict().items():
@@ -334,8 +343,9 @@ def test_pretrained_uses_torch_hub_cache_without_network(empty_caches, no_networ
     torch.testing.assert_close(model.conv1[0].weight, imagenet.conv1[0].weight, rtol=0, atol=0)
 
 
-def test_pretrained_downloads_the_library_file(empty_caches,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_downloads_the_library_file(
+    empty_caches, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With the hub reachable (simulated), the torchvision URL is fetched with its hash check."""
     from torchvision.models import get_model_weights
 
@@ -346,8 +356,9 @@ def test_pretrained_downloads_the_library_file(empty_caches,
     imagenet = create_model("shufflenet", num_classes=1000)
     calls = []
 
-    def fake_download(url: str, dst: str, hash_prefix: str | None = None,
-                      progress: bool = True) -> None:
+    def fake_download(
+        url: str, dst: str, hash_prefix: str | None = None, progress: bool = True
+    ) -> None:
         calls.append((url, hash_prefix))
         torch.save(imagenet.state_dict(), dst)
 
@@ -366,14 +377,18 @@ def test_torchvision_densenet_keys_are_renamed(tmp_path, with_counters: bool) ->
     """
     torch.manual_seed(6)
     reference = create_model("densenet121", num_classes=1000)
-    old_style = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
-                 for k, v in reference.state_dict().items()
-                 if with_counters or not k.endswith("num_batches_tracked")}
+    old_style = {
+        re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
+        for k, v in reference.state_dict().items()
+        if with_counters or not k.endswith("num_batches_tracked")
+    }
     assert "features.denseblock1.denselayer1.norm.1.weight" in old_style
     torch.save(old_style, tmp_path / "densenet121-a639ec97.pth")
     model = create_model("densenet121", weights=tmp_path)
-    torch.testing.assert_close(model.features.denseblock4.denselayer16.conv2.weight,
-                               reference.features.denseblock4.denselayer16.conv2.weight)
+    torch.testing.assert_close(
+        model.features.denseblock4.denselayer16.conv2.weight,
+        reference.features.denseblock4.denselayer16.conv2.weight,
+    )
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path) -> None:
@@ -418,8 +433,9 @@ def test_file_without_state_dict_refused(tmp_path) -> None:
 
 
 def test_features_and_cam_need_a_known_architecture() -> None:
-    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(4, 1))
+    plain = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1)
+    )
     with pytest.raises(ValueError, match="name="):
         cam_target_layers(plain)
     with pytest.raises(ValueError, match="layer4"):
@@ -443,8 +459,9 @@ def library_file_name(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["resnet18", "densenet121", "xception"])
-def test_pretrained_offline_fails_fast_and_says_how(name: str, empty_caches, no_network,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_offline_fails_fast_and_says_how(
+    name: str, empty_caches, no_network, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsUnavailableError) as info:
         create_model(name, pretrained=True)
@@ -456,8 +473,9 @@ def test_pretrained_offline_fails_fast_and_says_how(name: str, empty_caches, no_
 
 
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
-def test_pretrained_unreachable_hub_fails_fast(name: str, empty_caches, no_network,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_unreachable_hub_fails_fast(
+    name: str, empty_caches, no_network, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("HF_HUB_OFFLINE", "CTLIB_OFFLINE", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(WeightsUnavailableError, match="unreachable") as info:
@@ -468,16 +486,22 @@ def test_pretrained_unreachable_hub_fails_fast(name: str, empty_caches, no_netwo
 # --------------------------------------------------------------------------- EfficientNet-Lite0
 
 
-def imagenet_batch(image: np.ndarray, mean: tuple[float, ...],
-                   std: tuple[float, ...]) -> torch.Tensor:
+def imagenet_batch(
+    image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
     """Resize the shorter side to 256, centre-crop 224, normalise: (1, 3, 224, 224)."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
     height, width = x.shape[-2:]
     scale = 256 / min(height, width)
-    x = F.interpolate(x, size=(round(height * scale), round(width * scale)), mode="bilinear",
-                      antialias=True, align_corners=False)
+    x = F.interpolate(
+        x,
+        size=(round(height * scale), round(width * scale)),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
     top, left = (x.shape[-2] - 224) // 2, (x.shape[-1] - 224) // 2
-    x = x[..., top:top + 224, left:left + 224]
+    x = x[..., top : top + 224, left : left + 224]
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
@@ -485,8 +509,10 @@ def imagenet_batch(image: np.ndarray, mean: tuple[float, ...],
 def photos() -> dict[str, torch.Tensor]:
     data = pytest.importorskip("skimage.data")
     spec = get_spec("efficientnet_lite0")
-    return {"cat": imagenet_batch(data.chelsea(), spec.mean, spec.std),
-            "coffee": imagenet_batch(data.coffee(), spec.mean, spec.std)}
+    return {
+        "cat": imagenet_batch(data.chelsea(), spec.mean, spec.std),
+        "coffee": imagenet_batch(data.coffee(), spec.mean, spec.std),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The notebooks' hygiene and anatomy, and the helpers they call (ctlib.notebook, ctlib.paper).
+"""The notebooks' hygiene and anatomy, and the helpers they call (ctlib.notebook and others).
 
 nbval runs the notebooks themselves (``notebooks/``, see pyproject.toml); these tests check
 what a committed notebook must look like: no outputs except checked cells, the same opening
@@ -21,24 +21,24 @@ import pytest
 from ctlib.notebook import (
     GITHUB_REPO,
     Mode,
-    SliceViewer,
-    canvas_columns,
     ensure_results,
-    finetune_config,
     get_dataset,
     get_mode,
-    is_checked,
     output_dir,
-    overview,
-    padding_stats,
-    recipe_table,
     results_dir,
-    run_notebooks,
-    schedule_table,
-    strip_outputs,
 )
-from ctlib.paper import PUBLISHED, compare_with_paper, highlight_differences, paper_table
+from ctlib.notebook.tools import is_checked, run_notebooks, strip_outputs
+from ctlib.recipes import finetune_config, recipe_table, schedule_table
+from ctlib.study.describe import overview, padding_stats
+from ctlib.study.paper import (
+    PUBLISHED,
+    canvas_columns,
+    compare_with_paper,
+    highlight_differences,
+    paper_table,
+)
 from ctlib.train import TrainConfig
+from ctlib.widgets import SliceViewer
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -347,7 +347,7 @@ def test_canvas_columns_group_table1() -> None:
 @pytest.fixture(scope="module")
 def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
     from ctlib.data import load_dataset
-    from ctlib.synthetic import SyntheticConfig
+    from ctlib.data.synthetic import SyntheticConfig
 
     return load_dataset(
         "synthetic",
@@ -372,7 +372,7 @@ def test_get_dataset_subsamples_by_label_and_renames() -> None:
 def test_get_dataset_missing_real_set_says_how_to_get_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ctlib.data import DataError
+    from ctlib.errors import DataError
 
     monkeypatch.setenv("CTLIB_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match="download"):

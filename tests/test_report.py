@@ -9,19 +9,13 @@ import pandas as pd
 import pytest
 
 from ctlib.data import load_dataset
-from ctlib.report import (
-    README_END,
-    README_START,
-    audit_dataset,
-    audit_table,
-    comparison_table,
-    export_results,
-    heat_report,
-    key_findings,
-    readme_block,
-    update_readme,
-)
-from ctlib.synthetic import SyntheticConfig
+from ctlib.data.synthetic import SyntheticConfig
+from ctlib.explain import heat_report
+from ctlib.results import export_results
+from ctlib.study.audit import audit_dataset
+from ctlib.study.findings import key_findings
+from ctlib.study.readme import README_END, README_START, readme_block, update_readme
+from ctlib.study.tables import audit_table, comparison_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,12 +109,16 @@ def test_key_findings_compare_every_run_with_the_image_level_one(tmp_path: Path)
         _fold(tmp_path, "covid19-ct", "paper", "resnet18-scratch", k, acc - 0.05)
         _fold(tmp_path, "covid19-ct", "paper", "resnet18-flat", k, 0.5)  # not a scratch run
     lines = key_findings(tmp_path)
-    assert lines[0] == ("**covid19-ct**, EfficientNet-Lite0 (ImageNet): image-level folds 85.0 %; "
-                        "patient-level 5-fold 75.0 % (-10.0 points).")
+    assert lines[0] == (
+        "**covid19-ct**, EfficientNet-Lite0 (ImageNet): image-level folds 85.0 %; "
+        "patient-level 5-fold 75.0 % (-10.0 points)."
+    )
     assert "random initialisation, same budget: 65.0 % (-20.0 points" in lines[1]
-    assert lines[2] == ("**covid19-ct**, ResNet18 (one of the paper's twelve) from random "
-                        "initialisation, same budget: 80.0 % (-5.0 points against "
-                        "EfficientNet-Lite0 (ImageNet)).")
+    assert lines[2] == (
+        "**covid19-ct**, ResNet18 (one of the paper's twelve) from random "
+        "initialisation, same budget: 80.0 % (-5.0 points against "
+        "EfficientNet-Lite0 (ImageNet))."
+    )
     assert not any("ResNet18 (flat" in line or "resnet18-flat" in line for line in lines)
 
 
@@ -143,7 +141,7 @@ def test_readme_block_is_rewritten_between_markers_and_checked(tmp_path: Path) -
 
 
 def test_cli_table_check_readme_fails_when_stale(tmp_path: Path, capsys) -> None:
-    from ctlib.__main__ import main
+    from ctlib.cli import main
 
     _fold(tmp_path / "results", "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
     readme = tmp_path / "README.md"
@@ -180,7 +178,8 @@ def test_audit_of_a_small_synthetic_set(tmp_path: Path) -> None:
 
 
 def test_readme_numbers_come_from_results() -> None:
-    """Every number in README's generated block is what `python -m ctlib table` makes of results/."""
+    """Every number in README's generated block is what `python -m ctlib table` makes of
+    results/."""
     if not (REPO / "results").is_dir():
         pytest.skip("no results/ folder in this checkout")
     assert not update_readme(REPO / "README.md", REPO / "results", check=True), (
@@ -190,7 +189,7 @@ def test_readme_numbers_come_from_results() -> None:
 
 def test_heat_report_on_a_briefly_trained_run(tmp_path: Path) -> None:
     from ctlib.cv import run_cv
-    from ctlib.report import heat_table
+    from ctlib.study.tables import heat_table
     from ctlib.train import TrainConfig
 
     synth = load_dataset(
@@ -223,7 +222,7 @@ def test_heat_report_on_a_briefly_trained_run(tmp_path: Path) -> None:
 
 def test_cam_score_table_reads_score_summaries_and_joins_the_readme_block(tmp_path: Path) -> None:
     from ctlib.explain import summarize_cam_scores
-    from ctlib.report import cam_score_table
+    from ctlib.study.tables import cam_score_table
 
     results = tmp_path / "results"
     with pytest.raises(FileNotFoundError, match="score_cams.py"):
@@ -269,7 +268,7 @@ def test_cam_score_table_reads_score_summaries_and_joins_the_readme_block(tmp_pa
 
 def test_import_results_lets_cv_skip_the_exported_folds(tmp_path: Path) -> None:
     from ctlib.cv import run_cv
-    from ctlib.report import import_results
+    from ctlib.results import import_results
     from ctlib.train import TrainConfig
 
     synth = load_dataset(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ctlib.__main__ import main
+from ctlib.cli import main
 from ctlib.cv import fold_dir
 from ctlib.data import load_dataset
 from ctlib.sweep import Task, estimate_cost, plan_tasks, run_sweep

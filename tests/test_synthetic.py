@@ -1,4 +1,4 @@
-"""Tests of the synthetic CT data set (ctlib.synthetic): determinism, masks, balance,
+"""Tests of the synthetic CT data set (ctlib.data.synthetic): determinism, masks, balance,
 no size shortcut, and the atomic, reusable folder written by ``write_synthetic``."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ctlib import synthetic
-from ctlib.data import load_dataset
-from ctlib.synthetic import (
+from ctlib.data import load_dataset, synthetic
+from ctlib.data.synthetic import (
     SYNTHETIC_VERSION,
     SyntheticConfig,
     generate,

@@ -10,24 +10,30 @@ import pandas as pd
 import pytest
 
 from ctlib.metrics import binary_metrics
-from ctlib.tables import (
-    collect_predictions,
-    collect_results,
-    mean_confusion,
-    table2,
-    table2_markdown,
-    with_confidence,
-)
+from ctlib.results import collect_predictions, collect_results
+from ctlib.study.tables import markdown_table, mean_confusion, table2, with_confidence
 
 
-def _write_fold(out: Path, arch: str, fold: int, labels: np.ndarray, probs: np.ndarray,
-                patients: list[str] | None = None, finished: bool = True) -> dict:
+def _write_fold(
+    out: Path,
+    arch: str,
+    fold: int,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    patients: list[str] | None = None,
+    finished: bool = True,
+) -> dict:
     folder = out / "covid19-ct" / "paper" / arch / f"fold{fold}"
     folder.mkdir(parents=True)
-    pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))], "label": labels,
-                  "prob": probs, "fold": fold,
-                  "patient_id": patients if patients else [pd.NA] * len(labels)}).to_csv(
-        folder / "predictions.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": [f"img{i}.png" for i in range(len(labels))],
+            "label": labels,
+            "prob": probs,
+            "fold": fold,
+            "patient_id": patients if patients else [pd.NA] * len(labels),
+        }
+    ).to_csv(folder / "predictions.csv", index=False)
     metrics = binary_metrics(labels, probs)
     if finished:
         (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -61,7 +67,7 @@ def test_table2_cells_are_mean_and_sample_std(results_dir: Path) -> None:
     expected = f"{100 * row.mean():.1f} ± {100 * row.std(ddof=1):.1f}"
     assert table.loc[("covid19-ct", "paper", "resnet18"), "accuracy"] == expected
     assert table.loc[("covid19-ct", "paper", "resnet18"), "folds"] == 3
-    markdown = table2_markdown(table)
+    markdown = markdown_table(table.reset_index())
     assert markdown.splitlines()[0].startswith("| dataset | protocol | arch | accuracy")
     assert expected in markdown
 

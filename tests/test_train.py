@@ -17,23 +17,35 @@ import torch
 from torch import nn
 
 from ctlib.data import load_dataset
-from ctlib.synthetic import SyntheticConfig
-from ctlib.train import TrainConfig, TrainingDivergedError, build_optimizer, fit, lr_at, predict
+from ctlib.data.synthetic import SyntheticConfig
+from ctlib.errors import TrainingDivergedError
+from ctlib.train import TrainConfig, build_optimizer, fit, lr_at, predict
 from ctlib.transforms import CanvasDataset
 
-TINY = dict(arch="shufflenet", pretrained=False, epochs=3, batch_size=8, canvas=(64, 48), device="cpu")
+TINY = dict(
+    arch="shufflenet", pretrained=False, epochs=3, batch_size=8, canvas=(64, 48), device="cpu"
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_frame(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    ds = load_dataset("synthetic", tmp_path_factory.mktemp("synth"),
-                      synthetic=SyntheticConfig(n_patients=16, slices_per_patient=(2, 2)), progress=False)
+    ds = load_dataset(
+        "synthetic",
+        tmp_path_factory.mktemp("synth"),
+        synthetic=SyntheticConfig(n_patients=16, slices_per_patient=(2, 2)),
+        progress=False,
+    )
     return ds.frame
 
 
 def test_defaults_are_the_papers() -> None:
     config = TrainConfig()
-    assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (100, 32, 3e-4, 1.0)
+    assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (
+        100,
+        32,
+        3e-4,
+        1.0,
+    )
     assert config.lr_milestones == (50, 70, 80, 90)
     assert config.lr_values == (1e-4, 3e-5, 1e-5, 3e-6)
     assert config.pretrained and config.strategy == "finetune" and config.optimizer == "lamb"
@@ -61,17 +73,37 @@ def test_timm_lamb_is_an_option() -> None:
 
 def test_schedule_paper_and_scaled() -> None:
     config = TrainConfig()
-    expected = {0: 3e-4, 49: 3e-4, 50: 1e-4, 69: 1e-4, 70: 3e-5, 79: 3e-5, 80: 1e-5, 89: 1e-5,
-                90: 3e-6, 99: 3e-6}
+    expected = {
+        0: 3e-4,
+        49: 3e-4,
+        50: 1e-4,
+        69: 1e-4,
+        70: 3e-5,
+        79: 3e-5,
+        80: 1e-5,
+        89: 1e-5,
+        90: 3e-6,
+        99: 3e-6,
+    }
     assert {e: lr_at(e, config) for e in expected} == expected
     short = config.quick(epochs=20)
     assert [lr_at(e, short) for e in (9, 10, 13, 14, 15, 16, 17, 18)] == [
-        3e-4, 1e-4, 1e-4, 3e-5, 3e-5, 1e-5, 1e-5, 3e-6]
+        3e-4,
+        1e-4,
+        1e-4,
+        3e-5,
+        3e-5,
+        1e-5,
+        1e-5,
+        3e-6,
+    ]
 
 
 def test_with_lr_scales_the_whole_schedule() -> None:
     config = TrainConfig().with_lr(3e-3)
-    assert [lr_at(e, config) for e in (0, 50, 70, 80, 90)] == pytest.approx([3e-3, 1e-3, 3e-4, 1e-4, 3e-5])
+    assert [lr_at(e, config) for e in (0, 50, 70, 80, 90)] == pytest.approx(
+        [3e-3, 1e-3, 3e-4, 1e-4, 3e-5]
+    )
 
 
 def test_config_errors() -> None:
@@ -93,7 +125,9 @@ def _run(frame: pd.DataFrame, out: Path | None, **changes: object) -> tuple[list
     model = create_model(config.arch, pretrained=False, progress=False)
     train = CanvasDataset(frame.iloc[:24], config.input_size, train=True, seed=config.seed)
     history = fit(model, train, config, out, progress=False)
-    probs = predict(model, CanvasDataset(frame.iloc[24:], config.input_size), config, progress=False)
+    probs = predict(
+        model, CanvasDataset(frame.iloc[24:], config.input_size), config, progress=False
+    )
     return history, probs
 
 
@@ -123,7 +157,14 @@ def test_resume_after_interruption_matches(tiny_frame: pd.DataFrame, tmp_path: P
     model = create_model(config.arch, pretrained=False, progress=False)
     train = CanvasDataset(tiny_frame.iloc[:24], config.input_size, train=True, seed=config.seed)
     with pytest.raises(Killed):
-        fit(model, train, config, tmp_path / "cut", progress=False, on_epoch_end=kill_after_first_epoch)
+        fit(
+            model,
+            train,
+            config,
+            tmp_path / "cut",
+            progress=False,
+            on_epoch_end=kill_after_first_epoch,
+        )
     assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 1
     torch.manual_seed(123)  # the resumed process starts from another random state
     history, probs = _run(tiny_frame, tmp_path / "cut")
@@ -156,17 +197,44 @@ def test_nan_loss_stops_with_a_clear_message(tiny_frame: pd.DataFrame) -> None:
 @pytest.mark.slow
 def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
     """A real SIGKILL of `python -m ctlib train` after its first epoch, then a rerun."""
-    args = [sys.executable, "-m", "ctlib", "train", "--arch", "shufflenet", "--no-pretrained",
-            "--epochs", "4", "--batch-size", "8", "--canvas", "64", "48", "--device", "cpu",
-            "--folds", "2", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "ctlib",
+        "train",
+        "--arch",
+        "shufflenet",
+        "--no-pretrained",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--canvas",
+        "64",
+        "48",
+        "--device",
+        "cpu",
+        "--folds",
+        "2",
+        "-q",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     synth = ["--dataset", "synthetic"]
-    subprocess.run(args + synth + ["--out", str(tmp_path / "full")], check=True, env=env,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        args + synth + ["--out", str(tmp_path / "full")],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
     cut = tmp_path / "cut"
     history = cut / "synthetic" / "paper" / "shufflenet-scratch" / "fold0" / "history.json"
-    process = subprocess.Popen(args + synth + ["--out", str(cut)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args + synth + ["--out", str(cut)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if history.is_file() and len(json.loads(history.read_text() or "[]")) >= 1:
@@ -176,11 +244,30 @@ def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (history.parent / "metrics.json").exists()
-    subprocess.run(args + synth + ["--out", str(cut)], check=True, env=env, capture_output=True,
-                   timeout=600)
-    a = pd.read_csv(tmp_path / "full" / "synthetic" / "paper" / "shufflenet-scratch" / "fold0" / "predictions.csv")
+    subprocess.run(
+        args + synth + ["--out", str(cut)], check=True, env=env, capture_output=True, timeout=600
+    )
+    a = pd.read_csv(
+        tmp_path
+        / "full"
+        / "synthetic"
+        / "paper"
+        / "shufflenet-scratch"
+        / "fold0"
+        / "predictions.csv"
+    )
     b = pd.read_csv(history.parent / "predictions.csv")
     assert np.array_equal(a["prob"].to_numpy(), b["prob"].to_numpy())
-    full = json.loads((tmp_path / "full" / "synthetic" / "paper" / "shufflenet-scratch" / "fold0" / "history.json").read_text())
+    full = json.loads(
+        (
+            tmp_path
+            / "full"
+            / "synthetic"
+            / "paper"
+            / "shufflenet-scratch"
+            / "fold0"
+            / "history.json"
+        ).read_text()
+    )
     resumed = json.loads(history.read_text())
     assert [h["train_loss"] for h in full] == [h["train_loss"] for h in resumed]

@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 
 from ctlib.canvas import fit_to_canvas
 from ctlib.transforms import (
+    FLAT_FILL,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    FLAT_FILL,
     AugmentConfig,
     CanvasDataset,
     item_seed,
@@ -50,8 +50,13 @@ def same_image_frame(tmp_path: Path) -> pd.DataFrame:
 
 def test_pipeline_is_the_papers() -> None:
     names = [type(t).__name__ for t in train_augment(SIZE).transforms]
-    assert names == ["RandomResizedCrop", "GaussianBlur", "GaussNoise",
-                     "RandomBrightnessContrast", "HorizontalFlip"]
+    assert names == [
+        "RandomResizedCrop",
+        "GaussianBlur",
+        "GaussNoise",
+        "RandomBrightnessContrast",
+        "HorizontalFlip",
+    ]
     blur = next(t for t in train_augment(SIZE).transforms if isinstance(t, A.GaussianBlur))
     assert blur.p == 0.25
     forbidden = ("Rotate", "Affine", "Shear", "ShiftScaleRotate", "Perspective")
@@ -67,7 +72,9 @@ def test_augment_keeps_shape_and_dtype() -> None:
 def test_flip_only_is_a_mirror() -> None:
     config = AugmentConfig(crop_p=0, blur_p=0, noise_p=0, brightness_contrast_p=0, hflip_p=1)
     canvas = np.random.default_rng(4).integers(0, 256, size=(SIZE[1], SIZE[0]), dtype=np.uint8)
-    assert np.array_equal(train_augment(SIZE, config, seed=0)(image=canvas)["image"], canvas[:, ::-1])
+    assert np.array_equal(
+        train_augment(SIZE, config, seed=0)(image=canvas)["image"], canvas[:, ::-1]
+    )
 
 
 def test_crop_keeps_the_canvas_aspect() -> None:
@@ -81,7 +88,9 @@ def test_normalize_copies_gray_and_uses_imagenet_stats() -> None:
     assert out.shape == (3, 1, 2)
     for c in range(3):
         assert out[c, 0, 0].item() == pytest.approx(-IMAGENET_MEAN[c] / IMAGENET_STD[c], abs=1e-6)
-        assert out[c, 0, 1].item() == pytest.approx((1 - IMAGENET_MEAN[c]) / IMAGENET_STD[c], abs=1e-6)
+        assert out[c, 0, 1].item() == pytest.approx(
+            (1 - IMAGENET_MEAN[c]) / IMAGENET_STD[c], abs=1e-6
+        )
     with pytest.raises(ValueError, match="2-D uint8"):
         normalize(np.zeros((2, 2, 3), np.uint8))
 
@@ -103,7 +112,7 @@ def test_flat_content_keeps_only_the_placement_box(frame: pd.DataFrame) -> None:
         canvas, box = flat.canvas(index)
         _, same_box = image.canvas(index)
         assert box == same_box
-        inside = canvas[box.y:box.y + box.height, box.x:box.x + box.width]
+        inside = canvas[box.y : box.y + box.height, box.x : box.x + box.width]
         assert np.all(inside == FLAT_FILL)
         assert canvas.sum() == FLAT_FILL * box.width * box.height  # padding stays 0
     assert flat.canvas(0)[1] != flat.canvas(7)[1]
@@ -126,7 +135,9 @@ def test_same_seed_same_epoch_is_reproducible(frame: pd.DataFrame) -> None:
 
 def test_workers_do_not_repeat_and_match_single_process(same_image_frame: pd.DataFrame) -> None:
     # noise always on, so that two items can only be equal if their random streams are
-    ds = CanvasDataset(same_image_frame, SIZE, train=True, seed=0, augment=AugmentConfig(noise_p=1.0))
+    ds = CanvasDataset(
+        same_image_frame, SIZE, train=True, seed=0, augment=AugmentConfig(noise_p=1.0)
+    )
     ds.precache(progress=False)
     ds.set_epoch(1)
     single = torch.cat([x for x, _ in DataLoader(ds, batch_size=2, num_workers=0)])

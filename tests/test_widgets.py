@@ -48,10 +48,14 @@ def _model(name: str = "shufflenet", seed: int = 0):  # -> nn.Module
 @pytest.fixture()
 def explorer(tmp_path: Path) -> Explorer:
     paths = _write_images(tmp_path)
-    images = review_order(pd.DataFrame({"path": paths, "label": [1, 0, 1],
-                                        "prob": [0.9, 0.7, 0.4]}))
-    return Explorer({"shufflenet": _model(), "resnet18": _model("resnet18")}, images,
-                    methods=["gradcam", "hirescam", "eigencam", "layercam"])
+    images = review_order(
+        pd.DataFrame({"path": paths, "label": [1, 0, 1], "prob": [0.9, 0.7, 0.4]})
+    )
+    return Explorer(
+        {"shufflenet": _model(), "resnet18": _model("resnet18")},
+        images,
+        methods=["gradcam", "hirescam", "eigencam", "layercam"],
+    )
 
 
 def test_first_draw_and_css_class(explorer: Explorer) -> None:
@@ -62,7 +66,9 @@ def test_first_draw_and_css_class(explorer: Explorer) -> None:
     assert "padding" in explorer.info_html.value and "P(COVID)" in explorer.info_html.value
     # misclassified first: img1 (non-COVID, p=0.7) is most wrong, then img2 (COVID, p=0.4)
     assert [label for label, _ in explorer.image_picker.options][:2] == [
-        "✗ non-COVID p=0.70 img1.png", "✗ COVID p=0.40 img2.png"]
+        "✗ non-COVID p=0.70 img1.png",
+        "✗ COVID p=0.40 img2.png",
+    ]
     assert explorer.result.heatmap.shape == (80, 120)  # img1 is landscape
 
 
@@ -82,8 +88,9 @@ def test_target_change_redraws(explorer: Explorer) -> None:
     assert explorer.heatmap_image.value != covid
 
 
-def test_opacity_redraws_without_a_new_cam(explorer: Explorer,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_opacity_redraws_without_a_new_cam(
+    explorer: Explorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = explorer.heatmap_image.value
 
     def fail(*args, **kwargs):
@@ -115,8 +122,15 @@ def _png(shape: tuple[int, int]) -> bytes:
 
 def test_upload_ipywidgets8_value(explorer: Explorer) -> None:
     content = _png((50, 70))
-    explorer.upload.value = ({"name": "mine.png", "type": "image/png", "size": len(content),
-                              "content": memoryview(content), "last_modified": NOW},)
+    explorer.upload.value = (
+        {
+            "name": "mine.png",
+            "type": "image/png",
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": NOW,
+        },
+    )
     assert explorer.image_picker.value.startswith("upload:")
     assert explorer.image_picker.options[0][0] == "uploaded: mine.png"
     assert explorer.result.heatmap.shape == (50, 70)
@@ -124,8 +138,15 @@ def test_upload_ipywidgets8_value(explorer: Explorer) -> None:
 
 
 def test_bad_upload_is_reported_not_raised(explorer: Explorer) -> None:
-    explorer.upload.value = ({"name": "x.png", "type": "image/png", "size": 3,
-                              "content": memoryview(b"abc"), "last_modified": NOW},)
+    explorer.upload.value = (
+        {
+            "name": "x.png",
+            "type": "image/png",
+            "size": 3,
+            "content": memoryview(b"abc"),
+            "last_modified": NOW,
+        },
+    )
     assert "x.png" in explorer.last_error and "x.png" in explorer.info_html.value
     assert not explorer.image_picker.value.startswith("upload:")
 
@@ -142,17 +163,21 @@ def test_build_explorer_from_a_results_folder(tmp_path: Path) -> None:
     base = tmp_path / "runs" / "synthetic" / "patient" / "shufflenet"
     folder = base / "fold0"
     folder.mkdir(parents=True)
-    pd.DataFrame({"path": paths, "label": [1, 0, 1, 0], "patient_id": list("abcd"),
-                  "fold": [1, 0, 0, 0]}).to_csv(base / "folds.csv", index=False)
-    pd.DataFrame({"path": paths[1:], "label": [0, 1, 0], "prob": [0.1, 0.3, 0.2],
-                  "fold": 0}).to_csv(folder / "predictions.csv", index=False)
+    pd.DataFrame(
+        {"path": paths, "label": [1, 0, 1, 0], "patient_id": list("abcd"), "fold": [1, 0, 0, 0]}
+    ).to_csv(base / "folds.csv", index=False)
+    pd.DataFrame(
+        {"path": paths[1:], "label": [0, 1, 0], "prob": [0.1, 0.3, 0.2], "fold": 0}
+    ).to_csv(folder / "predictions.csv", index=False)
     (folder / "config.json").write_text(json.dumps({"train": {"canvas": list(CANVAS)}}))
     save_checkpoint(_model(), folder / "model.pt", extra={"threshold": 0.5})
     app = build_explorer(tmp_path / "runs", methods=["gradcam", "eigencam"])
     assert list(app.model_picker.options) == ["synthetic/patient/shufflenet/fold0"]
     assert [label for label, _ in app.image_picker.options] == [
-        "✗ COVID p=0.30 img2.png", "✓ non-COVID p=0.10 img1.png",
-        "✓ non-COVID p=0.20 img3.png"]
+        "✗ COVID p=0.30 img2.png",
+        "✓ non-COVID p=0.10 img1.png",
+        "✓ non-COVID p=0.20 img3.png",
+    ]
     assert app.result.heatmap.shape == (120, 80) and app.heatmap_image.value[:8] == PNG  # img2
     with pytest.raises(FileNotFoundError):
         build_explorer(tmp_path / "nothing")

@@ -58,8 +58,8 @@ On real data (no lesion masks), :func:`heat_location` reports the share of heat 
 padding and outside the body (:func:`body_mask`: Otsu threshold, largest connected
 component, holes filled).
 
-**For the notebooks** (04 t-SNE, 05 Grad-CAM): :func:`trained_fold` finds a trained fold
-or trains a missing one with a given recipe; :func:`fold_tsne` makes the t-SNE of a fold
+**For the notebooks** (04 t-SNE, 05 Grad-CAM): :func:`ctlib.cv.trained_fold` finds a trained
+fold or trains a missing one with a given recipe; :func:`fold_tsne` makes the t-SNE of a fold
 with its separation scores and where each test image's nearest training image lies (same
 class? same patient?); :func:`lesion_masks` adds the synthetic lesion masks to a frame of
 slices.
@@ -67,8 +67,8 @@ slices.
 **Modules**: :mod:`~ctlib.explain.inputs` (image lists, checkpoints, predictions),
 :mod:`~ctlib.explain.features` (features, t-SNE, separation), :mod:`~ctlib.explain.cam`
 (CAMs on the canvas, mapped back), :mod:`~ctlib.explain.scoring` (CAMs scored, heat
-location), :mod:`~ctlib.explain.folds` (one fold for notebooks 04 and 05). The public
-names are imported from ``ctlib.explain``.
+location, :func:`heat_report` over a run's folds), :mod:`~ctlib.explain.folds` (one fold
+for notebooks 04 and 05). The public names are imported from ``ctlib.explain``.
 """
 
 from __future__ import annotations
@@ -92,22 +92,13 @@ from ctlib.explain.features import (
     select_outcomes,
     separation_scores,
 )
-from ctlib.explain.folds import (
-    FoldEmbedding,
-    fold_tsne,
-    lesion_masks,
-    trained_fold,
-)
-from ctlib.explain.inputs import (
-    expand_image_paths,
-    load_trained,
-    predict_files,
-)
+from ctlib.explain.folds import FoldEmbedding, fold_tsne, lesion_masks
+from ctlib.explain.inputs import expand_image_paths, load_trained, predict_files
 from ctlib.explain.scoring import (
     body_mask,
     energy_in_mask,
     heat_location,
-    markdown_table,
+    heat_report,
     pointing_baseline,
     pointing_game,
     randomized_copy,
@@ -137,9 +128,9 @@ __all__ = [
     "fold_tsne",
     "gradcam",
     "heat_location",
+    "heat_report",
     "lesion_masks",
     "load_trained",
-    "markdown_table",
     "pointing_baseline",
     "pointing_game",
     "predict_files",
@@ -150,5 +141,4 @@ __all__ = [
     "spearman",
     "ssim",
     "summarize_cam_scores",
-    "trained_fold",
 ]

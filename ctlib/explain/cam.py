@@ -15,13 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytorch_grad_cam
 import torch
+from pytorch_grad_cam.utils.model_targets import (
+    BinaryClassifierOutputTarget,
+    ClassifierOutputTarget,
+)
 from torch import nn
 from tqdm.auto import tqdm
 
 from ctlib.canvas import Box, box_to_image, fit_to_canvas, padding_mask
-from ctlib.data import ImageReadError, read_grayscale
-from ctlib.explain.inputs import _device, _probabilities, _resolve, expand_image_paths, load_trained
+from ctlib.data import read_grayscale
+from ctlib.errors import ImageReadError
+from ctlib.explain.inputs import expand_image_paths, load_trained, model_device, spec_and_canvas
+from ctlib.models import get_layer, probabilities, spec_of, unwrap_model
 from ctlib.transforms import normalize
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ CAM_METHODS: dict[str, tuple[str, str]] = {
 """The CAM methods offered: key -> (pytorch-grad-cam class, display name)."""
 
 _METHOD_ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++"}
+
 
 @dataclass(frozen=True)
 class CamResult:
@@ -79,7 +87,7 @@ class CamResult:
         return CAM_METHODS[self.method][1]
 
 
-def _method_key(method: str) -> str:
+def cam_method_key(method: str) -> str:
     key = str(method).strip().lower().replace("-", "").replace("_", "").replace(" ", "")
     key = _METHOD_ALIASES.get(key, key)
     if key not in CAM_METHODS:
@@ -87,31 +95,28 @@ def _method_key(method: str) -> str:
     return key
 
 
-def _layer_module(model: nn.Module, spec: Any,
-                  layer: str | nn.Module | None) -> tuple[nn.Module, str]:
-    from ctlib.models import _submodule, _unwrap_module
-
+def _layer_module(
+    model: nn.Module, spec: Any, layer: str | nn.Module | None
+) -> tuple[nn.Module, str]:
     if layer is None:
-        return _submodule(model, spec.cam_layer, spec), spec.cam_layer
+        return get_layer(model, spec.cam_layer, spec), spec.cam_layer
     if isinstance(layer, nn.Module):
-        names = {id(m): n for n, m in _unwrap_module(model).named_modules()}
+        names = {id(m): n for n, m in unwrap_model(model).named_modules()}
         if id(layer) not in names:
             raise ValueError("The layer given is not a module of this model.")
         return layer, names[id(layer)]
     try:
-        return _unwrap_module(model).get_submodule(layer), layer
+        return unwrap_model(model).get_submodule(layer), layer
     except AttributeError as err:
-        raise ValueError(f"{spec.name!r} has no layer {layer!r}; see cam_layer_choices(model) "
-                         f"(default: {spec.cam_layer!r}).") from err
+        raise ValueError(
+            f"{spec.name!r} has no layer {layer!r}; see cam_layer_choices(model) "
+            f"(default: {spec.cam_layer!r})."
+        ) from err
 
 
-def _targets(target: int | Sequence[int] | None, probs: torch.Tensor, threshold: float,
-             num_outputs: int) -> tuple[list[int], list[Any]]:
-    from pytorch_grad_cam.utils.model_targets import (
-        BinaryClassifierOutputTarget,
-        ClassifierOutputTarget,
-    )
-
+def _targets(
+    target: int | Sequence[int] | None, probs: torch.Tensor, threshold: float, num_outputs: int
+) -> tuple[list[int], list[Any]]:
     n = len(probs)
     if target is None:
         classes = [int(p >= threshold) for p in probs.tolist()]
@@ -120,8 +125,10 @@ def _targets(target: int | Sequence[int] | None, probs: torch.Tensor, threshold:
     else:
         classes = [int(t) for t in target]
     if len(classes) != n or any(c not in (0, 1) for c in classes):
-        raise ValueError(f"target must be None (the predicted class), 1 (COVID), 0 (non-COVID) or "
-                         f"one of those per image; got {target!r} for {n} image(s).")
+        raise ValueError(
+            f"target must be None (the predicted class), 1 (COVID), 0 (non-COVID) or "
+            f"one of those per image; got {target!r} for {n} image(s)."
+        )
     maker = BinaryClassifierOutputTarget if num_outputs == 1 else ClassifierOutputTarget
     return classes, [maker(c) for c in classes]
 
@@ -155,21 +162,21 @@ def canvas_cams(
         ``(maps, probs, targets)``: ``(N, H, W)`` float32 maps scaled to [0, 1] per image,
         ``(N,)`` probabilities and the classes explained.
     """
-    import pytorch_grad_cam
 
-    from ctlib.models import _spec_of
-
-    spec = _spec_of(model, arch)
-    key = _method_key(method)
+    spec = spec_of(model, arch)
+    key = cam_method_key(method)
     module, _ = _layer_module(model, spec, layer)
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"canvas_cams expects a (N, 3, H, W) batch, got shape {tuple(x.shape)}.")
     if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
-        raise ValueError("CAMs are computed in float32; this model has other parameter dtypes. "
-                         "Pass a float32 copy: copy.deepcopy(model).float().")
-    threshold = float(threshold if threshold is not None
-                      else getattr(model, "ctlib_threshold", 0.5))
-    device = _device(model)
+        raise ValueError(
+            "CAMs are computed in float32; this model has other parameter dtypes. "
+            "Pass a float32 copy: copy.deepcopy(model).float()."
+        )
+    threshold = float(
+        threshold if threshold is not None else getattr(model, "ctlib_threshold", 0.5)
+    )
+    device = model_device(model)
     was_training = model.training
     cam_class = getattr(pytorch_grad_cam, CAM_METHODS[key][0])
     x = x.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
@@ -179,7 +186,7 @@ def canvas_cams(
             model.eval()
             with torch.no_grad():
                 logits = model(x)
-            probs = _probabilities(logits).cpu()
+            probs = probabilities(logits).cpu()
             classes, targets = _targets(target, probs, threshold, logits.shape[1])
             with cam_class(model=model, target_layers=[module]) as cam:
                 cam.batch_size = batch_size  # read by Score-CAM only
@@ -187,8 +194,9 @@ def canvas_cams(
                     with quiet:
                         maps = cam(input_tensor=x, targets=targets)
                 except IndexError as err:  # the context manager would swallow an IndexError
-                    raise RuntimeError(f"{CAM_METHODS[key][1]} failed on "
-                                       f"{type(module).__name__}: {err}") from err
+                    raise RuntimeError(
+                        f"{CAM_METHODS[key][1]} failed on {type(module).__name__}: {err}"
+                    ) from err
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
@@ -196,7 +204,7 @@ def canvas_cams(
     return np.clip(maps, 0.0, 1.0), probs.numpy().astype(np.float32), classes
 
 
-def _share(heat: np.ndarray, mask: np.ndarray) -> float:
+def heat_share(heat: np.ndarray, mask: np.ndarray) -> float:
     total = float(heat.sum(dtype=np.float64))
     return float(heat[mask].sum(dtype=np.float64) / total) if total > 0 else float("nan")
 
@@ -227,25 +235,42 @@ def explain_image(
     Returns:
         A :class:`CamResult`.
     """
-    spec, size = _resolve(model, arch, canvas)
+    spec, size = spec_and_canvas(model, arch, canvas)
     canvas_img, box = fit_to_canvas(image, size)
     x = normalize(canvas_img, spec.mean, spec.std).unsqueeze(0)
-    threshold = float(threshold if threshold is not None
-                      else getattr(model, "ctlib_threshold", 0.5))
+    threshold = float(
+        threshold if threshold is not None else getattr(model, "ctlib_threshold", 0.5)
+    )
     _, layer_name = _layer_module(model, spec, layer)
-    maps, probs, classes = canvas_cams(model, x, spec.name, method, target, layer,
-                                       threshold=threshold)
+    maps, probs, classes = canvas_cams(
+        model, x, spec.name, method, target, layer, threshold=threshold
+    )
     canvas_map = maps[0]
     heatmap = np.clip(box_to_image(canvas_map, box, image.shape), 0.0, 1.0).astype(np.float32)
-    return CamResult(heatmap=heatmap, canvas_heatmap=canvas_map, box=box, prob=float(probs[0]),
-                     target=classes[0], method=_method_key(method), layer=layer_name,
-                     padding_share=_share(canvas_map, padding_mask(size, box)), arch=spec.name,
-                     threshold=threshold)
+    return CamResult(
+        heatmap=heatmap,
+        canvas_heatmap=canvas_map,
+        box=box,
+        prob=float(probs[0]),
+        target=classes[0],
+        method=cam_method_key(method),
+        layer=layer_name,
+        padding_share=heat_share(canvas_map, padding_mask(size, box)),
+        arch=spec.name,
+        threshold=threshold,
+    )
 
 
-def gradcam(model: nn.Module, image: np.ndarray, arch: str | None = None, method: str = "gradcam",
-            target: int | None = None, *, layer: str | nn.Module | None = None,
-            canvas: tuple[int, int] | None = None) -> np.ndarray:
+def gradcam(
+    model: nn.Module,
+    image: np.ndarray,
+    arch: str | None = None,
+    method: str = "gradcam",
+    target: int | None = None,
+    *,
+    layer: str | nn.Module | None = None,
+    canvas: tuple[int, int] | None = None,
+) -> np.ndarray:
     """The heat map of an original image: ``(H, W)`` float32 in [0, 1], the image's shape.
 
     A pure function (the model's mode and weights are left as they were); see
@@ -259,8 +284,9 @@ def gradcam(model: nn.Module, image: np.ndarray, arch: str | None = None, method
     return explain_image(model, image, arch, method, target, layer, canvas=canvas).heatmap
 
 
-def cam_layer_choices(model: nn.Module, arch: str | None = None,
-                      canvas: tuple[int, int] | None = None, n: int = 4) -> list[str]:
+def cam_layer_choices(
+    model: nn.Module, arch: str | None = None, canvas: tuple[int, int] | None = None, n: int = 4
+) -> list[str]:
     """Layers worth a CAM: ``spec.cam_layer`` first, then the ends of earlier stages.
 
     One dry forward pass (no gradients) records the size of each module's feature map. For
@@ -273,10 +299,8 @@ def cam_layer_choices(model: nn.Module, arch: str | None = None,
     Returns:
         At most ``n`` dotted layer names, the default (``spec.cam_layer``) first.
     """
-    from ctlib.models import _unwrap_module
-
-    spec, size = _resolve(model, arch, canvas)
-    inner = _unwrap_module(model)
+    spec, size = spec_and_canvas(model, arch, canvas)
+    inner = unwrap_model(model)
     seen: dict[str, tuple[int, int]] = {}
     calls: dict[str, int] = {}
     handles = []
@@ -286,6 +310,7 @@ def cam_layer_choices(model: nn.Module, arch: str | None = None,
             calls[name] = calls.get(name, 0) + 1
             if isinstance(output, torch.Tensor) and output.dim() == 4 and name not in seen:
                 seen[name] = (int(output.shape[2]), int(output.shape[3]))
+
         return hook
 
     for name, module in inner.named_modules():
@@ -295,7 +320,7 @@ def cam_layer_choices(model: nn.Module, arch: str | None = None,
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 3, size[1], size[0], device=_device(model)))
+            model(torch.zeros(1, 3, size[1], size[0], device=model_device(model)))
     finally:
         for handle in handles:
             handle.remove()
@@ -305,8 +330,11 @@ def cam_layer_choices(model: nn.Module, arch: str | None = None,
     cam_area = seen[spec.cam_layer][0] * seen[spec.cam_layer][1]
     best: dict[tuple[int, int], tuple[int, int, str]] = {}  # hw -> (depth, -order, name)
     for order, (name, hw) in enumerate(seen.items()):
-        if (calls.get(name, 0) != 1 or hw[0] * hw[1] <= cam_area
-                or spec.cam_layer.startswith(name + ".")):
+        if (
+            calls.get(name, 0) != 1
+            or hw[0] * hw[1] <= cam_area
+            or spec.cam_layer.startswith(name + ".")
+        ):
             continue
         key = (name.count("."), -order, name)
         if hw not in best or key < best[hw]:
@@ -347,8 +375,19 @@ def explain_files(
         except ImageReadError as error:
             log.warning("skipped %s: %s", path, error.reason)
             continue
-        out.append((path, image, explain_image(model, image, info["arch"], method, target,
-                                               canvas=size, threshold=info["threshold"])))
+        out.append(
+            (
+                path,
+                image,
+                explain_image(
+                    model,
+                    image,
+                    info["arch"],
+                    method,
+                    target,
+                    canvas=size,
+                    threshold=info["threshold"],
+                ),
+            )
+        )
     return out
-
-

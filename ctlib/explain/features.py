@@ -17,12 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 from tqdm.auto import tqdm
 
 from ctlib.canvas import fit_to_canvas
 from ctlib.data import CTDataset, read_grayscale
-from ctlib.explain.inputs import _device, _frame_of, _probabilities, _resolve
+from ctlib.explain.inputs import image_frame, model_device, spec_and_canvas
+from ctlib.models import get_layer, probabilities
+from ctlib.paths import cache_dir
 from ctlib.transforms import normalize
 
 log = logging.getLogger(__name__)
@@ -73,28 +80,44 @@ def _files_signature(paths: Sequence[str]) -> list[list[Any]]:
     return out
 
 
-def feature_cache_key(model: nn.Module, paths: Sequence[str], arch: str | None = None,
-                      canvas: tuple[int, int] | None = None) -> str:
+def feature_cache_key(
+    model: nn.Module,
+    paths: Sequence[str],
+    arch: str | None = None,
+    canvas: tuple[int, int] | None = None,
+) -> str:
     """The cache key of :func:`extract_features`: weights, architecture, canvas, image files."""
-    spec, size = _resolve(model, arch, canvas)
-    payload = json.dumps({"version": FEATURE_CACHE_VERSION, "arch": spec.name, "canvas": size,
-                          "mean": spec.mean, "std": spec.std, "state": _state_hash(model),
-                          "files": _files_signature(paths)})
+    spec, size = spec_and_canvas(model, arch, canvas)
+    payload = json.dumps(
+        {
+            "version": FEATURE_CACHE_VERSION,
+            "arch": spec.name,
+            "canvas": size,
+            "mean": spec.mean,
+            "std": spec.std,
+            "state": _state_hash(model),
+            "files": _files_signature(paths),
+        }
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def _compute_features(model: nn.Module, paths: Sequence[str], spec: Any, size: tuple[int, int],
-                      batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _compute_features(
+    model: nn.Module,
+    paths: Sequence[str],
+    spec: Any,
+    size: tuple[int, int],
+    batch_size: int,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """Features and probabilities, batch by batch (one forward pass gives both)."""
-    from ctlib.models import _submodule
-
-    layer = _submodule(model, spec.cam_layer, spec)
+    layer = get_layer(model, spec.cam_layer, spec)
     captured: list[torch.Tensor] = []
 
     def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         captured.append(output.float().mean(dim=(2, 3)) if output.dim() == 4 else output.flatten(1))
 
-    device = _device(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     features, probs = [], []
@@ -102,17 +125,22 @@ def _compute_features(model: nn.Module, paths: Sequence[str], spec: Any, size: t
     try:
         with torch.no_grad():
             starts = range(0, len(paths), batch_size)
-            for start in tqdm(starts, desc=f"features {spec.name}", unit="batch",
-                              disable=not progress):
-                batch = [normalize(fit_to_canvas(read_grayscale(p), size)[0], spec.mean, spec.std)
-                         for p in paths[start:start + batch_size]]
+            for start in tqdm(
+                starts, desc=f"features {spec.name}", unit="batch", disable=not progress
+            ):
+                batch = [
+                    normalize(fit_to_canvas(read_grayscale(p), size)[0], spec.mean, spec.std)
+                    for p in paths[start : start + batch_size]
+                ]
                 captured.clear()
                 logits = model(torch.stack(batch).to(device))
                 if len(captured) != 1:
-                    raise RuntimeError(f"{spec.cam_layer!r} ran {len(captured)} times in one "
-                                       "forward pass; expected once.")
+                    raise RuntimeError(
+                        f"{spec.cam_layer!r} ran {len(captured)} times in one "
+                        "forward pass; expected once."
+                    )
                 features.append(captured[0].cpu().numpy())
-                probs.append(_probabilities(logits).cpu().numpy())
+                probs.append(probabilities(logits).cpu().numpy())
     finally:
         handle.remove()
         model.train(was_training)
@@ -156,10 +184,8 @@ def extract_features(
         >>> feats = extract_features(model, split)             # doctest: +SKIP
         >>> emb = embed_tsne(feats.features, perplexity=30, seed=0)  # doctest: +SKIP
     """
-    from ctlib.paths import cache_dir
-
-    spec, size = _resolve(model, arch, canvas)
-    frame = _frame_of(data)
+    spec, size = spec_and_canvas(model, arch, canvas)
+    frame = image_frame(data)
     paths = frame["path"].astype(str).tolist()
     labels = pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=np.float32)
     key = feature_cache_key(model, paths, spec.name, size)
@@ -169,8 +195,15 @@ def extract_features(
         with np.load(file, allow_pickle=False) as stored:
             if stored["paths"].tolist() == paths:
                 log.info("features of %d images read from %s", len(paths), file)
-                return FeatureSet(stored["features"], stored["probs"], paths, labels, spec.name,
-                                  key, from_cache=True)
+                return FeatureSet(
+                    stored["features"],
+                    stored["probs"],
+                    paths,
+                    labels,
+                    spec.name,
+                    key,
+                    from_cache=True,
+                )
         log.warning("%s does not match its key; computing again", file)
     features, probs = _compute_features(model, paths, spec, size, batch_size, progress)
     if cache:
@@ -181,9 +214,15 @@ def extract_features(
     return FeatureSet(features, probs, paths, labels, spec.name, key, from_cache=False)
 
 
-def embed_tsne(features: np.ndarray, *, perplexity: float = 30.0, seed: int = 0,
-               max_iter: int = 1000, pca_components: int | None = 50,
-               init: str = "pca") -> np.ndarray:
+def embed_tsne(
+    features: np.ndarray,
+    *,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    max_iter: int = 1000,
+    pca_components: int | None = 50,
+    init: str = "pca",
+) -> np.ndarray:
     """Two-dimensional t-SNE embedding of features (scikit-learn's ``TSNE``).
 
     Args:
@@ -200,25 +239,36 @@ def embed_tsne(features: np.ndarray, *, perplexity: float = 30.0, seed: int = 0,
     Returns:
         ``(N, 2)`` float32 embedding.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or len(x) < 3:
         raise ValueError(f"embed_tsne expects an (N, D) array with N >= 3, got shape {x.shape}.")
     if not 0 < perplexity < len(x):
-        raise ValueError(f"perplexity must be in (0, N={len(x)}), got {perplexity}; use a smaller "
-                         "one (e.g. N/4) for small sets.")
+        raise ValueError(
+            f"perplexity must be in (0, N={len(x)}), got {perplexity}; use a smaller "
+            "one (e.g. N/4) for small sets."
+        )
     if pca_components is not None and x.shape[1] > pca_components and len(x) > pca_components:
         x = PCA(n_components=pca_components, random_state=seed).fit_transform(x)
-    tsne = TSNE(n_components=2, perplexity=perplexity, random_state=seed, max_iter=max_iter,
-                init=init, learning_rate="auto")
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        random_state=seed,
+        max_iter=max_iter,
+        init=init,
+        learning_rate="auto",
+    )
     return tsne.fit_transform(x).astype(np.float32)
 
 
-def separation_scores(features: np.ndarray, labels: Sequence[float],
-                      embedding: np.ndarray | None = None, *, k: int = 5, n_splits: int = 5,
-                      seed: int = 0) -> pd.DataFrame:
+def separation_scores(
+    features: np.ndarray,
+    labels: Sequence[float],
+    embedding: np.ndarray | None = None,
+    *,
+    k: int = 5,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
     """How well separated the classes are: a number for the t-SNE picture.
 
     * ``knn_accuracy``: accuracy of a k-nearest-neighbour classifier (Euclidean), stratified
@@ -233,17 +283,15 @@ def separation_scores(features: np.ndarray, labels: Sequence[float],
         One row per space (``features``, ``t-SNE``) with ``knn_accuracy``, ``knn_std``,
         ``silhouette`` and ``n``.
     """
-    from sklearn.metrics import silhouette_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
     y = np.asarray(labels, dtype=float)
     keep = ~np.isnan(y)
     y = y[keep].astype(int)
     counts = np.bincount(y, minlength=2)
     if len(counts) != 2 or counts.min() < 2:
-        raise ValueError(f"separation_scores needs two classes with >= 2 images each; got counts "
-                         f"{counts.tolist()} for labels 0/1.")
+        raise ValueError(
+            f"separation_scores needs two classes with >= 2 images each; got counts "
+            f"{counts.tolist()} for labels 0/1."
+        )
     folds = min(n_splits, int(counts.min()))
     spaces = {"features": np.asarray(features)[keep]}
     if embedding is not None:
@@ -253,9 +301,17 @@ def separation_scores(features: np.ndarray, labels: Sequence[float],
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         neighbours = min(k, len(y) - len(y) // folds - 1)
         scores = cross_val_score(KNeighborsClassifier(n_neighbors=neighbours), x, y, cv=cv)
-        rows.append({"space": name, "knn_accuracy": float(scores.mean()),
-                     "knn_std": float(scores.std()), "silhouette": float(silhouette_score(x, y)),
-                     "k": neighbours, "folds": folds, "n": len(y)})
+        rows.append(
+            {
+                "space": name,
+                "knn_accuracy": float(scores.mean()),
+                "knn_std": float(scores.std()),
+                "silhouette": float(silhouette_score(x, y)),
+                "k": neighbours,
+                "folds": folds,
+                "n": len(y),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -272,10 +328,12 @@ def fold_split(fold_folder: str | os.PathLike[str]) -> pd.DataFrame:
     folder = Path(fold_folder)
     folds_file = folder.parent / "folds.csv"
     if not folds_file.is_file() or not folder.name.startswith("fold"):
-        raise FileNotFoundError(f"{folder} is no fold folder of ctlib.cv.run_cv (expected "
-                                f"<out>/<dataset>/<protocol>/<arch>/fold<k> with {folds_file}).")
+        raise FileNotFoundError(
+            f"{folder} is no fold folder of ctlib.cv.run_cv (expected "
+            f"<out>/<dataset>/<protocol>/<arch>/fold<k> with {folds_file})."
+        )
     folds = pd.read_csv(folds_file, dtype={"fold": str, "patient_id": "string"})
-    k = folder.name[len("fold"):]
+    k = folder.name[len("fold") :]
     official = set(folds["fold"].unique()) <= {"train", "val", "test"}
     split = folds["fold"] if official else np.where(folds["fold"] == k, "test", "train")
     frame = folds.assign(split=split).drop(columns="fold")
@@ -288,8 +346,9 @@ def fold_split(fold_folder: str | os.PathLike[str]) -> pd.DataFrame:
     return frame
 
 
-def select_outcomes(predictions: pd.DataFrame, outcome: str, n: int | None = None,
-                    threshold: float = 0.5) -> pd.DataFrame:
+def select_outcomes(
+    predictions: pd.DataFrame, outcome: str, n: int | None = None, threshold: float = 0.5
+) -> pd.DataFrame:
     """Rows of a predictions frame (``label``, ``prob``) with one outcome, surest first.
 
     Args:
@@ -304,8 +363,12 @@ def select_outcomes(predictions: pd.DataFrame, outcome: str, n: int | None = Non
     frame = predictions.dropna(subset=["label", "prob"])
     label = frame["label"].astype(int).to_numpy()
     predicted = (frame["prob"].to_numpy() >= threshold).astype(int)
-    masks = {"tp": (label == 1) & (predicted == 1), "tn": (label == 0) & (predicted == 0),
-             "fp": (label == 0) & (predicted == 1), "fn": (label == 1) & (predicted == 0)}
+    masks = {
+        "tp": (label == 1) & (predicted == 1),
+        "tn": (label == 0) & (predicted == 0),
+        "fp": (label == 0) & (predicted == 1),
+        "fn": (label == 1) & (predicted == 0),
+    }
     masks["correct"] = masks["tp"] | masks["tn"]
     masks["misclassified"] = masks["fp"] | masks["fn"]
     if outcome not in masks:
@@ -313,9 +376,8 @@ def select_outcomes(predictions: pd.DataFrame, outcome: str, n: int | None = Non
     chosen = frame[masks[outcome]]
     wrongness = (chosen["prob"] - chosen["label"].astype(float)).abs()
     ascending = outcome in ("tp", "tn", "correct")
-    chosen = chosen.assign(_order=wrongness).sort_values("_order", ascending=ascending,
-                                                         kind="stable")
+    chosen = chosen.assign(_order=wrongness).sort_values(
+        "_order", ascending=ascending, kind="stable"
+    )
     chosen = chosen.drop(columns="_order")
     return chosen if n is None else chosen.head(n)
-
-

@@ -9,68 +9,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.neighbors import NearestNeighbors
 
-from ctlib.data import CTDataset
 from ctlib.explain.features import embed_tsne, extract_features, fold_split, separation_scores
 from ctlib.explain.inputs import load_trained
-
-
-def trained_fold(
-    results: str | os.PathLike[str],
-    dataset: CTDataset | str,
-    config: Any = None,
-    *,
-    arch: str | None = None,
-    protocol: str = "patient",
-    fold: int = 0,
-    n_folds: int = 5,
-    progress: bool = False,
-) -> Path:
-    """The folder of one trained fold, ``<results>/<dataset>/<protocol>/<run>/fold<k>``
-    (``<run>``: ``config.run_name``, else ``arch``: e.g. ``efficientnet_lite0-scratch``).
-
-    With a training recipe (``config``, a :class:`ctlib.train.TrainConfig`) a missing fold
-    is trained first with :func:`ctlib.cv.run_cv` (``only_folds=[fold]``); a finished fold
-    is reused and an interrupted one resumed, so a second call costs nothing. Without a
-    recipe nothing is trained: a missing fold raises, naming the command that makes it.
-
-    Args:
-        results: the results folder.
-        dataset: the :class:`ctlib.data.CTDataset` (needed to train), or its name.
-        config: the training recipe, or None to only look for a finished fold.
-        arch: the architecture, or the run's folder name (``resnet18-scratch``) when no
-            recipe is given; defaults to ``config.arch``.
-        protocol: ``"paper"``, ``"patient"`` or ``"official"`` (see :mod:`ctlib.cv`).
-        fold: the test fold.
-        n_folds: folds of the cross-validation.
-        progress: progress bars while training.
-
-    Raises:
-        FileNotFoundError: the fold has no ``model.pt`` and there is no recipe to train it.
-        ValueError: no architecture is named, or ``arch`` and ``config.arch`` differ.
-    """
-    from ctlib.cv import fold_dir, run_cv
-
-    name = dataset if isinstance(dataset, str) else dataset.name
-    if config is not None:
-        if arch is not None and arch != config.arch:
-            raise ValueError(f"arch={arch!r} but the recipe trains {config.arch!r}; pass one.")
-        if isinstance(dataset, str):
-            raise ValueError(f"To train, pass the data set itself, not its name {dataset!r} "
-                             "(e.g. ctlib.data.load_dataset(name)).")
-        arch = config.arch
-        run_cv(dataset, config, protocol=protocol, n_folds=n_folds, only_folds=[fold],
-               out=results, progress=progress)
-    if arch is None:
-        raise ValueError("Name the architecture: arch=... (or pass a training recipe).")
-    run = config.run_name if config is not None else arch
-    folder = fold_dir(results, name, protocol, run, fold)
-    if not (folder / "model.pt").is_file():
-        raise FileNotFoundError(
-            f"No trained network in {str(folder)!r}. Train it first, e.g. `python -m ctlib cv "
-            f"--dataset {name} --arch {arch} --protocol {protocol} --folds {n_folds} --out "
-            f"{results}` (all folds; on a GPU), then run this again.")
-    return folder
 
 
 @dataclass(frozen=True)
@@ -102,8 +44,6 @@ class FoldEmbedding:
 
 def _nearest(train: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Index into ``train`` of the nearest row (Euclidean) of each row of ``query``."""
-    from sklearn.neighbors import NearestNeighbors
-
     if len(query) == 0:
         return np.zeros(0, dtype=int)
     return NearestNeighbors(n_neighbors=1).fit(train).kneighbors(query)[1][:, 0]
@@ -143,13 +83,17 @@ def fold_tsne(
     folder = Path(fold_folder)
     model, info = load_trained(folder / "model.pt")
     points = fold_split(folder)
-    feats = extract_features(model, points, info["arch"], batch_size=batch_size,
-                             progress=progress, cache=cache)
+    feats = extract_features(
+        model, points, info["arch"], batch_size=batch_size, progress=progress, cache=cache
+    )
     embedding = embed_tsne(feats.features, perplexity=perplexity, seed=seed, max_iter=max_iter)
     label = pd.to_numeric(points["label"], errors="coerce")
     predicted = (points["prob"] >= info["threshold"]).astype(float)
-    points = points.assign(x=embedding[:, 0], y=embedding[:, 1],
-                           misclassified=points["prob"].notna() & (predicted != label))
+    points = points.assign(
+        x=embedding[:, 0],
+        y=embedding[:, 1],
+        misclassified=points["prob"].notna() & (predicted != label),
+    )
     train = (points["split"] == "train").to_numpy()
     test = (points["split"] == "test").to_numpy()
     held_out = ~train
@@ -157,8 +101,9 @@ def fold_tsne(
     train_index = np.flatnonzero(train)
 
     def same_patient(a: np.ndarray, b: np.ndarray) -> pd.Series:  # NA where a patient is unknown
-        return (patients.iloc[a].reset_index(drop=True)
-                == patients.iloc[b].reset_index(drop=True)).astype("boolean")
+        return (
+            patients.iloc[a].reset_index(drop=True) == patients.iloc[b].reset_index(drop=True)
+        ).astype("boolean")
 
     near = train_index[_nearest(feats.features[train], feats.features[held_out])]
     points["nearest_train"] = pd.Series(pd.NA, index=points.index, dtype="string")
@@ -167,8 +112,9 @@ def fold_tsne(
     points.loc[held_out, "same_patient"] = same_patient(near, np.flatnonzero(held_out)).to_numpy()
     rows = []
     for part, chosen in (("train", train), ("test", test)):
-        table = separation_scores(feats.features[chosen], label[chosen], embedding[chosen],
-                                  seed=seed)
+        table = separation_scores(
+            feats.features[chosen], label[chosen], embedding[chosen], seed=seed
+        )
         table.insert(0, "images", part)
         for space, x in (("features", feats.features), ("t-SNE", embedding)):
             if part == "test" and train.any() and test.any():
@@ -177,18 +123,20 @@ def fold_tsne(
                 same = same_patient(nearest, np.flatnonzero(test))
                 table.loc[table["space"] == space, "nearest_train_same_class"] = right.mean()
                 table.loc[table["space"] == space, "nearest_train_same_patient"] = (
-                    float(same.mean()) if same.notna().all() else np.nan)
+                    float(same.mean()) if same.notna().all() else np.nan
+                )
         rows.append(table)
     scores = pd.concat(rows, ignore_index=True)
-    return FoldEmbedding(points=points, scores=scores, arch=info["arch"],
-                         threshold=float(info["threshold"]))
+    return FoldEmbedding(
+        points=points, scores=scores, arch=info["arch"], threshold=float(info["threshold"])
+    )
 
 
 def lesion_masks(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with a ``mask_path`` column: each synthetic slice's lesion mask, NaN elsewhere.
 
     The synthetic set keeps the mask of ``<set>/images/<name>.png`` in
-    ``<set>/masks/<name>.png`` (:func:`ctlib.synthetic.write_synthetic`), so a fold's
+    ``<set>/masks/<name>.png`` (:func:`ctlib.data.synthetic.write_synthetic`), so a fold's
     ``predictions.csv`` or :func:`fold_split` is enough for :func:`score_cams`, whichever
     synthetic set it came from. Images without such a mask (real data) get NaN. A frame
     that already has ``mask_path`` is returned as it is.

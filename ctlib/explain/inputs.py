@@ -18,7 +18,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ctlib.canvas import fit_to_canvas
-from ctlib.data import IMAGE_SUFFIXES, CTDataset, ImageReadError, read_grayscale
+from ctlib.data import CLASS_NAMES, IMAGE_SUFFIXES, CTDataset, read_grayscale
+from ctlib.errors import ImageReadError
+from ctlib.models import ModelSpec, get_spec, load_checkpoint, probabilities, spec_of
 from ctlib.transforms import normalize
 
 
@@ -28,9 +30,11 @@ def expand_image_paths(items: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.name.startswith("."))
+            paths += sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
         elif path.exists():
             paths.append(path)
         else:
@@ -52,14 +56,17 @@ def load_trained(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module, d
         ``config.json`` beside the file if present, else the architecture's), ``mean``,
         ``std`` and ``threshold``.
     """
-    from ctlib.models import get_spec, load_checkpoint
-
     path = Path(checkpoint)
     model = load_checkpoint(path).eval()
     raw = torch.load(path, map_location="cpu", weights_only=True)
     spec = get_spec(raw["arch"])
-    info = {"arch": spec.name, "canvas": spec.canvas, "mean": spec.mean, "std": spec.std,
-            "threshold": float(raw.get("extra", {}).get("threshold", 0.5))}
+    info = {
+        "arch": spec.name,
+        "canvas": spec.canvas,
+        "mean": spec.mean,
+        "std": spec.std,
+        "threshold": float(raw.get("extra", {}).get("threshold", 0.5)),
+    }
     config = path.parent / "config.json"
     if config.is_file():
         canvas = json.loads(config.read_text()).get("train", {}).get("canvas")
@@ -68,14 +75,6 @@ def load_trained(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module, d
     model.ctlib_canvas = tuple(info["canvas"])
     model.ctlib_threshold = info["threshold"]
     return model, info
-
-
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """P(COVID) from one logit (sigmoid) or two (softmax, class 1)."""
-    logits = logits.float()
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits[:, 0])
-    return torch.softmax(logits, dim=1)[:, 1]
 
 
 @torch.no_grad()
@@ -98,17 +97,24 @@ def predict_files(
         try:
             image = read_grayscale(path)
         except ImageReadError as error:
-            rows.append({"file": str(path), "prob": float("nan"), "label": "",
-                         "error": error.reason})
+            rows.append(
+                {"file": str(path), "prob": float("nan"), "label": "", "error": error.reason}
+            )
             continue
         x = normalize(fit_to_canvas(image, size)[0], info["mean"], info["std"]).unsqueeze(0)
-        prob = float(_probabilities(model(x))[0])
-        rows.append({"file": str(path), "prob": prob,
-                     "label": "COVID" if prob >= info["threshold"] else "non-COVID", "error": ""})
+        prob = float(probabilities(model(x))[0])
+        rows.append(
+            {
+                "file": str(path),
+                "prob": prob,
+                "label": CLASS_NAMES[int(prob >= info["threshold"])],
+                "error": "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _frame_of(data: CTDataset | pd.DataFrame | Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+def image_frame(data: CTDataset | pd.DataFrame | Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     """A frame with at least ``path`` (and ``label``, NaN where unknown) from any image source."""
     if isinstance(data, CTDataset):
         frame = data.frame
@@ -117,24 +123,26 @@ def _frame_of(data: CTDataset | pd.DataFrame | Sequence[str | os.PathLike[str]])
     else:
         frame = pd.DataFrame({"path": [str(p) for p in expand_image_paths(list(data))]})
     if "path" not in frame.columns:
-        raise ValueError(f"Expected a frame with a 'path' column, got columns "
-                         f"{list(frame.columns)}.")
+        raise ValueError(
+            f"Expected a frame with a 'path' column, got columns {list(frame.columns)}."
+        )
     frame = frame.reset_index(drop=True)
     if "label" not in frame.columns:
         frame = frame.assign(label=np.nan)
     return frame
 
 
-def _resolve(model: nn.Module, arch: str | None, canvas: tuple[int, int] | None):  # -> (spec, size)
-    from ctlib.models import _spec_of
-
-    spec = _spec_of(model, arch)
+def spec_and_canvas(
+    model: nn.Module, arch: str | None, canvas: tuple[int, int] | None
+) -> tuple[ModelSpec, tuple[int, int]]:
+    """The network's registry spec and the canvas to draw on: ``canvas`` if given, else the
+    one the model was trained at (``model.ctlib_canvas``), else Table 1's."""
+    spec = spec_of(model, arch)
     size = canvas if canvas is not None else getattr(model, "ctlib_canvas", None) or spec.canvas
     return spec, (int(size[0]), int(size[1]))
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
-
-

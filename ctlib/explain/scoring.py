@@ -9,19 +9,21 @@ import copy
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import torch
+from scipy import ndimage
+from scipy.stats import spearmanr
 from torch import nn
 from tqdm.auto import tqdm
 
 from ctlib.canvas import Box
 from ctlib.data import CTDataset, read_grayscale
-from ctlib.explain.cam import CAM_METHODS, _method_key, _share, explain_image
-from ctlib.explain.inputs import _frame_of, _resolve
+from ctlib.explain.cam import CAM_METHODS, cam_method_key, explain_image, heat_share
+from ctlib.explain.inputs import image_frame, load_trained, spec_and_canvas
 
 
 def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 15.0) -> bool:
@@ -35,8 +37,6 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 15.0
 
     A flat map (no maximum) scores False; of tied maxima the first in row-major order counts.
     """
-    from scipy import ndimage
-
     heatmap, mask = np.asarray(heatmap), np.asarray(mask, dtype=bool)
     if heatmap.shape != mask.shape:
         raise ValueError(f"heatmap {heatmap.shape} and mask {mask.shape} differ in shape.")
@@ -48,15 +48,14 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 15.0
     return bool(ndimage.distance_transform_edt(~mask)[peak] <= tolerance)
 
 
-def pointing_baseline(mask: np.ndarray, tolerance: float = 15.0,
-                      region: np.ndarray | None = None) -> float:
+def pointing_baseline(
+    mask: np.ndarray, tolerance: float = 15.0, region: np.ndarray | None = None
+) -> float:
     """The chance that a uniformly random peak (in ``region``, default everywhere) scores.
 
     This is the exact expected pointing-game score of a random heat map: the share of the
     region's pixels within ``tolerance`` of the mask.
     """
-    from scipy import ndimage
-
     mask = np.asarray(mask, dtype=bool)
     near = mask if tolerance <= 0 else ndimage.distance_transform_edt(~mask) <= tolerance
     if not mask.any():
@@ -71,13 +70,11 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     mask = np.asarray(mask, dtype=bool)
     if heatmap.shape != mask.shape:
         raise ValueError(f"heatmap {heatmap.shape} and mask {mask.shape} differ in shape.")
-    return _share(heatmap, mask)
+    return heat_share(heatmap, mask)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation between two maps (NaN if either is constant)."""
-    from scipy.stats import spearmanr
-
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"Maps of different sizes: {a.size} vs {b.size}.")
@@ -92,8 +89,6 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, sigma: float = 1
     The same as ``skimage.metrics.structural_similarity(a, b, data_range=data_range,
     gaussian_weights=True, use_sample_covariance=False)``, without the dependency.
     """
-    from scipy import ndimage
-
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"ssim expects two 2-D maps of one shape, got {a.shape} and {b.shape}.")
@@ -104,11 +99,10 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, sigma: float = 1
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)
-         / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)))
+    s = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     pad = int(truncate * sigma + 0.5)
     return float(s[pad:-pad, pad:-pad].mean()) if min(s.shape) > 2 * pad else float(s.mean())
 
@@ -130,7 +124,7 @@ def randomized_copy(model: nn.Module, fraction: float = 1.0, seed: int = 0) -> n
     count = math.ceil(fraction * len(modules))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for module in modules[len(modules) - count:]:
+        for module in modules[len(modules) - count :]:
             if isinstance(module, nn.modules.batchnorm._NormBase):
                 module.reset_running_stats()
             if hasattr(module, "reset_parameters"):
@@ -151,8 +145,6 @@ def body_mask(image: np.ndarray, threshold: float | None = None) -> np.ndarray:
     The lungs, dark but enclosed by the body, are filled in. Text or rulers in published
     figures are usually separate, smaller components and are dropped.
     """
-    from scipy import ndimage
-
     if image.ndim != 2 or image.dtype != np.uint8:
         raise ValueError(f"body_mask expects a 2-D uint8 image, got {image.dtype} {image.shape}.")
     if threshold is None:
@@ -170,9 +162,10 @@ def body_mask(image: np.ndarray, threshold: float | None = None) -> np.ndarray:
 def _mask_on_canvas(mask: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
     """An original-image mask drawn onto the canvas (nearest neighbour; padding False)."""
     out = np.zeros((size[1], size[0]), dtype=bool)
-    scaled = cv2.resize(mask.astype(np.uint8), (box.width, box.height),
-                        interpolation=cv2.INTER_NEAREST).astype(bool)
-    out[box.y:box.y + box.height, box.x:box.x + box.width] = scaled
+    scaled = cv2.resize(
+        mask.astype(np.uint8), (box.width, box.height), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+    out[box.y : box.y + box.height, box.x : box.x + box.width] = scaled
     return out
 
 
@@ -229,42 +222,55 @@ def score_cams(
     per channel of the CAM layer (1280 for EfficientNet-Lite0, about 1.5 min per image on
     one CPU core); score it on a sample (``max_images``).
     """
-    spec, size = _resolve(model, arch, canvas)
-    frame = _frame_of(data)
+    spec, size = spec_and_canvas(model, arch, canvas)
+    frame = image_frame(data)
     if "mask_path" not in frame.columns:
-        raise ValueError("score_cams needs lesion masks (a 'mask_path' column): use the "
-                         "synthetic data set. For real data use heat_location().")
+        raise ValueError(
+            "score_cams needs lesion masks (a 'mask_path' column): use the "
+            "synthetic data set. For real data use heat_location()."
+        )
     has_mask = frame["mask_path"].notna() & (frame["mask_path"].astype(str) != "")
     frame = frame[(pd.to_numeric(frame["label"], errors="coerce") == 1) & has_mask]
     frame = _sample(frame, max_images, seed)
     if frame.empty:
         raise ValueError("No COVID images with lesion masks to score.")
-    keys = [_method_key(m) for m in methods]
+    keys = [cam_method_key(m) for m in methods]
     control = randomized_copy(model, randomize, seed)
     rows = []
-    for _, row in tqdm(list(frame.iterrows()), desc=f"score CAMs {spec.name}", unit="img",
-                       disable=not progress):
+    for _, row in tqdm(
+        list(frame.iterrows()), desc=f"score CAMs {spec.name}", unit="img", disable=not progress
+    ):
         image = read_grayscale(row["path"])
         mask = read_grayscale(row["mask_path"]) > 127
         if not mask.any():
             continue
         body = body_mask(image)
-        base = {"arch": spec.name, "path": row["path"],
-                "random_pointing": pointing_baseline(mask, tolerance),
-                "body_pointing": pointing_baseline(mask, tolerance, region=body),
-                "lesion_area": float(mask.mean())}
+        base = {
+            "arch": spec.name,
+            "path": row["path"],
+            "random_pointing": pointing_baseline(mask, tolerance),
+            "body_pointing": pointing_baseline(mask, tolerance, region=body),
+            "lesion_area": float(mask.mean()),
+        }
         for key in keys:
             result = explain_image(model, image, spec.name, key, target, canvas=size)
             random_net = explain_image(control, image, spec.name, key, target, canvas=size)
-            rows.append({**base, "method": key, "prob": result.prob,
-                         "pointing": pointing_game(result.heatmap, mask, tolerance),
-                         "energy": energy_in_mask(result.heatmap, mask),
-                         "padding_share": result.padding_share,
-                         "sanity_spearman": spearman(result.heatmap, random_net.heatmap),
-                         "sanity_spearman_body": spearman(result.heatmap[body],
-                                                          random_net.heatmap[body]),
-                         "sanity_ssim": ssim(result.heatmap, random_net.heatmap),
-                         "random_net_pointing": pointing_game(random_net.heatmap, mask, tolerance)})
+            rows.append(
+                {
+                    **base,
+                    "method": key,
+                    "prob": result.prob,
+                    "pointing": pointing_game(result.heatmap, mask, tolerance),
+                    "energy": energy_in_mask(result.heatmap, mask),
+                    "padding_share": result.padding_share,
+                    "sanity_spearman": spearman(result.heatmap, random_net.heatmap),
+                    "sanity_spearman_body": spearman(
+                        result.heatmap[body], random_net.heatmap[body]
+                    ),
+                    "sanity_ssim": ssim(result.heatmap, random_net.heatmap),
+                    "random_net_pointing": pointing_game(random_net.heatmap, mask, tolerance),
+                }
+            )
     table = pd.DataFrame(rows)
     table.attrs.update({"tolerance": tolerance, "canvas": size, "randomize": randomize})
     return table if per_image else summarize_cam_scores(table)
@@ -272,13 +278,22 @@ def score_cams(
 
 def summarize_cam_scores(per_image: pd.DataFrame) -> pd.DataFrame:
     """One row per architecture and method: the means of :func:`score_cams`' per-image rows."""
-    columns = {"pointing": "pointing_game", "random_pointing": "random_baseline",
-               "body_pointing": "body_baseline", "random_net_pointing": "random_net_pointing",
-               "energy": "energy_in_lesions", "lesion_area": "lesion_area",
-               "padding_share": "padding_share", "sanity_spearman": "sanity_spearman",
-               "sanity_spearman_body": "sanity_spearman_body", "sanity_ssim": "sanity_ssim"}
-    grouped = per_image.assign(pointing=per_image["pointing"].astype(float),
-                               random_net_pointing=per_image["random_net_pointing"].astype(float))
+    columns = {
+        "pointing": "pointing_game",
+        "random_pointing": "random_baseline",
+        "body_pointing": "body_baseline",
+        "random_net_pointing": "random_net_pointing",
+        "energy": "energy_in_lesions",
+        "lesion_area": "lesion_area",
+        "padding_share": "padding_share",
+        "sanity_spearman": "sanity_spearman",
+        "sanity_spearman_body": "sanity_spearman_body",
+        "sanity_ssim": "sanity_ssim",
+    }
+    grouped = per_image.assign(
+        pointing=per_image["pointing"].astype(float),
+        random_net_pointing=per_image["random_net_pointing"].astype(float),
+    )
     summary = grouped.groupby(["arch", "method"], sort=False)[list(columns)].mean()
     summary = summary.rename(columns=columns)
     summary["n_images"] = grouped.groupby(["arch", "method"], sort=False).size()
@@ -311,41 +326,88 @@ def heat_location(
         One row per architecture and method (means; ``n_images``), or per image with
         ``per_image=True``.
     """
-    spec, size = _resolve(model, arch, canvas)
-    frame = _sample(_frame_of(data), max_images, seed)
-    keys = [_method_key(m) for m in methods]
+    spec, size = spec_and_canvas(model, arch, canvas)
+    frame = _sample(image_frame(data), max_images, seed)
+    keys = [cam_method_key(m) for m in methods]
     rows = []
-    for path in tqdm(frame["path"].astype(str).tolist(), desc=f"heat location {spec.name}",
-                     unit="img", disable=not progress):
+    for path in tqdm(
+        frame["path"].astype(str).tolist(),
+        desc=f"heat location {spec.name}",
+        unit="img",
+        disable=not progress,
+    ):
         image = read_grayscale(path)
         body = body_mask(image)
         for key in keys:
             result = explain_image(model, image, spec.name, key, target, canvas=size)
             on_body = _mask_on_canvas(body, result.box, size)
-            rows.append({"arch": spec.name, "method": key, "path": path, "prob": result.prob,
-                         "padding_share": result.padding_share,
-                         "outside_body_share": _share(result.canvas_heatmap, ~on_body),
-                         "outside_body_area": float((~on_body).mean())})
+            rows.append(
+                {
+                    "arch": spec.name,
+                    "method": key,
+                    "path": path,
+                    "prob": result.prob,
+                    "padding_share": result.padding_share,
+                    "outside_body_share": heat_share(result.canvas_heatmap, ~on_body),
+                    "outside_body_area": float((~on_body).mean()),
+                }
+            )
     table = pd.DataFrame(rows)
     if per_image:
         return table
     summary = table.groupby(["arch", "method"], sort=False)[
-        ["padding_share", "outside_body_share", "outside_body_area"]].mean()
+        ["padding_share", "outside_body_share", "outside_body_area"]
+    ].mean()
     summary["n_images"] = table.groupby(["arch", "method"], sort=False).size()
     return summary.reset_index()
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A frame as a Markdown table (no extra dependency), numbers with ``digits`` decimals."""
-    def cell(value: Any) -> str:
-        if isinstance(value, (float, np.floating)):
-            return "nan" if np.isnan(value) else f"{value:.{digits}f}"
-        return str(value)
+def heat_report(
+    runs: str | os.PathLike[str],
+    dataset: str,
+    protocol: str,
+    run: str,
+    *,
+    images_per_fold: int = 20,
+    methods: Sequence[str] = ("gradcam",),
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Grad-CAM heat on the padding and outside the body, for the trained networks of a run.
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "|".join("---" for _ in frame.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+    Each fold's ``model.pt`` explains ``images_per_fold`` of *its own test images* (drawn
+    with ``seed``), the canvas of its run. Needs the runs folder (checkpoints), not the
+    exported results.
 
-
+    Returns:
+        One row per fold and method: ``padding_share`` and ``outside_body_share`` of the
+        heat, ``outside_body_area`` (the share of the canvas outside the body: what a flat
+        heat map would put there), ``n_images``; ``dataset, protocol, run`` columns.
+    """
+    base = Path(runs) / dataset / protocol / run
+    folds = sorted(base.glob("fold*/model.pt"))
+    if not folds:
+        raise FileNotFoundError(f"No trained fold (fold*/model.pt) under {str(base)!r}.")
+    rows = []
+    for checkpoint in folds:
+        model, info = load_trained(checkpoint)
+        test = pd.read_csv(checkpoint.parent / "predictions.csv", dtype={"patient_id": "string"})
+        summary = heat_location(
+            model,
+            test,
+            info["arch"],
+            methods,
+            canvas=info["canvas"],
+            max_images=images_per_fold,
+            seed=seed,
+            progress=progress,
+        )
+        rows.append(
+            summary.assign(
+                fold=int(checkpoint.parent.name.removeprefix("fold")),
+                dataset=dataset,
+                protocol=protocol,
+                run=run,
+            )
+        )
+    return pd.concat(rows, ignore_index=True)

@@ -34,6 +34,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ctlib.metrics import PAPER_METRICS
+from ctlib.models import get_spec, list_models
+
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
@@ -51,7 +54,6 @@ CITATION = (
     "Alshazly H, Linse C, Barth E, Martinetz T. Explainable COVID-19 Detection Using Chest CT "
     "Scans and Deep Learning. arXiv:2011.05317 (2020); Sensors 21(2):455 (2021)."
 )
-PAPER_METRICS = ("accuracy", "precision", "recall", "specificity", "f1")
 
 MISSING = (
     "Table 2 rows other than the best model per data set (mean ± std for SqueezeNet, "
@@ -113,7 +115,7 @@ def paper_table(metrics: Sequence[str] = PAPER_METRICS) -> pd.DataFrame:
     """The recorded published rows: one per (data set, protocol, arch), in %.
 
     Columns ``<metric>_mean`` and ``<metric>_std`` (NaN where not published) and
-    ``source``. The index matches :func:`ctlib.tables.table2`'s.
+    ``source``. The index matches :func:`ctlib.study.tables.table2`'s.
     """
     rows = []
     for result in PUBLISHED:
@@ -139,7 +141,7 @@ def compare_with_paper(
     """Our cross-validation results beside the paper's, one row per run and metric.
 
     Args:
-        results: one row per finished fold, from :func:`ctlib.tables.collect_results`
+        results: one row per finished fold, from :func:`ctlib.results.collect_results`
             (metrics as fractions 0..1).
         metrics: which metrics.
         tolerance: percentage points within which ours and the paper's count as agreeing
@@ -230,3 +232,47 @@ def highlight_differences(comparison: pd.DataFrame, decimals: int = 1) -> Styler
         .format({"folds": "{:.0f}"}, na_rep="–")
         .hide(axis="index")
     )
+
+
+def table1(names: Sequence[str] | None = None) -> pd.DataFrame:
+    """The paper's Table 1 as the kit holds it: canvas, its aspect ratio, parameters."""
+    rows = []
+    for name in names if names is not None else list_models(paper=True):
+        spec = get_spec(name)
+        rows.append(
+            {
+                "architecture": spec.display_name,
+                "canvas (w×h)": "{}×{}".format(*spec.canvas),
+                "aspect": round(spec.canvas[0] / spec.canvas[1], 2),
+                "parameters (M)": spec.table1_params_m,
+            }
+        )
+    return pd.DataFrame(rows).set_index("architecture")
+
+
+def canvas_columns(names: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
+    """The paper's distinct canvases, each labelled with the architectures that use it.
+
+    Example:
+        >>> canvas_columns()["ResNets, ResNeXts, DenseNets"]
+        (349, 253)
+    """
+    names = list(names) if names is not None else list_models(paper=True)
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name in names:
+        spec = get_spec(name)
+        groups.setdefault(spec.canvas, []).append(spec.display_name)
+    families = {"ResNet": "ResNets", "ResNeXt": "ResNeXts", "DenseNet": "DenseNets"}
+    out = {}
+    for canvas, members in groups.items():
+        if len(members) > 2:
+            short = []
+            for member in members:
+                family = next((v for k, v in families.items() if member.startswith(k)), member)
+                if family not in short:
+                    short.append(family)
+            label = ", ".join(short)
+        else:
+            label = ", ".join(members)
+        out[label] = canvas
+    return out

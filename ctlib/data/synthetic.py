@@ -23,7 +23,7 @@ Design rules that keep the data set honest:
   is positive, which one is drawn from the seed. Any even prefix is exactly balanced.
 
 Example:
-    >>> from ctlib.synthetic import SyntheticConfig, generate, write_synthetic
+    >>> from ctlib.data.synthetic import SyntheticConfig, generate, write_synthetic
     >>> first = next(generate(SyntheticConfig(n_patients=2)))
     >>> first.image.dtype, first.mask.dtype
     (dtype('uint8'), dtype('bool'))
@@ -241,8 +241,11 @@ def _anatomy(config: SyntheticConfig, patient_index: int) -> _Anatomy:
     frame_ratio = float(rng.uniform(0.85, 1.15))  # frame height / body height
     a = 0.5 * fill * width
     b = a / aspect
-    height = int(round(min(max(2 * b * frame_ratio / 0.97 + 4, config.height_range[0]),
-                           config.height_range[1])))
+    height = int(
+        round(
+            min(max(2 * b * frame_ratio / 0.97 + 4, config.height_range[0]), config.height_range[1])
+        )
+    )
     # If the height range clips the frame, shrink the body to fit (keeping its aspect).
     shrink = min(1.0, 0.49 * height / b)
     a, b = a * shrink, b * shrink
@@ -462,7 +465,13 @@ def _render_anatomy(anat: _Anatomy, rng: np.random.Generator) -> tuple[np.ndarra
             table,
             (int(round(anat.cx * 16)), int(round((ty - 2 * anat.b) * 16))),
             (int(round(anat.a * 2.2 * 16)), int(round(2 * anat.b * 16))),
-            0, 62, 118, 1.0, thickness=max(1, int(unit * 0.02)), lineType=cv2.LINE_AA, shift=4,
+            0,
+            62,
+            118,
+            1.0,
+            thickness=max(1, int(unit * 0.02)),
+            lineType=cv2.LINE_AA,
+            shift=4,
         )
         img = np.maximum(img, 170.0 * table * (~body))
 
@@ -551,8 +560,10 @@ def _render_lesions(
             else:
                 ang = float(rng.uniform(-math.pi, math.pi))
                 dist = float(rng.uniform(0.3, 0.7)) * r_px
-                ox, oy, rl = dist * math.cos(ang), dist * math.sin(ang), r_px * float(
-                    rng.uniform(0.45, 0.8)
+                ox, oy, rl = (
+                    dist * math.cos(ang),
+                    dist * math.sin(ang),
+                    r_px * float(rng.uniform(0.45, 0.8)),
                 )
             stretch = float(rng.uniform(0.7, 1.3))
             d2 = ((xx - px - ox) / (rl * stretch)) ** 2 + ((yy - py - oy) / (rl / stretch)) ** 2
@@ -643,7 +654,7 @@ def render_patient(
             if not mask.any():
                 raise RuntimeError(
                     f"Could not place a lesion inside the lungs of {patient_id} slice {k}; "
-                    "this is a bug in ctlib.synthetic, please report it with the config."
+                    "this is a bug in ctlib.data.synthetic, please report it with the config."
                 )
             img = img + field
         image = _finish(img, anat, rng)
@@ -688,6 +699,8 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 def _config_payload(config: SyntheticConfig) -> dict:
     payload = {
+        # the generator's name as written into existing sets (kept: a new name would make
+        # every cached set look foreign)
         "generator": "ctlib.synthetic",
         "version": SYNTHETIC_VERSION,
         "config": asdict(config),
@@ -784,8 +797,16 @@ def write_synthetic(
             _write_png(tmp / "images" / name, s.image)
             _write_png(tmp / "masks" / name, s.mask.astype(np.uint8) * 255)
             rows.append(
-                (f"images/{name}", f"masks/{name}", s.label, s.patient_id, s.slice_index,
-                 s.image.shape[1], s.image.shape[0], int(s.mask.sum()))
+                (
+                    f"images/{name}",
+                    f"masks/{name}",
+                    s.label,
+                    s.patient_id,
+                    s.slice_index,
+                    s.image.shape[1],
+                    s.image.shape[0],
+                    int(s.mask.sum()),
+                )
             )
         pd.DataFrame(rows, columns=FRAME_COLUMNS).to_csv(tmp / "labels.csv", index=False)
         (tmp / "config.json").write_text(json.dumps(expected, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """Download the two real data sets from their public sources.
 
-``download(name)`` fetches a data set and lays it out exactly like the shared copy that the
-data layer reads (see ``data/MANIFEST.md``)::
+``download(name)`` fetches a data set and lays it out exactly as the data layer reads it
+(:func:`ctlib.data.find_dataset_folder`; ``data/README.md`` describes the layout)::
 
     <dest>/covid19-ct/CT_COVID/*, CT_NonCOVID/*, meta/COVID-CT-MetaInfo.xlsx,
                       meta/NonCOVID-CT-MetaInfo.csv, meta/Data-split/{COVID,NonCOVID}/*.txt
@@ -33,14 +33,14 @@ Environment variables (optional):
   for a proxy cache (and for the tests, which serve a mirror on 127.0.0.1).
 
 Example:
-    >>> from ctlib.download import download
+    >>> from ctlib.data import download
     >>> root = download("covid19-ct")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-import hashlib
 import http.client
 import logging
 import os
@@ -63,10 +63,13 @@ from urllib.parse import urlsplit
 from tqdm.auto import tqdm
 
 from ctlib import __version__
+from ctlib.data.registry import REAL_DATASETS
+from ctlib.data.verify import verify_dataset
+from ctlib.errors import DownloadError, UnsafeArchiveError
+from ctlib.files import sha256_file
 from ctlib.paths import data_dir
 
 __all__ = [
-    "DATASETS",
     "MIRROR_ENV",
     "SOURCES",
     "DownloadError",
@@ -81,7 +84,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("covid19-ct", "sars-cov-2-ct")
 MIRROR_ENV = "CTLIB_DOWNLOAD_MIRROR"
 
 _USER_AGENT = f"ctlib/{__version__} (+https://github.com/UCSD-AI4H/COVID-CT)"
@@ -147,37 +149,47 @@ _COVCNN_COMMIT = "1b912a4ba27b4548103a598b169e939d0b933806"
 
 def _split_file(cls: str, split: str) -> Source:
     name = f"{split}CT_{cls}.txt"
-    return Source(_UCSD + f"Data-split/{cls}/{name}", "file",
-                  ((name, f"meta/Data-split/{cls}/{name}"),))
+    return Source(
+        _UCSD + f"Data-split/{cls}/{name}", "file", ((name, f"meta/Data-split/{cls}/{name}"),)
+    )
 
 
 SOURCES: dict[str, tuple[Source, ...]] = {
     "covid19-ct": (
         Source(_UCSD + "Images-processed/CT_COVID.zip", "zip", (("CT_COVID/", "CT_COVID/"),)),
-        Source(_UCSD + "Images-processed/CT_NonCOVID.zip", "zip",
-               (("CT_NonCOVID/", "CT_NonCOVID/"),)),
-        Source(_UCSD + "COVID-CT-MetaInfo.xlsx", "file",
-               (("COVID-CT-MetaInfo.xlsx", "meta/COVID-CT-MetaInfo.xlsx"),)),
-        Source(_UCSD + "NonCOVID-CT-MetaInfo.csv", "file",
-               (("NonCOVID-CT-MetaInfo.csv", "meta/NonCOVID-CT-MetaInfo.csv"),)),
-        *(_split_file(cls, split)
-          for cls in ("COVID", "NonCOVID") for split in ("train", "val", "test")),
+        Source(
+            _UCSD + "Images-processed/CT_NonCOVID.zip", "zip", (("CT_NonCOVID/", "CT_NonCOVID/"),)
+        ),
+        Source(
+            _UCSD + "COVID-CT-MetaInfo.xlsx",
+            "file",
+            (("COVID-CT-MetaInfo.xlsx", "meta/COVID-CT-MetaInfo.xlsx"),),
+        ),
+        Source(
+            _UCSD + "NonCOVID-CT-MetaInfo.csv",
+            "file",
+            (("NonCOVID-CT-MetaInfo.csv", "meta/NonCOVID-CT-MetaInfo.csv"),),
+        ),
+        *(
+            _split_file(cls, split)
+            for cls in ("COVID", "NonCOVID")
+            for split in ("train", "val", "test")
+        ),
     ),
     "sars-cov-2-ct": (
-        Source("https://www.kaggle.com/datasets/plameneduardo/sarscov2-ctscan-dataset", "kaggle",
-               (("COVID/", "COVID/"), ("non-COVID/", "non-COVID/")), provider="kaggle"),
-        Source(f"https://github.com/dwaipayan05/CovCNN-WebApp/archive/{_COVCNN_COMMIT}.zip", "zip",
-               (("*/Dataset/COVID/", "COVID/"), ("*/Dataset/non-COVID/", "non-COVID/"))),
+        Source(
+            "https://www.kaggle.com/datasets/plameneduardo/sarscov2-ctscan-dataset",
+            "kaggle",
+            (("COVID/", "COVID/"), ("non-COVID/", "non-COVID/")),
+            provider="kaggle",
+        ),
+        Source(
+            f"https://github.com/dwaipayan05/CovCNN-WebApp/archive/{_COVCNN_COMMIT}.zip",
+            "zip",
+            (("*/Dataset/COVID/", "COVID/"), ("*/Dataset/non-COVID/", "non-COVID/")),
+        ),
     ),
 }
-
-
-class DownloadError(RuntimeError):
-    """A data set could not be fetched; the message says what was tried and what to do."""
-
-
-class UnsafeArchiveError(DownloadError):
-    """An archive holds a member that would be written outside the destination."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +228,7 @@ def mirror_url(url: str, mirror: str | None) -> str:
 def kagglehub_status() -> str | None:
     """None if ``kagglehub`` can be used; otherwise why not, in words a user can act on."""
     try:
-        import kagglehub  # noqa: F401  (only checking that it is there)
+        import kagglehub  # noqa: F401  (only checking that it is there)  # lazy: an optional extra (pip install ctlib[kaggle])
     except ImportError:
         return "kagglehub is not installed (pip install kagglehub)"
     return None
@@ -229,7 +241,7 @@ def plan_download(name: str, mirror: str | None = None) -> DownloadPlan:
     the GitHub paths only). GitHub is always tried.
 
     Args:
-        name: one of ``DATASETS``.
+        name: one of ``REAL_DATASETS``.
         mirror: the mirror base URL in effect, if any.
     """
     _check_name(name)
@@ -267,7 +279,7 @@ def download(
     """Download a data set and lay it out like the shared copy; return its folder.
 
     Args:
-        name: ``"covid19-ct"`` or ``"sars-cov-2-ct"`` (see ``DATASETS``).
+        name: ``"covid19-ct"`` or ``"sars-cov-2-ct"`` (see ``ctlib.data.REAL_DATASETS``).
         dest: folder that will hold ``<name>/``; default ``ctlib.paths.data_dir()``.
         mirror: base URL replacing ``scheme://host`` of the GitHub URLs (default: the
             ``CTLIB_DOWNLOAD_MIRROR`` environment variable). With a mirror, Kaggle is skipped.
@@ -299,8 +311,12 @@ def download(
     root = data_dir(dest)
     target = root / name
     if _is_present(target) and not force:
-        logger.info("%s is already at %s; not downloading it again (force=True fetches it anew; "
-                    "ctlib.data.verify_dataset checks it)", name, target)
+        logger.info(
+            "%s is already at %s; not downloading it again (force=True fetches it anew; "
+            "ctlib.data.verify_dataset checks it)",
+            name,
+            target,
+        )
         return target
     if target.exists() and not target.is_dir():
         raise DownloadError(f"{target} exists and is not a folder; move it away and try again")
@@ -326,8 +342,15 @@ def download(
                 _remove_tree(staged)
             staged.mkdir()
             try:
-                _stage(sources, staged, cache, mirror=mirror, progress=progress,
-                       timeout=timeout, retries=retries)
+                _stage(
+                    sources,
+                    staged,
+                    cache,
+                    mirror=mirror,
+                    progress=progress,
+                    timeout=timeout,
+                    retries=retries,
+                )
             except UnsafeArchiveError:
                 raise
             except DownloadError as exc:
@@ -356,31 +379,47 @@ def download(
 
 
 def _check_name(name: str) -> None:
-    if name in DATASETS:
+    if name in REAL_DATASETS:
         return
     if name == "synthetic":
-        raise ValueError("'synthetic' is generated locally and needs no download; use "
-                         "ctlib.data.load_dataset('synthetic').")
-    close = difflib.get_close_matches(str(name), DATASETS, n=1)
+        raise ValueError(
+            "'synthetic' is generated locally and needs no download; use "
+            "ctlib.data.load_dataset('synthetic')."
+        )
+    close = difflib.get_close_matches(str(name), REAL_DATASETS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"Unknown data set {name!r}; known: {', '.join(DATASETS)}.{hint}")
+    raise ValueError(f"Unknown data set {name!r}; known: {', '.join(sorted(REAL_DATASETS))}.{hint}")
 
 
 def _is_present(target: Path) -> bool:
     return target.is_dir() and any(target.iterdir())
 
 
-def _stage(sources: Iterable[Source], staged: Path, cache: Path, *, mirror: str | None,
-           progress: bool, timeout: float, retries: int) -> None:
+def _stage(
+    sources: Iterable[Source],
+    staged: Path,
+    cache: Path,
+    *,
+    mirror: str | None,
+    progress: bool,
+    timeout: float,
+    retries: int,
+) -> None:
     """Fetch every source (reusing complete files in ``cache``), then place them in ``staged``."""
     sources = tuple(sources)
     fetched: dict[Source, Path] = {}
     for source in sources:
         if source.kind in ("zip", "file"):
             url = mirror_url(source.url, mirror)
-            fetched[source] = _fetch(url, cache / source.filename, size=source.size,
-                                     sha256=source.sha256, progress=progress, timeout=timeout,
-                                     retries=retries)
+            fetched[source] = _fetch(
+                url,
+                cache / source.filename,
+                size=source.size,
+                sha256=source.sha256,
+                progress=progress,
+                timeout=timeout,
+                retries=retries,
+            )
     for source in sources:
         if source.kind == "kaggle":
             _place_kaggle(source, staged)
@@ -388,17 +427,27 @@ def _stage(sources: Iterable[Source], staged: Path, cache: Path, *, mirror: str 
             _extract_zip(fetched[source], source.members, staged, progress=progress)
         elif source.kind == "file":
             path = fetched[source]
-            (_, rel), = source.members
+            ((_, rel),) = source.members
             out = _inside(staged, rel)
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, out)
         else:
-            raise ValueError(f"Source {source.url} has unknown kind {source.kind!r}; "
-                             "expected 'zip', 'file' or 'kaggle'")
+            raise ValueError(
+                f"Source {source.url} has unknown kind {source.kind!r}; "
+                "expected 'zip', 'file' or 'kaggle'"
+            )
 
 
-def _fetch(url: str, path: Path, *, size: int | None, sha256: str | None, progress: bool,
-           timeout: float, retries: int) -> Path:
+def _fetch(
+    url: str,
+    path: Path,
+    *,
+    size: int | None,
+    sha256: str | None,
+    progress: bool,
+    timeout: float,
+    retries: int,
+) -> Path:
     """Download ``url`` to ``path`` via ``path.part``, resuming and retrying; return ``path``."""
     if path.is_file():
         problem = _check_file(path, size, sha256)
@@ -413,8 +462,14 @@ def _fetch(url: str, path: Path, *, size: int | None, sha256: str | None, progre
     for attempt in range(retries + 1):
         if attempt:
             delay = _BACKOFF_S * 2 ** (attempt - 1)
-            logger.warning("Retrying %s in %.1f s (attempt %d of %d) after: %s",
-                           url, delay, attempt + 1, retries + 1, last)
+            logger.warning(
+                "Retrying %s in %.1f s (attempt %d of %d) after: %s",
+                url,
+                delay,
+                attempt + 1,
+                retries + 1,
+                last,
+            )
             time.sleep(delay)
         try:
             _stream(url, part, progress=progress, timeout=timeout)
@@ -429,16 +484,22 @@ def _fetch(url: str, path: Path, *, size: int | None, sha256: str | None, progre
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, cut transfers
             last = exc
     else:
-        kept = (f"; the partial file {part} is kept and the next call resumes it"
-                if part.exists() else "")
-        raise DownloadError(f"Could not download {url} after {retries + 1} attempt(s): "
-                            f"{_describe(last)}{kept}") from last
+        kept = (
+            f"; the partial file {part} is kept and the next call resumes it"
+            if part.exists()
+            else ""
+        )
+        raise DownloadError(
+            f"Could not download {url} after {retries + 1} attempt(s): {_describe(last)}{kept}"
+        ) from last
     _validator_file(part).unlink(missing_ok=True)
     problem = _check_file(part, size, sha256)
     if problem is not None:
         part.unlink()
-        raise DownloadError(f"Downloaded {url} but the file {problem}; it was deleted. "
-                            "The source may have changed upstream; try a mirror or report it.")
+        raise DownloadError(
+            f"Downloaded {url} but the file {problem}; it was deleted. "
+            "The source may have changed upstream; try a mirror or report it."
+        )
     os.replace(part, path)
     return path
 
@@ -462,7 +523,8 @@ def _stream(url: str, part: Path, *, progress: bool, timeout: float) -> None:
             if start != offset:
                 part.unlink()
                 raise _IncompleteTransfer(
-                    f"server resumed at byte {start}, not {offset}; restarting")
+                    f"server resumed at byte {start}, not {offset}; restarting"
+                )
             mode = "ab"
             logger.info("Resuming %s at byte %d", url, offset)
         else:
@@ -473,18 +535,26 @@ def _stream(url: str, part: Path, *, progress: bool, timeout: float) -> None:
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         written = 0
-        with open(part, mode) as fh, tqdm(
-            total=None if expected is None else offset + expected, initial=offset, unit="B",
-            unit_scale=True, unit_divisor=1024, desc=PurePosixPath(part.name).stem,
-            disable=not progress,
-        ) as bar:
+        with (
+            open(part, mode) as fh,
+            tqdm(
+                total=None if expected is None else offset + expected,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=PurePosixPath(part.name).stem,
+                disable=not progress,
+            ) as bar,
+        ):
             while chunk := response.read(_CHUNK):
                 fh.write(chunk)
                 written += len(chunk)
                 bar.update(len(chunk))
         if expected is not None and written < expected:
-            raise _IncompleteTransfer(f"connection closed after {offset + written} of "
-                                      f"{offset + expected} bytes")
+            raise _IncompleteTransfer(
+                f"connection closed after {offset + written} of {offset + expected} bytes"
+            )
 
 
 def _validator_file(part: Path) -> Path:
@@ -511,12 +581,9 @@ def _check_file(path: Path, size: int | None, sha256: str | None) -> str | None:
     if size is not None and path.stat().st_size != size:
         return f"has {path.stat().st_size} bytes, expected {size}"
     if sha256 is not None:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != sha256.lower():
-            return f"has sha256 {digest.hexdigest()}, expected {sha256}"
+        digest = sha256_file(path)
+        if digest != sha256.lower():
+            return f"has sha256 {digest}, expected {sha256}"
     return None
 
 
@@ -540,8 +607,11 @@ def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
 
 def _skipped_member(name: str) -> bool:
     parts = name.split("/")
-    return (bool(_SKIP_DIRS.intersection(parts)) or parts[-1] in _SKIP_NAMES
-            or parts[-1].startswith("._"))  # AppleDouble resource forks
+    return (
+        bool(_SKIP_DIRS.intersection(parts))
+        or parts[-1] in _SKIP_NAMES
+        or parts[-1].startswith("._")
+    )  # AppleDouble resource forks
 
 
 def _match_prefix(name: str, prefix: str) -> str | None:
@@ -551,7 +621,7 @@ def _match_prefix(name: str, prefix: str) -> str | None:
         if not sep:
             return None
         prefix = prefix[2:]
-    return name[len(prefix):] if name.startswith(prefix) else None
+    return name[len(prefix) :] if name.startswith(prefix) else None
 
 
 def _inside(root: Path, rel: str) -> Path:
@@ -562,8 +632,9 @@ def _inside(root: Path, rel: str) -> Path:
     return out
 
 
-def _extract_zip(archive: Path, members: tuple[tuple[str, str], ...], staged: Path, *,
-                 progress: bool) -> None:
+def _extract_zip(
+    archive: Path, members: tuple[tuple[str, str], ...], staged: Path, *, progress: bool
+) -> None:
     """Extract the mapped folders of ``archive`` into ``staged``; refuse unsafe archives."""
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -574,7 +645,8 @@ def _extract_zip(archive: Path, members: tuple[tuple[str, str], ...], staged: Pa
                     raise UnsafeArchiveError(
                         f"Refusing {archive.name}: member {info.filename!r} would be written "
                         f"outside the destination ({reason}). Nothing was extracted; the archive "
-                        f"is kept at {archive} for inspection.")
+                        f"is kept at {archive} for inspection."
+                    )
             counts = dict.fromkeys((prefix for prefix, _ in members), 0)
             todo: list[tuple[zipfile.ZipInfo, Path]] = []
             for info in infos:
@@ -591,16 +663,20 @@ def _extract_zip(archive: Path, members: tuple[tuple[str, str], ...], staged: Pa
                 tops = sorted({i.filename.split("/")[0] for i in infos})[:10]
                 raise DownloadError(
                     f"{archive.name} has no files under {', '.join(empty)}; its top-level "
-                    f"entries are {tops}. The upstream layout may have changed.")
-            for info, out in tqdm(todo, desc=f"extract {archive.name}", unit="file",
-                                  disable=not progress):
+                    f"entries are {tops}. The upstream layout may have changed."
+                )
+            for info, out in tqdm(
+                todo, desc=f"extract {archive.name}", unit="file", disable=not progress
+            ):
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(out, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
     except zipfile.BadZipFile as exc:
         archive.unlink(missing_ok=True)
-        raise DownloadError(f"{archive.name} is not a valid zip ({exc}); it was deleted so that "
-                            "the next call downloads it again") from exc
+        raise DownloadError(
+            f"{archive.name} is not a valid zip ({exc}); it was deleted so that "
+            "the next call downloads it again"
+        ) from exc
 
 
 def _place_kaggle(source: Source, staged: Path) -> None:
@@ -612,7 +688,8 @@ def _place_kaggle(source: Source, staged: Path) -> None:
         downloaded = Path(kagglehub.dataset_download(handle))
     except Exception as exc:  # kagglehub has no common error type; the cause is chained
         raise DownloadError(
-            f"kagglehub could not download {handle}: {type(exc).__name__}: {exc}") from exc
+            f"kagglehub could not download {handle}: {type(exc).__name__}: {exc}"
+        ) from exc
     for folder, dest in source.members:
         src = _find_folder(downloaded, folder.strip("/"))
         out = _inside(staged, dest)
@@ -626,27 +703,30 @@ def _find_folder(root: Path, name: str) -> Path:
     """``root/name``, or the shallowest folder called ``name`` below ``root``."""
     if (root / name).is_dir():
         return root / name
-    found = sorted((p for p in root.rglob(name) if p.is_dir() and "__MACOSX" not in p.parts),
-                   key=lambda p: len(p.parts))
+    found = sorted(
+        (p for p in root.rglob(name) if p.is_dir() and "__MACOSX" not in p.parts),
+        key=lambda p: len(p.parts),
+    )
     if not found:
-        raise DownloadError(f"The Kaggle download at {root} has no folder {name!r}; "
-                            "its layout may have changed upstream.")
+        raise DownloadError(
+            f"The Kaggle download at {root} has no folder {name!r}; "
+            "its layout may have changed upstream."
+        )
     return found[0]
 
 
 def _verify(name: str, staging_root: Path, cache: Path, *, progress: bool) -> None:
     """Run ``ctlib.data.verify_dataset`` on the staged copy before it is moved into place."""
     try:
-        from ctlib.data import verify_dataset  # lazy: data imports this module's neighbours
-    except ImportError as exc:
-        raise ImportError("verify=True needs ctlib.data.verify_dataset, which could not be "
-                          f"imported ({exc}); pass verify=False to skip the check.") from exc
-    try:
         report = verify_dataset(name, root=staging_root, progress=progress)
     except Exception:
-        logger.error("%s did not pass verification; nothing was moved into place. The "
-                     "downloaded files are kept in %s; pass verify=False to accept them as "
-                     "they are.", name, cache)
+        logger.error(
+            "%s did not pass verification; nothing was moved into place. The "
+            "downloaded files are kept in %s; pass verify=False to accept them as "
+            "they are.",
+            name,
+            cache,
+        )
         raise
     logger.info("%s verified: %s", name, report)
 
@@ -682,14 +762,13 @@ def _remove_tree(path: Path) -> None:
 
 
 def _remove_empty_dir(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not empty, or gone: both fine
         path.rmdir()
-    except OSError:  # not empty, or gone: both fine
-        pass
 
 
-def _failure_message(name: str, root: Path, mirror: str | None,
-                     failures: list[tuple[str, str]]) -> str:
+def _failure_message(
+    name: str, root: Path, mirror: str | None, failures: list[tuple[str, str]]
+) -> str:
     """What was tried, why each failed, and how to get the data by hand."""
     lines = [f"Could not download {name!r}. Tried:"]
     lines += [f"  - {provider}: {why}" for provider, why in failures]
@@ -699,22 +778,26 @@ def _failure_message(name: str, root: Path, mirror: str | None,
         sources = [s for s in SOURCES[name] if s.provider == provider]
         if provider == "kaggle":
             handle = sources[0].kaggle_handle
-            lines.append(f"  {i}. pip install kagglehub, and put kaggle.json (from "
-                         "https://www.kaggle.com/settings) in ~/.kaggle/ or set "
-                         f"KAGGLE_USERNAME and KAGGLE_KEY, then call download({name!r}) again "
-                         f"without a mirror (Kaggle data set {handle}, {sources[0].url}).")
+            lines.append(
+                f"  {i}. pip install kagglehub, and put kaggle.json (from "
+                "https://www.kaggle.com/settings) in ~/.kaggle/ or set "
+                f"KAGGLE_USERNAME and KAGGLE_KEY, then call download({name!r}) again "
+                f"without a mirror (Kaggle data set {handle}, {sources[0].url})."
+            )
             continue
-        lines.append(f"  {i}. Fetch the files by hand (or check your connection or the mirror, "
-                     "and retry):")
+        lines.append(
+            f"  {i}. Fetch the files by hand (or check your connection or the mirror, and retry):"
+        )
         for source in sources:
             url = mirror_url(source.url, mirror)
             also = f" (upstream: {source.url})" if url != source.url else ""
             if source.kind == "zip":
                 for prefix, dest in source.members:
                     shown = prefix.replace("*/", "<top folder>/", 1)
-                    lines.append(f"     - download {url}{also} and unpack its {shown} "
-                                 f"to {target / dest}")
+                    lines.append(
+                        f"     - download {url}{also} and unpack its {shown} to {target / dest}"
+                    )
             else:
-                (_, rel), = source.members
+                ((_, rel),) = source.members
                 lines.append(f"     - download {url}{also} to {target / rel}")
     return "\n".join(lines)

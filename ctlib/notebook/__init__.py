@@ -1,0 +1,54 @@
+"""What the numbered notebooks share: the mode, where outputs go, the data they work on.
+
+* :mod:`~ctlib.notebook.mode` -- quick or full, from ``CTLIB_QUICK`` (:func:`get_mode`);
+* :mod:`~ctlib.notebook.folders` -- output, results and figure folders (:func:`keep_figure`);
+* :mod:`~ctlib.notebook.datasets` -- which data sets are here, a notebook's data set, the
+  quick cross-validation that notebook 03 reads (:func:`ensure_results`);
+* :mod:`~ctlib.notebook.colab` -- Colab;
+* :mod:`~ctlib.notebook.tools` -- for maintainers, not learners: run the notebooks headless,
+  strip their outputs (``python -m ctlib.notebook run|strip``).
+
+What the notebooks compute lives in the layers below: recipes in :mod:`ctlib.recipes`,
+figures in :mod:`ctlib.plots`, tables in :mod:`ctlib.study`, widgets in :mod:`ctlib.widgets`.
+"""
+
+from ctlib.notebook.colab import GITHUB_REPO, in_colab
+from ctlib.notebook.datasets import (
+    FULL_DATASET,
+    browse_sets,
+    data_status,
+    default_dataset,
+    ensure_results,
+    get_dataset,
+)
+from ctlib.notebook.folders import (
+    OUTPUT_ENV,
+    committed_results,
+    figure_dir,
+    keep_figure,
+    output_dir,
+    repo_root,
+    results_dir,
+)
+from ctlib.notebook.mode import QUICK_ENV, Mode, get_mode
+
+__all__ = [
+    "FULL_DATASET",
+    "GITHUB_REPO",
+    "OUTPUT_ENV",
+    "QUICK_ENV",
+    "Mode",
+    "browse_sets",
+    "committed_results",
+    "data_status",
+    "default_dataset",
+    "ensure_results",
+    "figure_dir",
+    "get_dataset",
+    "get_mode",
+    "in_colab",
+    "keep_figure",
+    "output_dir",
+    "repo_root",
+    "results_dir",
+]

@@ -1,0 +1,87 @@
+"""Where a notebook's outputs go, and where the committed results are.
+
+Quick runs write into a git-ignored folder: ``$CTLIB_OUTPUT_DIR`` if set, else
+``outputs/notebooks/`` in the repository (or in the working directory when ctlib is not
+installed from a clone). Full runs write results to ``runs/`` (the CLI's default, so the
+command line and the notebooks share results) and figures worth keeping to ``figures/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from ctlib.notebook.mode import Mode
+from ctlib.plots import save_figure
+
+__all__ = [
+    "OUTPUT_ENV",
+    "committed_results",
+    "figure_dir",
+    "keep_figure",
+    "output_dir",
+    "repo_root",
+    "results_dir",
+]
+
+
+OUTPUT_ENV = "CTLIB_OUTPUT_DIR"
+
+
+def repo_root() -> Path | None:
+    """The repository ctlib is installed from (editable install), or None."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
+def output_dir(*parts: str, create: bool = True) -> Path:
+    """The git-ignored folder for quick-mode outputs, ``/``-joined with ``parts``.
+
+    ``$CTLIB_OUTPUT_DIR`` if set, else ``<repository>/outputs/notebooks`` (or
+    ``./outputs/notebooks`` outside a clone).
+    """
+    env = os.environ.get(OUTPUT_ENV, "").strip()
+    base = Path(env).expanduser() if env else (repo_root() or Path.cwd()) / "outputs" / "notebooks"
+    path = base.joinpath(*parts)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir(mode: Mode) -> Path:
+    """Where cross-validation results live: ``runs/`` in full mode, quick ones apart."""
+    if mode.quick:
+        return output_dir("runs")
+    return (repo_root() or Path.cwd()) / "runs"
+
+
+def committed_results() -> Path:
+    """``results/`` of the repository: the small CSV/JSON files of the kit's real-data runs
+    on a CPU (issue 7), committed so that every reader sees the same numbers.
+
+    Raises:
+        FileNotFoundError: ctlib is not installed from a clone (``pip install -e .``).
+    """
+    root = repo_root()
+    if root is None or not (root / "results").is_dir():
+        raise FileNotFoundError(
+            "The committed results/ folder is not here: install ctlib from a "
+            "clone of its repository (git clone ...; pip install -e .)."
+        )
+    return root / "results"
+
+
+def figure_dir(mode: Mode) -> Path:
+    """Where figures go: ``figures/`` from full runs, the quick output folder otherwise."""
+    if mode.quick:
+        return output_dir("figures")
+    path = (repo_root() or Path.cwd()) / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def keep_figure(figure: Figure, name: str, mode: Mode) -> Path:
+    """Save ``figure`` as ``<figure_dir(mode)>/<name>.png`` and return the path."""
+    return save_figure(figure, figure_dir(mode) / f"{name}.png")

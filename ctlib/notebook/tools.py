@@ -1,0 +1,171 @@
+"""Tooling for the notebooks themselves (not for learners): run them headless, strip outputs.
+
+``python -m ctlib.notebook run|strip ...`` (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ctlib.notebook.folders import output_dir, repo_root
+from ctlib.notebook.mode import get_mode
+
+__all__ = ["CHECK_MARK", "is_checked", "main", "run_notebooks", "strip_outputs"]
+
+
+def run_notebooks(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    kernel: str | None = None,
+) -> pd.DataFrame:
+    """Execute notebooks headless with papermill; executed copies go to ``out``.
+
+    Returns one row per notebook: ``notebook``, ``seconds``, ``output``, ``error`` (empty if
+    it ran through). A failing notebook does not stop the others; the caller decides.
+    """
+    import papermill  # lazy: in the notebooks extra, not the core dependencies
+
+    target = Path(out) if out is not None else output_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in map(Path, paths):
+        started = time.perf_counter()
+        destination = target / path.name
+        error = ""
+        try:
+            papermill.execute_notebook(
+                str(path),
+                str(destination),
+                parameters=dict(parameters or {}),
+                kernel_name=kernel,
+                cwd=str(path.parent),
+                progress_bar=False,
+            )
+        except Exception as exc:  # a failing cell: PapermillExecutionError (ename, evalue)
+            name = getattr(exc, "ename", type(exc).__name__)
+            lines = str(getattr(exc, "evalue", exc)).strip().splitlines()
+            error = f"{name}: {lines[-1] if lines else ''}"
+        rows.append(
+            {
+                "notebook": path.name,
+                "seconds": round(time.perf_counter() - started, 1),
+                "output": str(destination),
+                "error": error,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+CHECK_MARK = "NBVAL_CHECK_OUTPUT"
+
+
+def is_checked(source: str) -> bool:
+    """Whether a cell's source carries nbval's ``# NBVAL_CHECK_OUTPUT`` marker (a comment line
+    holding only the marker, as nbval requires)."""
+    return any(
+        line.strip().startswith("#") and line.strip().lstrip("#").strip() == CHECK_MARK
+        for line in source.splitlines()
+    )
+
+
+def strip_outputs(
+    path: str | os.PathLike[str], executed: str | os.PathLike[str] | None = None
+) -> int:
+    """Remove outputs and execution counts from a notebook, except in checked cells.
+
+    Cells marked ``# NBVAL_CHECK_OUTPUT`` keep their outputs (nbval compares against them)
+    and, as nbval requires, an execution count: their position among the code cells, so
+    that the file does not change from run to run. With ``executed`` (a run of the same
+    notebook, e.g. papermill's copy), they take that run's outputs instead. Returns the
+    number of checked cells. Writes only on change.
+
+    Raises:
+        ValueError: ``executed`` lacks a checked cell of ``path`` (matched by source).
+    """
+    import nbformat  # lazy: in the notebooks extra, not the core dependencies
+
+    notebook = nbformat.read(path, as_version=4)
+    fresh: dict[str, list[Any]] = {}
+    if executed is not None:
+        run = nbformat.read(executed, as_version=4)
+        fresh = {
+            c.source: c.outputs for c in run.cells if c.cell_type == "code" and is_checked(c.source)
+        }
+    before = nbformat.writes(notebook)
+    checked = 0
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code_cells, start=1):
+        cell.execution_count = None
+        if is_checked(cell.source):
+            checked += 1
+            cell.execution_count = number  # nbval skips reference cells without a count
+            if executed is not None:
+                if cell.source not in fresh:
+                    raise ValueError(
+                        f"{executed} has no run of the checked cell {cell.source[:60]!r}."
+                    )
+                cell.outputs = fresh[cell.source]
+            for output in cell.outputs:
+                if "execution_count" in output:
+                    output["execution_count"] = None
+        else:
+            cell.outputs = []
+        cell.metadata.pop("execution", None)
+        for key in ("papermill", "scrolled", "collapsed"):
+            cell.metadata.pop(key, None)
+    for key in ("papermill", "widgets"):
+        notebook.metadata.pop(key, None)
+    after = nbformat.writes(notebook)
+    if after != before:
+        Path(path).write_text(after + ("" if after.endswith("\n") else "\n"), encoding="utf-8")
+    return checked
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ctlib.notebook run|strip ...``: run notebooks headless, or strip outputs."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ctlib.notebook",
+        description="The numbered notebooks: run them, or clean them for a commit.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute notebooks headless (papermill), print timings")
+    run.add_argument(
+        "notebooks", nargs="*", help="notebooks (default: notebooks/[0-9][0-9]_*.ipynb)"
+    )
+    run.add_argument("--out", help="folder for the executed copies (default: outputs/notebooks)")
+    strip = sub.add_parser(
+        "strip", help="remove outputs, keeping those of # NBVAL_CHECK_OUTPUT cells"
+    )
+    strip.add_argument(
+        "notebooks", nargs="*", help="notebooks (default: notebooks/[0-9][0-9]_*.ipynb)"
+    )
+    strip.add_argument(
+        "--checked-from", help="folder of executed copies whose checked outputs to keep"
+    )
+    args = parser.parse_args(argv)
+    paths = args.notebooks or sorted(
+        str(p) for p in ((repo_root() or Path.cwd()) / "notebooks").glob("[0-9][0-9]_*.ipynb")
+    )
+    if not paths:
+        print("no notebooks found", file=sys.stderr)
+        return 2
+    if args.command == "strip":
+        for path in paths:
+            executed = Path(args.checked_from) / Path(path).name if args.checked_from else None
+            print(f"{path}: {strip_outputs(path, executed)} checked cell(s) kept")
+        return 0
+    print(str(get_mode()))
+    report = run_notebooks(paths, args.out)
+    print(report[["notebook", "seconds", "error"]].to_string(index=False))
+    print(f"executed copies in {Path(report['output'].iloc[0]).parent}")
+    return 1 if (report["error"] != "").any() else 0

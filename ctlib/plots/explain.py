@@ -1,0 +1,206 @@
+"""Figures of what a network learned: t-SNE (Fig. 11/12) and Grad-CAM (Fig. 13-16)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from ctlib.data import CLASS_NAMES
+from ctlib.explain import CamResult
+
+__all__ = ["TSNE_COLOURS", "heat_overlay", "plot_cam", "plot_cam_gallery", "plot_tsne"]
+
+
+# train/test x COVID/non-COVID: full colours for training images, light ones for test images
+TSNE_COLOURS = {
+    ("train", 1): "#d62728",
+    ("train", 0): "#1f77b4",
+    ("test", 1): "#ff9896",
+    ("test", 0): "#9edae5",
+}
+
+
+def plot_tsne(
+    embedding: np.ndarray,
+    labels: Sequence[float],
+    split: Sequence[str],
+    *,
+    misclassified: Sequence[bool] | None = None,
+    title: str | None = None,
+    size: float = 6.0,
+) -> Figure:
+    """A t-SNE embedding in four colours, as the paper's Fig. 11/12.
+
+    Args:
+        embedding: ``(N, 2)`` from :func:`ctlib.explain.embed_tsne`.
+        labels: 1 COVID, 0 non-COVID per point.
+        split: ``"train"`` or ``"test"`` per point (other values, e.g. ``"val"``, are drawn
+            as test).
+        misclassified: per point; misclassified test images get a black ring (their own
+            colour stays visible: it is the true class).
+        title: figure title.
+        size: figure side in inches.
+    """
+    embedding = np.asarray(embedding, dtype=float)
+    labels = np.asarray(labels, dtype=float)
+    split = np.where(np.asarray(split, dtype=str) == "train", "train", "test")
+    if (
+        embedding.ndim != 2
+        or embedding.shape[1] != 2
+        or not len(embedding) == len(labels) == len(split)
+    ):
+        raise ValueError(
+            f"plot_tsne expects an (N, 2) embedding with N labels and splits; got "
+            f"{embedding.shape}, {len(labels)}, {len(split)}."
+        )
+    figure, ax = plt.subplots(figsize=(size, size))
+    for (part, label), colour in TSNE_COLOURS.items():
+        chosen = (split == part) & (labels == label)
+        if chosen.any():
+            ax.scatter(
+                embedding[chosen, 0],
+                embedding[chosen, 1],
+                s=14 if part == "train" else 22,
+                c=colour,
+                label=f"{part} {CLASS_NAMES[label]} ({int(chosen.sum())})",
+                edgecolors="none" if part == "train" else "k",
+                linewidths=0 if part == "train" else 0.4,
+                alpha=0.9,
+            )
+    if misclassified is not None:
+        wrong = np.asarray(misclassified, dtype=bool) & (split == "test")
+        if wrong.any():
+            ax.scatter(
+                embedding[wrong, 0],
+                embedding[wrong, 1],
+                marker="o",
+                s=110,
+                facecolors="none",
+                edgecolors="k",
+                linewidths=1.6,
+                label=f"misclassified test ({int(wrong.sum())})",
+            )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
+    ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    ax.set_title(title or "t-SNE of penultimate-layer features", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def heat_overlay(
+    image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet"
+) -> np.ndarray:
+    """A heat map blended over a grayscale image: ``(H, W, 3)`` uint8 RGB.
+
+    Args:
+        image: 2-D uint8 image.
+        heatmap: map of the image's shape, values in [0, 1].
+        alpha: opacity of the heat (0: image only, 1: heat only). The heat's own value scales
+            the opacity too, so cold regions show the image.
+        cmap: a matplotlib colour map.
+    """
+    if image.ndim != 2 or heatmap.shape != image.shape:
+        raise ValueError(
+            f"heat_overlay expects a 2-D image and a map of its shape, got "
+            f"{image.shape} and {heatmap.shape}."
+        )
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    heat = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
+    colours = plt.get_cmap(cmap)(heat)[..., :3].astype(np.float32)
+    gray = np.repeat((image.astype(np.float32) / 255.0)[..., None], 3, axis=2)
+    weight = alpha * (0.25 + 0.75 * heat)[..., None]
+    return np.round((1.0 - weight) * gray * 255.0 + weight * colours * 255.0).astype(np.uint8)
+
+
+def _cam_caption(result: CamResult) -> str:
+    predicted = CLASS_NAMES[result.predicted]
+    return (
+        f"P(COVID) = {result.prob:.3f} → {predicted}\n{result.method_name} for "
+        f"{CLASS_NAMES[result.target]}, heat on padding {result.padding_share:.1%}"
+    )
+
+
+def plot_cam(
+    image: np.ndarray,
+    result: CamResult,
+    *,
+    alpha: float = 0.5,
+    title: str | None = None,
+    panel: float = 4.0,
+) -> Figure:
+    """Original image, heat map and overlay with the prediction (Fig. 13/14 style).
+
+    Args:
+        image: the original 2-D uint8 image.
+        result: from :func:`ctlib.explain.explain_image`.
+        alpha: overlay opacity.
+        title: figure title (e.g. the file name).
+        panel: width of each panel in inches (readable when saved at 100 dpi).
+    """
+    h, w = image.shape
+    figure, axes = plt.subplots(1, 3, figsize=(3 * panel, panel * h / w + 0.9), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title(f"original {w}×{h}", fontsize=10)
+    shown = axes[1].imshow(result.heatmap, cmap="jet", vmin=0, vmax=1)
+    axes[1].set_title(f"{result.method_name} on {result.layer}", fontsize=10)
+    # a colour bar exactly as tall as the heat map (one made with ax= is as tall as the
+    # axes box and runs into the titles beside it)
+    figure.colorbar(shown, cax=axes[1].inset_axes([1.03, 0.0, 0.045, 1.0]))
+    axes[2].imshow(heat_overlay(image, result.heatmap, alpha))
+    axes[2].set_title(_cam_caption(result), fontsize=10)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    return figure
+
+
+def plot_cam_gallery(
+    items: Sequence[tuple[np.ndarray, CamResult, str]],
+    *,
+    columns: int = 4,
+    alpha: float = 0.5,
+    panel: float = 3.2,
+    title: str | None = None,
+) -> Figure:
+    """A gallery of overlays, e.g. true positives or false negatives (Fig. 13-16).
+
+    Args:
+        items: ``(image, result, caption)`` per image; e.g. from
+            :func:`ctlib.explain.explain_files` as ``[(img, r, p.name) for p, img, r in out]``.
+        columns: overlays per row.
+        alpha: overlay opacity.
+        panel: width of each panel in inches.
+        title: figure title.
+    """
+    if not items:
+        raise ValueError("plot_cam_gallery needs at least one (image, result, caption).")
+    columns = max(1, min(columns, len(items)))
+    rows = math.ceil(len(items) / columns)
+    figure, axes = plt.subplots(
+        rows, columns, squeeze=False, figsize=(columns * panel, rows * (panel * 0.8 + 0.6))
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (image, result, caption) in zip(axes.ravel(), items):
+        ax.imshow(heat_overlay(image, result.heatmap, alpha))
+        ax.set_title(
+            f"{caption}\nP(COVID) {result.prob:.2f} · heat for "
+            f"{CLASS_NAMES[result.target]} · pad {result.padding_share:.0%}",
+            fontsize=8,
+        )
+    if title:
+        figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    return figure

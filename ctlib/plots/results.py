@@ -1,0 +1,144 @@
+"""Figures of results: Fig. 9's confusion matrices, the honest-evaluation panel, look-alikes."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from ctlib.data import CLASS_NAMES, read_grayscale
+from ctlib.results import collect_results
+from ctlib.study.audit import load_audits
+from ctlib.study.tables import PROTOCOL_NAMES, mean_confusion, network_name
+
+__all__ = ["confusion_figure", "honest_figure", "plot_pairs"]
+
+
+def confusion_figure(results: pd.DataFrame, *, columns: int = 4) -> Figure:
+    """Fig. 9 layout: one heat-mapped confusion matrix (average counts over folds) per run."""
+    matrices = mean_confusion(results)
+    n = len(matrices)
+    columns = min(columns, n)
+    rows = int(np.ceil(n / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
+    names = [CLASS_NAMES[1], CLASS_NAMES[0]]
+    for ax, ((dataset, protocol, arch), matrix) in zip(axes.flat, matrices.items(), strict=False):
+        sns.heatmap(
+            matrix,
+            annot=True,
+            fmt=".1f",
+            cmap="Blues",
+            cbar=False,
+            ax=ax,
+            xticklabels=names,
+            yticklabels=names,
+            square=True,
+        )
+        ax.set_title(f"{arch}\n{dataset}, {protocol}", fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    figure.suptitle("Confusion matrices, average counts over test folds", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def honest_figure(results: str | os.PathLike[str]) -> Figure:
+    """One panel per data set: test accuracy (mean ± std over folds) of every run, by protocol,
+    with the audit's metadata-only accuracy (same folds) as a dashed line per protocol and
+    50 % (chance) as a dotted one."""
+
+    frame = collect_results(results)
+    audits = load_audits(results)
+    datasets = sorted(frame["dataset"].unique(), reverse=True)
+    figure, axes = plt.subplots(1, len(datasets), figsize=(6.8 * len(datasets), 5.0), squeeze=False)
+    for ax, dataset in zip(axes.flat, datasets, strict=False):
+        runs = frame[frame["dataset"] == dataset]
+        stats = (
+            runs.groupby(["protocol", "arch"])["accuracy"]
+            .agg(["mean", "std", "size"])
+            .reset_index()
+        )
+        order = {p: i for i, p in enumerate(PROTOCOL_NAMES)}
+        stats = stats.sort_values(
+            ["protocol", "arch"], key=lambda c: c.map(order) if c.name == "protocol" else c
+        )
+        labels = [
+            f"{network_name(a)}\n{PROTOCOL_NAMES.get(p, p)}"
+            for p, a in zip(stats["protocol"], stats["arch"], strict=True)
+        ]
+        colours = [
+            "#8c8c8c" if "-" in a else "#4c72b0" if p == "paper" else "#dd8452"
+            for p, a in zip(stats["protocol"], stats["arch"], strict=True)
+        ]
+        y = np.arange(len(stats))
+        ax.barh(
+            y,
+            100 * stats["mean"],
+            xerr=100 * stats["std"].fillna(0),
+            color=colours,
+            alpha=0.85,
+            capsize=3,
+        )
+        for yi, m, sd in zip(y, stats["mean"], stats["std"].fillna(0), strict=True):
+            ax.text(100 * (m + sd) + 1.5, yi, f"{100 * m:.1f}", va="center", fontsize=8)
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.axvline(50, color="grey", linestyle=":", linewidth=1, label="chance (balanced classes)")
+        for protocol, entry in audits.get(dataset, {}).get("protocols", {}).items():
+            colour = "#4c72b0" if protocol == "paper" else "#dd8452"
+            ax.axvline(
+                100 * entry["metadata_accuracy"],
+                color=colour,
+                linestyle="--",
+                linewidth=1,
+                label=f"metadata only, {PROTOCOL_NAMES.get(protocol, protocol)}",
+            )
+        ax.set_xlim(0, 105)
+        ax.set_xlabel("test accuracy, % (mean ± std over folds)")
+        ax.set_title(dataset)
+        if ax.get_legend_handles_labels()[0]:
+            # below the axes, where it hides no bar and no number
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
+    figure.suptitle(
+        "Image-level folds (blue), grouped folds (orange), random init and padding probe (grey)",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    return figure
+
+
+def plot_pairs(pairs: pd.DataFrame, title: str = "") -> Figure:
+    """Each pair side by side, with folds, labels and the hash distance."""
+
+    n = max(len(pairs), 1)
+    figure, axes = plt.subplots(n, 2, figsize=(5.2, 2.4 * n), squeeze=False)
+    names = CLASS_NAMES
+    for row, pair in zip(axes, pairs.itertuples(index=False), strict=False):
+        for ax, side in zip(row, ("a", "b"), strict=True):
+            ax.imshow(read_grayscale(getattr(pair, f"path_{side}")), cmap="gray")
+            label = names[int(getattr(pair, f"label_{side}"))]
+            ax.set_title(
+                f"fold {getattr(pair, f'fold_{side}')}, {label}",
+                fontsize=8,
+            )
+            ax.axis("off")
+        row[0].text(
+            1.02,
+            -0.06,
+            f"{pair.distance} bits apart",
+            transform=row[0].transAxes,
+            fontsize=8,
+            ha="center",
+            va="top",
+        )
+    if len(pairs) == 0:
+        axes[0, 0].text(0.5, 0.5, "no pair", ha="center")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure

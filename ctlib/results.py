@@ -1,0 +1,227 @@
+"""Results on disk: the interface between training and everything that reports.
+
+A cross-validation run (:func:`ctlib.cv.run_cv`) writes, per fold,
+``<out>/<dataset>/<protocol>/<run>/fold<k>/{config,history,metrics}.json`` and
+``predictions.csv`` (and the large ``model.pt``). Everything that shows a number reads these
+files, so a notebook or a table never needs a model in memory:
+
+* :func:`collect_results` -- one row per finished fold (its ``metrics.json``);
+* :func:`collect_predictions` -- every per-image prediction of finished folds;
+* :func:`load_history` -- a fold's per-epoch training history;
+* :func:`export_results` copies the small files of finished runs from a runs folder into
+  ``results/``, in the same layout, with image paths made relative to the data set's folder
+  (no checkpoints, no machine-specific paths); :func:`import_results` is its reverse, which
+  lets a long job continue on a new machine from the folds already exported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ctlib.data import CTDataset, load_dataset
+
+__all__ = [
+    "RESULT_KEYS",
+    "collect_predictions",
+    "collect_results",
+    "export_results",
+    "import_results",
+    "load_history",
+]
+
+#: The columns that name a run: its data set, protocol and run name (``arch``).
+RESULT_KEYS = ["dataset", "protocol", "arch"]
+
+
+def collect_results(out: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per finished fold found under ``out`` (``<dataset>/<protocol>/<arch>/fold<k>``).
+
+    Raises:
+        FileNotFoundError: ``out`` does not exist or holds no finished fold.
+    """
+    base = Path(out)
+    if not base.is_dir():
+        raise FileNotFoundError(
+            f"Results folder {str(base)!r} does not exist; run "
+            "`python -m ctlib cv ... --out` first."
+        )
+    rows = []
+    for path in sorted(base.glob("*/*/*/fold*/metrics.json")):
+        dataset, protocol, arch, fold = path.parts[-5:-1]
+        metrics = json.loads(path.read_text())
+        rows.append(
+            {
+                "dataset": dataset,
+                "protocol": protocol,
+                "arch": arch,
+                "fold": int(fold.removeprefix("fold")),
+                **metrics,
+            }
+        )
+    if not rows:
+        raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(base)!r}.")
+    return pd.DataFrame(rows).sort_values(RESULT_KEYS + ["fold"]).reset_index(drop=True)
+
+
+def collect_predictions(out: str | os.PathLike[str]) -> pd.DataFrame:
+    """All per-image predictions under ``out``, with dataset, protocol and arch columns."""
+    frames = []
+    for path in sorted(Path(out).glob("*/*/*/fold*/predictions.csv")):
+        if not (path.parent / "metrics.json").is_file():
+            continue
+        dataset, protocol, arch, _ = path.parts[-5:-1]
+        frames.append(
+            pd.read_csv(path, dtype={"patient_id": "string"}).assign(
+                dataset=dataset, protocol=protocol, arch=arch
+            )
+        )
+    if not frames:
+        raise FileNotFoundError(f"No predictions.csv of a finished fold under {str(out)!r}.")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_history(folder: str | os.PathLike[str]) -> pd.DataFrame:
+    """A fold's ``history.json`` (one row per epoch)."""
+    path = Path(folder) / "history.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"No history.json in {str(folder)!r}: has this fold been trained?")
+    return pd.read_json(path)
+
+
+_SMALL_FILES = ("config.json", "history.json", "metrics.json", "predictions.csv")
+
+
+def _relative(paths: pd.Series) -> pd.Series:
+    """``/any/where/<dataset>/CT_COVID/x.png`` -> ``CT_COVID/x.png`` (class folder + file)."""
+    return paths.astype(str).map(lambda p: "/".join(Path(p).parts[-2:]) if os.path.isabs(p) else p)
+
+
+def export_results(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
+    """Copy the small files of every *finished* fold under ``source`` into ``dest``.
+
+    Image paths in ``predictions.csv`` and ``folds.csv`` become relative to the data
+    set's folder (``CT_COVID/x.png``), so results carry no machine's paths. Unfinished
+    folds (no ``metrics.json``) and checkpoints are left behind. Returns the files written.
+    """
+    source, dest = Path(source), Path(dest)
+    written = []
+    for metrics in sorted(source.glob("*/*/*/fold*/metrics.json")):
+        fold = metrics.parent
+        target = dest / fold.relative_to(source)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in _SMALL_FILES:
+            if not (fold / name).is_file():
+                continue
+            if name == "predictions.csv":
+                frame = pd.read_csv(fold / name, dtype={"patient_id": "string"})
+                frame["path"] = _relative(frame["path"])
+                frame.to_csv(target / name, index=False)
+            else:
+                shutil.copyfile(fold / name, target / name)
+            written.append(target / name)
+        folds_csv = fold.parent / "folds.csv"
+        if folds_csv.is_file():
+            frame = pd.read_csv(folds_csv, dtype=str)
+            frame["path"] = _relative(frame["path"])
+            frame.to_csv(target.parent / "folds.csv", index=False)
+            if target.parent / "folds.csv" not in written:
+                written.append(target.parent / "folds.csv")
+    if not written:
+        raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(source)!r}.")
+    return written
+
+
+def import_results(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    datasets: Sequence[CTDataset] = (),
+) -> list[Path]:
+    """The reverse of :func:`export_results`: seed a runs folder with finished folds.
+
+    A new machine (a fresh Colab runtime, the next session of a long CPU job) starts with
+    an empty runs folder; importing the exported folds first lets ``python -m ctlib cv``
+    skip them and train only what is missing. Relative image paths become the data set's
+    absolute ones under ``root`` (the same as :func:`ctlib.data.load_dataset` gives, so the
+    fold assignment is checked as usual). Folds already finished in ``dest`` are left alone.
+    Imported folds have no checkpoint (``model.pt``): Grad-CAM and t-SNE need a fold
+    trained on this machine. ``datasets``: loaded data sets to use instead of loading them
+    from ``root`` (by name).
+
+    Returns the files written.
+
+    Raises:
+        FileNotFoundError: ``source`` holds no finished fold.
+        ValueError: an image of the results is missing from the data set under ``root``,
+            or ``dest`` holds another fold assignment for the same run.
+    """
+    source, dest = Path(source), Path(dest)
+    finished = sorted(source.glob("*/*/*/fold*/metrics.json"))
+    if not finished:
+        raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(source)!r}.")
+
+    def lookup_of(frame: pd.DataFrame) -> dict[str, str]:
+        return dict(zip(_relative(frame["path"]), frame["path"].astype(str)))
+
+    absolute = {d.name: lookup_of(d.frame) for d in datasets}
+
+    def to_absolute(name: str, paths: pd.Series, where: Path) -> pd.Series:
+        if name not in absolute:
+            absolute[name] = lookup_of(load_dataset(name, root, progress=False).frame)
+        lookup = absolute[name]
+        missing = sorted(set(paths.astype(str)) - set(lookup))
+        if missing:
+            raise ValueError(
+                f"{where} names {len(missing)} images that the {name!r} data set under "
+                f"{root or 'the default data folder'} does not hold (first: {missing[0]!r}); "
+                "point --root at the data the results were made with."
+            )
+        return paths.astype(str).map(lookup)
+
+    written = []
+    runs_seen: set[Path] = set()
+    for metrics in finished:
+        fold = metrics.parent
+        name = fold.relative_to(source).parts[0]
+        target = dest / fold.relative_to(source)
+        run_folds = fold.parent / "folds.csv"
+        target_folds = target.parent / "folds.csv"
+        if run_folds.is_file() and run_folds not in runs_seen:  # once per run, not per fold
+            runs_seen.add(run_folds)
+            frame = pd.read_csv(run_folds, dtype=str)
+            frame["path"] = to_absolute(name, frame["path"], run_folds)
+            if target_folds.is_file():
+                old = pd.read_csv(target_folds, dtype=str)
+                if old["path"].tolist() != frame["path"].tolist() or (
+                    old["fold"].tolist() != frame["fold"].tolist()
+                ):
+                    raise ValueError(
+                        f"{target_folds} holds another fold assignment than {run_folds}; "
+                        "import into another runs folder. Nothing was written for this run."
+                    )
+            else:
+                target_folds.parent.mkdir(parents=True, exist_ok=True)
+                frame.to_csv(target_folds, index=False)
+                written.append(target_folds)
+        if (target / "metrics.json").is_file():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        # metrics.json last: a fold counts as finished only once everything else is there
+        for file in sorted(_SMALL_FILES, key=lambda f: f == "metrics.json"):
+            if not (fold / file).is_file():
+                continue
+            if file == "predictions.csv":
+                frame = pd.read_csv(fold / file, dtype={"patient_id": "string"})
+                frame["path"] = to_absolute(name, frame["path"], fold / file)
+                frame.to_csv(target / file, index=False)
+            else:
+                shutil.copyfile(fold / file, target / file)
+            written.append(target / file)
+    return written

@@ -1,0 +1,114 @@
+"""What the runs say, in sentences generated from results on disk (never typed)."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from ctlib.models import get_spec
+from ctlib.results import collect_results
+from ctlib.study.audit import load_audits
+from ctlib.study.tables import PROTOCOL_NAMES, network_name
+
+__all__ = ["key_findings"]
+
+
+def _accuracy(
+    frame: pd.DataFrame, dataset: str, protocol: str, run: str
+) -> tuple[float, float, int] | None:
+    rows = frame[
+        (frame["dataset"] == dataset) & (frame["protocol"] == protocol) & (frame["arch"] == run)
+    ]
+    if rows.empty:
+        return None
+    return (
+        float(rows["accuracy"].mean()),
+        float(rows["accuracy"].std(ddof=1)) if len(rows) > 1 else 0.0,
+        len(rows),
+    )
+
+
+def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0") -> list[str]:
+    """The comparisons that matter, as sentences built from ``results`` (Markdown bullets
+    without the bullet): the image-level accuracy against the grouped protocols, against
+    random initialisation, the padding probe and the metadata-only classifier."""
+    frame = collect_results(results)
+    audits = load_audits(results)
+    lines = []
+    for dataset in sorted(frame["dataset"].unique(), reverse=True):
+        paper = _accuracy(frame, dataset, "paper", run)
+        if paper is None:
+            continue
+        name = network_name(run)
+        parts = [f"image-level folds {100 * paper[0]:.1f} %"]
+        for protocol in ("patient", "pseudo-patient", "official"):
+            other = _accuracy(frame, dataset, protocol, run)
+            if other is not None:
+                parts.append(
+                    f"{PROTOCOL_NAMES[protocol]} {100 * other[0]:.1f} % "
+                    f"({100 * (other[0] - paper[0]):+.1f} points)"
+                )
+        lines.append(f"**{dataset}**, {name}: " + "; ".join(parts) + ".")
+        scratch = _accuracy(frame, dataset, "paper", f"{run}-scratch")
+        if scratch is not None:
+            lines.append(
+                f"**{dataset}**, the same network from random initialisation, same budget: "
+                f"{100 * scratch[0]:.1f} % ({100 * (scratch[0] - paper[0]):+.1f} points: what "
+                "ImageNet pre-training buys here)."
+            )
+        # other architectures from random initialisation (e.g. ResNet18, the paper's family)
+        here = (frame["dataset"] == dataset) & (frame["protocol"] == "paper")
+        runs = set(frame.loc[here, "arch"])
+        for other_run in sorted(runs - {f"{run}-scratch"}):
+            arch, _, variant = other_run.partition("-")
+            if variant != "scratch":
+                continue
+            spec = get_spec(arch)
+            other = _accuracy(frame, dataset, "paper", other_run)
+            family = " (one of the paper's twelve)" if spec.paper else ""
+            lines.append(
+                f"**{dataset}**, {spec.display_name}{family} from random initialisation, same "
+                f"budget: {100 * other[0]:.1f} % ({100 * (other[0] - paper[0]):+.1f} points "
+                f"against {name})."
+            )
+        flat = _accuracy(frame, dataset, "paper", f"{run}-flat")
+        if flat is not None:
+            lines.append(
+                f"**{dataset}**, padding-geometry probe (the slice replaced by a flat gray box, "
+                f"only its size and place on the canvas left): {100 * flat[0]:.1f} % "
+                f"± {100 * flat[1]:.1f} (chance: 50 %)."
+            )
+        audit = audits.get(dataset, {}).get("protocols", {})
+        if "paper" in audit:
+            grouped = [p for p in audit if p != "paper"]
+            text = (
+                f"**{dataset}**, a random forest on file metadata only (size, width, height, "
+                f"format, intensity statistics): {100 * audit['paper']['metadata_accuracy']:.1f} % "
+                "under image-level folds"
+            )
+            if grouped:
+                text += (
+                    f", {100 * audit[grouped[0]]['metadata_accuracy']:.1f} % under "
+                    f"{PROTOCOL_NAMES[grouped[0]]}"
+                )
+            lines.append(text + ".")
+            if "patient_leak" in audit["paper"]:
+                lines.append(
+                    f"**{dataset}**: under the paper's image-level folds, "
+                    f"{100 * audit['paper']['patient_leak']:.0f} % of the test images have a "
+                    "slice of the same patient in training."
+                )
+            lines.append(
+                f"**{dataset}**: {100 * audit['paper']['lookalike_share']:.0f} % of the test "
+                "images have a look-alike in training under image-level folds; a 1-nearest-"
+                "neighbour vote on untrained ImageNet features alone scores "
+                f"{100 * audit['paper']['nearest_neighbour_accuracy']:.1f} %"
+                + (
+                    f" ({100 * audit[grouped[0]]['nearest_neighbour_accuracy']:.1f} % under "
+                    f"{PROTOCOL_NAMES[grouped[0]]})."
+                    if grouped
+                    else "."
+                )
+            )
+    return lines

@@ -1,0 +1,329 @@
+"""Tables from results on disk: the paper's Table 2 layout, the comparison, the audit.
+
+Everything here reads what :mod:`ctlib.cv` wrote (``metrics.json`` and ``predictions.csv``
+per fold, see :mod:`ctlib.results`) and what the audit and the CAM scoring stored under
+``results/``; no model is needed, so a notebook can show every number without retraining.
+
+* :func:`table2` -- the paper's Table 2 layout (mean ± std over folds);
+* :func:`with_confidence` -- pooled predictions with bootstrap intervals;
+* :func:`mean_confusion` -- Fig. 9's average confusion counts;
+* :func:`comparison_table` -- every run by protocol, the paper's rows beside;
+* :func:`audit_table`, :func:`heat_table`, :func:`cam_score_table`, :func:`sweep_cost_table`
+  -- the audit, Grad-CAM's heat, CAM scores and the full grid's cost, as tables;
+* :func:`markdown_table` -- any of them as Markdown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctlib.data import REAL_DATASETS
+from ctlib.metrics import PAPER_METRICS, bootstrap_ci
+from ctlib.models import get_spec, list_models
+from ctlib.results import RESULT_KEYS, collect_results
+from ctlib.study.audit import load_audits
+from ctlib.study.paper import PUBLISHED
+from ctlib.sweep import Task, estimate_cost
+
+__all__ = [
+    "PROTOCOL_NAMES",
+    "audit_table",
+    "cam_score_table",
+    "comparison_table",
+    "heat_table",
+    "markdown_table",
+    "mean_confusion",
+    "mean_std",
+    "network_name",
+    "sweep_cost_table",
+    "table2",
+    "with_confidence",
+]
+
+
+def markdown_table(frame: pd.DataFrame, digits: int | None = None) -> str:
+    """A frame's columns and rows as a Markdown table (no extra dependency); with ``digits``,
+    floats get that many decimals. Call ``frame.reset_index()`` first to show the index."""
+
+    def cell(value: Any) -> str:
+        if digits is not None and isinstance(value, (float, np.floating)):
+            return "nan" if np.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    lines = [
+        "| " + " | ".join(map(str, frame.columns)) + " |",
+        "|" + "|".join("---" for _ in frame.columns) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
+def table2(
+    results: pd.DataFrame,
+    metrics: Sequence[str] = PAPER_METRICS,
+    *,
+    percent: bool = True,
+    decimals: int = 1,
+) -> pd.DataFrame:
+    """The paper's Table 2 layout: one row per (data set, protocol, architecture).
+
+    Cells are ``"mean ± std"`` over folds (sample std), in % by default; a ``folds``
+    column says how many folds each row averages (the paper: 5).
+    """
+    scale = 100.0 if percent else 1.0
+    grouped = results.groupby(RESULT_KEYS, sort=True)
+    table = pd.DataFrame(index=grouped.size().index)
+    for metric in metrics:
+        mean = grouped[metric].mean() * scale
+        std = grouped[metric].std(ddof=1).fillna(0.0) * scale
+        table[metric] = [
+            f"{m:.{decimals}f} ± {s:.{decimals}f}" for m, s in zip(mean, std, strict=True)
+        ]
+    table["folds"] = grouped.size()
+    return table
+
+
+def with_confidence(
+    predictions: pd.DataFrame, metric: str = "accuracy", n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Pooled test predictions per run with a bootstrap 95 % interval.
+
+    Patients are resampled where every prediction has a patient ID, images otherwise.
+    """
+    rows = []
+    for keys, group in predictions.groupby(RESULT_KEYS, sort=True):
+        groups = group["patient_id"] if group["patient_id"].notna().all() else None
+        est, low, high = bootstrap_ci(
+            group["label"], group["prob"], groups=groups, metric=metric, n_boot=n_boot, seed=seed
+        )
+        rows.append(
+            {
+                **dict(zip(RESULT_KEYS, keys, strict=True)),
+                metric: est,
+                "ci_low": low,
+                "ci_high": high,
+                "resampled": "patients" if groups is not None else "images",
+            }
+        )
+    return pd.DataFrame(rows).set_index(RESULT_KEYS)
+
+
+def mean_confusion(results: pd.DataFrame) -> dict[tuple[str, str, str], np.ndarray]:
+    """Fig. 9: per run, the confusion matrix of average counts over folds.
+
+    Rows are the true class and columns the predicted class, ordered (COVID, non-COVID)
+    as in the paper's figure.
+    """
+    out = {}
+    for keys, group in results.groupby(RESULT_KEYS, sort=True):
+        tp, fn, fp, tn = (group[c].mean() for c in ("tp", "fn", "fp", "tn"))
+        out[keys] = np.array([[tp, fn], [fp, tn]])
+    return out
+
+
+PROTOCOL_NAMES = {
+    "paper": "image-level 5-fold (the paper's)",
+    "patient": "patient-level 5-fold",
+    "pseudo-patient": "pseudo-patient 5-fold",
+    "official": "official train/val/test split",
+}
+
+
+def network_name(run: str) -> str:
+    arch, *variants = run.split("-")
+    words = {"scratch": "random init", "fe": "head only", "flat": "flat box: padding probe"}
+    name = get_spec(arch).display_name
+    extra = [words.get(v, v) for v in variants]
+    return f"{name} ({', '.join(extra)})" if extra else f"{name} (ImageNet)"
+
+
+def mean_std(values: pd.Series, scale: float = 100.0, digits: int = 1) -> str:
+    """``"mean ± std"`` (sample std) of the values times ``scale``; the mean alone for one
+    value, ``""`` for none (NaN values are left out)."""
+    values = values.dropna() * scale
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def comparison_table(results: str | os.PathLike[str], *, with_paper: bool = True) -> pd.DataFrame:
+    """Protocol x data set x network -> accuracy, F1, sensitivity, specificity (mean ± std
+    over test folds, %), the number of folds and the CPU time the run took (training,
+    all folds). The paper's published best rows are added for comparison."""
+    frame = collect_results(results)
+    rows = []
+    for (dataset, protocol, run), group in frame.groupby(
+        ["dataset", "protocol", "arch"], sort=True
+    ):
+        rows.append(
+            {
+                "data set": dataset,
+                "protocol": PROTOCOL_NAMES.get(protocol, protocol),
+                "network": network_name(run),
+                **{
+                    label: mean_std(group[m])
+                    for label, m in (
+                        ("accuracy", "accuracy"),
+                        ("F1", "f1"),
+                        ("sensitivity", "recall"),
+                        ("specificity", "specificity"),
+                    )
+                },
+                "folds": int(len(group)),
+                "CPU min": f"{group['train_seconds'].sum() / 60:.0f}",
+            }
+        )
+    if with_paper:
+        for result in PUBLISHED:
+            rows.append(
+                {
+                    "data set": result.dataset,
+                    "protocol": PROTOCOL_NAMES["paper"],
+                    "network": f"{get_spec(result.arch).display_name} (paper, published)",
+                    **{
+                        label: f"{result.mean[m]:.1f}"
+                        + (f" ± {result.std[m]:.1f}" if m in result.std else "")
+                        for label, m in (
+                            ("accuracy", "accuracy"),
+                            ("F1", "f1"),
+                            ("sensitivity", "recall"),
+                            ("specificity", "specificity"),
+                        )
+                    },
+                    "folds": 5,
+                    "CPU min": "GPU",
+                }
+            )
+    order = {name: i for i, name in enumerate(PROTOCOL_NAMES.values())}
+    table = pd.DataFrame(rows)
+    table["_order"] = table["protocol"].map(order)
+    table["_paper"] = table["network"].str.contains("published")
+    return (
+        table.sort_values(
+            ["data set", "_order", "_paper", "network"], ascending=[False, True, False, True]
+        )
+        .drop(columns=["_order", "_paper"])
+        .reset_index(drop=True)
+    )
+
+
+def audit_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """The audit JSONs as one table: per data set and split, near-duplicate pairs across
+    folds, test images with a look-alike in training, and the metadata-only accuracy."""
+    rows = []
+    for name, report in load_audits(results).items():
+        for protocol, entry in report["protocols"].items():
+            rows.append(
+                {
+                    "data set": name,
+                    "split": PROTOCOL_NAMES.get(protocol, protocol),
+                    "identical pairs across folds": entry.get("identical_pairs", 0),
+                    "near-duplicate pairs across folds": entry["near_duplicate_pairs"],
+                    "test images with a look-alike in training": (
+                        f"{entry['lookalike_images']} ({100 * entry['lookalike_share']:.0f} %)"
+                    ),
+                    "1-NN accuracy (ImageNet features)": (
+                        f"{100 * entry['nearest_neighbour_accuracy']:.1f}"
+                    ),
+                    "metadata-only accuracy": f"{100 * entry['metadata_accuracy']:.1f}",
+                    "size-only accuracy": f"{100 * entry['size_only_accuracy']:.1f}",
+                }
+            )
+    if not rows:
+        raise FileNotFoundError(
+            f"No audit (audit/*.json) under {str(results)!r}; run "
+            "`python -m ctlib audit report <dataset>`."
+        )
+    return pd.DataFrame(rows)
+
+
+def sweep_cost_table() -> pd.DataFrame:
+    """The full grid's expected cost per architecture (and in total), as printed by
+    ``python -m ctlib sweep --dry-run`` on an empty results folder."""
+    tasks = [
+        Task(d, a, k) for d in REAL_DATASETS for a in list_models(paper=True) for k in range(5)
+    ]
+    cost = estimate_cost(tasks)
+    names = [get_spec(a).display_name if a != "total" else "total" for a in cost.index]
+    return pd.DataFrame(
+        {
+            "architecture": names,
+            "cells": cost["cells"].astype(int).to_numpy(),
+            "images trained (M)": (cost["images_trained"] / 1e6).round(2).to_numpy(),
+            "CPU hours (measured step)": cost["cpu_hours"].round(0).astype(int).to_numpy(),
+            "GPU hours (estimate)": cost["gpu_hours_estimate"].round(1).to_numpy(),
+        }
+    )
+
+
+def heat_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """``results/explain/heat_*.csv`` as one table: mean over folds of each share, in %."""
+    files = sorted(Path(results).glob("explain/heat_*.csv"))
+    if not files:
+        raise FileNotFoundError(f"No heat report (explain/heat_*.csv) under {str(results)!r}.")
+    frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    grouped = frame.groupby(["dataset", "protocol", "run", "method"], sort=True)
+    table = grouped[["padding_share", "outside_body_share", "outside_body_area"]].mean() * 100
+    table["images"] = grouped["n_images"].sum()
+    table = table.reset_index()
+    return pd.DataFrame(
+        {
+            "data set": table["dataset"],
+            "protocol": table["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p)),
+            "network": table["run"].map(network_name),
+            "CAM": table["method"],
+            "heat on padding, %": table["padding_share"].round(1),
+            "heat outside the body, %": table["outside_body_share"].round(1),
+            "canvas outside the body, %": table["outside_body_area"].round(1),
+            "images": table["images"],
+        }
+    )
+
+
+def cam_score_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """``results/explain/cam_scores_*.csv`` (summaries of :func:`ctlib.explain.score_cams`,
+    one file per trained network, written by ``benchmarks/score_cams.py --results results``)
+    as one table in %: per data set, architecture and CAM method, the mean over the networks
+    trained with different seeds, ± their standard deviation when there are several. The
+    spread is the point: how far a CAM's localisation moves between two trainings of the
+    same recipe, which one network's score cannot show."""
+    files = sorted(Path(results).glob("explain/cam_scores_*.csv"))
+    if not files:
+        raise FileNotFoundError(
+            f"No CAM scores (explain/cam_scores_*.csv) under {str(results)!r}; "
+            "run benchmarks/score_cams.py --results results."
+        )
+    frame = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
+    frame = frame.reindex(columns=frame.columns.union(["dataset", "test_accuracy"], sort=False))
+    frame["dataset"] = frame["dataset"].fillna("synthetic")
+    rows = []
+    keys = ["dataset", "arch", "method_name"]
+    for (dataset, arch, method), group in frame.groupby(keys, sort=False):
+        rows.append(
+            {
+                "data set": dataset,
+                "network": network_name(arch),
+                "CAM": method,
+                "networks": group["file"].nunique(),
+                "test accuracy, %": mean_std(group["test_accuracy"]),
+                "pointing game, %": mean_std(group["pointing_game"]),
+                "random peak, %": mean_std(group["random_baseline"]),
+                "random peak in the body, %": mean_std(group["body_baseline"]),
+                "randomised network, %": mean_std(group["random_net_pointing"]),
+                "heat in lesions, %": mean_std(group["energy_in_lesions"]),
+                "lesion area, %": mean_std(group["lesion_area"]),
+                "sanity (Spearman)": mean_std(group["sanity_spearman"], 1, 2),
+                "images": int(group["n_images"].max()),
+            }
+        )
+    return pd.DataFrame(rows)
