@@ -38,6 +38,10 @@ VARIANTS = {
     "fp32": {"amp": "off", "compile": False},
     "bf16": {"amp": "bf16", "compile": False},
     "compile": {"amp": "off", "compile": True},
+    # torch.compile in the contiguous memory format (compile with channels-last was slower
+    # on an earlier machine, see ../shared/NOTES.md)
+    "compile-contiguous": {"amp": "off", "compile": True, "channels_last": False},
+    "fp32-contiguous": {"amp": "off", "compile": False, "channels_last": False},
 }
 
 
