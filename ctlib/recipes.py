@@ -20,7 +20,7 @@ import pandas as pd
 from ctlib.models import get_spec, list_models
 from ctlib.train import TrainConfig, lr_at
 
-__all__ = ["finetune_config", "quick_config", "recipe_table", "schedule_table"]
+__all__ = ["describe_recipe", "finetune_config", "quick_config", "recipe_table", "schedule_table"]
 
 
 def quick_config(arch: str = "efficientnet_lite0", **changes: Any) -> TrainConfig:
@@ -167,3 +167,31 @@ def finetune_config(
         # keep the paper's ratios: the drops go to 1/3, 1/10, 1/30 and 1/100 of the initial rate
         config = config.with_lr(float(lr))
     return config
+
+
+def describe_recipe(config: TrainConfig) -> str:
+    """``"the paper's"`` when ``config`` trains as the paper does (Sec. 4: 100 epochs, batch 32,
+    lr 3e-4 with its drops, weight decay 1, Table 1's canvas, pretrained, fine-tuned on the
+    slices), else what differs in a few words, e.g. ``"12 epochs, 224×162, batch 16, lr 0.001"``.
+    Runtime settings (device, precision, workers) do not count."""
+    paper = TrainConfig(arch=config.arch)
+    parts = []
+    if config.epochs != paper.epochs:
+        parts.append(f"{config.epochs} epochs")
+    if config.input_size != paper.input_size:
+        parts.append("{}×{}".format(*config.input_size))
+    if config.batch_size != paper.batch_size:
+        parts.append(f"batch {config.batch_size}")
+    if config.lr != paper.lr or config.lr_values != paper.lr_values:
+        parts.append(f"lr {config.lr:g}")
+    if config.weight_decay != paper.weight_decay:
+        parts.append(f"weight decay {config.weight_decay:g}")
+    if config.optimizer != paper.optimizer:
+        parts.append(config.optimizer)
+    if not config.pretrained:
+        parts.append("random init")
+    if config.strategy != paper.strategy:
+        parts.append(config.strategy.replace("_", " "))
+    if config.content != paper.content:
+        parts.append(f"{config.content} content")
+    return ", ".join(parts) if parts else "the paper's"

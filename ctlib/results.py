@@ -20,11 +20,14 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from ctlib.data import CTDataset, load_dataset
+from ctlib.recipes import describe_recipe
+from ctlib.train import TrainConfig
 
 __all__ = [
     "RESULT_KEYS",
@@ -39,8 +42,18 @@ __all__ = [
 RESULT_KEYS = ["dataset", "protocol", "arch"]
 
 
+def _recipe_of(config_file: Path) -> str:
+    """A fold's recipe in words (:func:`ctlib.recipes.describe_recipe`), "" without a config."""
+    if not config_file.is_file():
+        return ""
+    train = json.loads(config_file.read_text()).get("train", {})
+    known = {f.name for f in fields(TrainConfig)}
+    return describe_recipe(TrainConfig.from_dict({k: v for k, v in train.items() if k in known}))
+
+
 def collect_results(out: str | os.PathLike[str]) -> pd.DataFrame:
-    """One row per finished fold found under ``out`` (``<dataset>/<protocol>/<arch>/fold<k>``).
+    """One row per finished fold found under ``out`` (``<dataset>/<protocol>/<arch>/fold<k>``):
+    its ``metrics.json`` and, from its ``config.json``, the ``recipe`` in words.
 
     Raises:
         FileNotFoundError: ``out`` does not exist or holds no finished fold.
@@ -62,6 +75,7 @@ def collect_results(out: str | os.PathLike[str]) -> pd.DataFrame:
                 "arch": arch,
                 "fold": int(fold.removeprefix("fold")),
                 **metrics,
+                "recipe": _recipe_of(path.parent / "config.json"),
             }
         )
     if not rows:

@@ -31,11 +31,7 @@ from ctlib.notebook.tools import is_checked, run_notebooks, strip_outputs
 from ctlib.recipes import finetune_config, recipe_table, schedule_table
 from ctlib.study.describe import overview, padding_stats
 from ctlib.study.paper import (
-    PUBLISHED,
     canvas_columns,
-    compare_with_paper,
-    highlight_differences,
-    paper_table,
 )
 from ctlib.train import TrainConfig
 from ctlib.widgets import SliceViewer
@@ -398,57 +394,6 @@ def test_slice_viewer_callbacks_without_a_browser(tiny_synthetic) -> None:
 def test_full_mode_never_trains_without_results(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="python -m ctlib cv --arch resnet101"):
         ensure_results(tmp_path, FULL)
-
-
-def _fold_rows(dataset: str, arch: str, accuracy: list[float]) -> pd.DataFrame:
-    rows = [
-        {
-            "dataset": dataset,
-            "protocol": "paper",
-            "arch": arch,
-            "fold": k,
-            "accuracy": a,
-            "precision": a,
-            "recall": a,
-            "specificity": a,
-            "f1": a,
-        }
-        for k, a in enumerate(accuracy)
-    ]
-    return pd.DataFrame(rows)
-
-
-def test_paper_numbers_are_the_abstracts() -> None:
-    table = paper_table()
-    assert table.loc[
-        ("sars-cov-2-ct", "paper", "resnet101"),
-        ["accuracy_mean", "precision_mean", "recall_mean", "specificity_mean", "f1_mean"],
-    ].tolist() == [99.4, 99.6, 99.8, 99.6, 99.4]
-    assert table.loc[("covid19-ct", "paper", "densenet201"), "accuracy_mean"] == 92.9
-    assert table.loc[("covid19-ct", "paper", "densenet201"), "recall_mean"] == 93.7
-    for result in PUBLISHED:
-        assert "2011.05317" in result.source, "every number says where it was read"
-        assert set(result.mean) <= {"accuracy", "precision", "recall", "specificity", "f1"}
-
-
-def test_compare_with_paper_verdicts() -> None:
-    ours = pd.concat(
-        [
-            _fold_rows("sars-cov-2-ct", "resnet101", [0.994, 0.990, 0.998]),  # mean 99.4: agrees
-            _fold_rows("covid19-ct", "resnet18", [0.80, 0.82]),  # nothing published
-        ]
-    )
-    frame = compare_with_paper(ours, tolerance=1.0)
-    row = frame[(frame["arch"] == "resnet101") & (frame["metric"] == "accuracy")].iloc[0]
-    assert row["verdict"] == "agrees" and abs(row["difference"]) < 1e-9 and row["folds"] == 3
-    recall = frame[(frame["arch"] == "resnet101") & (frame["metric"] == "recall")].iloc[0]
-    assert recall["difference"] == pytest.approx(99.4 - 99.8)
-    assert set(frame.loc[frame["arch"] == "resnet18", "verdict"]) == {"not published"}
-    assert set(frame.loc[frame["arch"] == "densenet201", "verdict"]) == {"not run"}
-    lower = compare_with_paper(_fold_rows("sars-cov-2-ct", "resnet101", [0.95, 0.96]))
-    assert set(lower["verdict"]) == {"lower", "not run"}
-    html = highlight_differences(frame).to_html()
-    assert "#d8f0d8" in html and "not published" in html
 
 
 # --------------------------------------------------------------------------- running

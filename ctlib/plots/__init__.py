@@ -19,7 +19,7 @@ from ctlib.plots.data import (
     plot_sizes,
 )
 from ctlib.plots.explain import TSNE_COLOURS, heat_overlay, plot_cam, plot_cam_gallery, plot_tsne
-from ctlib.plots.results import confusion_figure, honest_figure, plot_pairs
+from ctlib.plots.results import confusion_figure, honest_figure, paper_figure, plot_pairs
 from ctlib.plots.training import plot_history, plot_lr_schedule
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "figure_png",
     "heat_overlay",
     "honest_figure",
+    "paper_figure",
     "image_grid",
     "plot_augmentations",
     "plot_cam",

@@ -11,11 +11,13 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ctlib.data import CLASS_NAMES, read_grayscale
+from ctlib.models import get_spec, list_models
 from ctlib.results import collect_results
 from ctlib.study.audit import load_audits
+from ctlib.study.paper import compare_with_paper, paper_table
 from ctlib.study.tables import PROTOCOL_NAMES, mean_confusion, network_name
 
-__all__ = ["confusion_figure", "honest_figure", "plot_pairs"]
+__all__ = ["confusion_figure", "honest_figure", "paper_figure", "plot_pairs"]
 
 
 def confusion_figure(results: pd.DataFrame, *, columns: int = 4) -> Figure:
@@ -140,5 +142,61 @@ def plot_pairs(pairs: pd.DataFrame, title: str = "") -> Figure:
     if len(pairs) == 0:
         axes[0, 0].text(0.5, 0.5, "no pair", ha="center")
     figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def paper_figure(
+    results: str | os.PathLike[str] | pd.DataFrame | None = None, metric: str = "accuracy"
+) -> Figure:
+    """Table 2 at a glance: per data set, the paper's twelve architectures (mean ± SD over the
+    five folds) and, below them, the kit's runs from ``results`` (a folder or the frame of
+    :func:`ctlib.results.collect_results`), each marked for what it is: the run of a paper
+    architecture beside its own row, any other run beside the paper's best (dashed line)."""
+    paper = paper_table().reset_index()
+    ours = collect_results(results) if isinstance(results, (str, os.PathLike)) else results
+    comparison = (
+        compare_with_paper(ours, [metric], include_not_run=False)
+        if ours is not None and len(ours)
+        else None
+    )
+    datasets = [d for d in ("sars-cov-2-ct", "covid19-ct") if d in set(paper["dataset"])]
+    figure, axes = plt.subplots(1, len(datasets), figsize=(6.4 * len(datasets), 6.2), squeeze=False)
+    for ax, dataset in zip(axes.flat, datasets, strict=False):
+        rows = paper[paper["dataset"] == dataset]
+        rows = rows.set_index("arch").loc[
+            [a for a in list_models(paper=True) if a in set(rows["arch"])]
+        ]
+        rows = rows.reset_index()
+        labels = [get_spec(a).display_name for a in rows["arch"]]
+        means, sds = rows[f"{metric}_mean"].tolist(), rows[f"{metric}_std"].tolist()
+        colours = ["#9e9e9e"] * len(rows)
+        if comparison is not None:
+            mine = comparison[comparison["dataset"] == dataset]
+            for row in mine.itertuples(index=False):
+                own = row.compared_with == "own row"
+                kind = "beside its own row" if own else "not in the paper"
+                labels.append(
+                    f"kit: {network_name(row.arch)}\n"
+                    f"{PROTOCOL_NAMES.get(row.protocol, row.protocol)}, {kind}"
+                )
+                means.append(row.ours_mean)
+                sds.append(0.0 if np.isnan(row.ours_std) else row.ours_std)
+                colours.append("#4c72b0" if own else "#dd8452")
+        y = np.arange(len(labels))
+        ax.barh(y, means, xerr=sds, color=colours, alpha=0.9, capsize=2)
+        for yi, m, s in zip(y, means, sds, strict=True):
+            ax.text(m + s + 0.3, yi, f"{m:.1f}", va="center", fontsize=7)
+        best = rows[f"{metric}_mean"].max()
+        ax.axvline(
+            best, color="#555555", linestyle="--", linewidth=1, label=f"paper's best: {best:.1f} %"
+        )
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.invert_yaxis()
+        low = min(m - s for m, s in zip(means, sds, strict=True))
+        ax.set_xlim(max(0.0, 5 * np.floor((low - 2) / 5)), 103)
+        ax.set_xlabel(f"{metric}, % (mean ± SD over test folds)")
+        ax.set_title(f"{dataset}: the paper's Table 2 (grey) and the kit's runs")
+        ax.legend(fontsize=7, loc="lower left")
     figure.tight_layout()
     return figure

@@ -9,6 +9,7 @@ import pandas as pd
 from ctlib.models import get_spec
 from ctlib.results import collect_results
 from ctlib.study.audit import load_audits
+from ctlib.study.paper import best_rows, paper_range
 from ctlib.study.tables import PROTOCOL_NAMES, network_name
 
 __all__ = ["key_findings"]
@@ -50,6 +51,24 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
                     f"({100 * (other[0] - paper[0]):+.1f} points)"
                 )
         lines.append(f"**{dataset}**, {name}: " + "; ".join(parts) + ".")
+        best = best_rows("accuracy")
+        if dataset in best.index:
+            arch = best.loc[dataset, "arch"]
+            low, high = paper_range(dataset, "accuracy")
+            recipe = frame.loc[
+                (frame["dataset"] == dataset)
+                & (frame["protocol"] == "paper")
+                & (frame["arch"] == run),
+                "recipe",
+            ].iloc[0]
+            top = best.loc[dataset, "accuracy_mean"]
+            lines.append(
+                f"**{dataset}**, against the paper: the CPU reference ({name}, recipe: "
+                f"{recipe or 'not recorded'}) reaches {100 * paper[0]:.1f} %, "
+                f"{100 * paper[0] - top:+.1f} points from the paper's best row "
+                f"({get_spec(arch).display_name}, {top:.1f} %); the paper's twelve "
+                f"architectures span {low:.1f}–{high:.1f} %."
+            )
         scratch = _accuracy(frame, dataset, "paper", f"{run}-scratch")
         if scratch is not None:
             lines.append(

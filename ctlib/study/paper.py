@@ -3,32 +3,32 @@
 Alshazly, Linse, Barth, Martinetz: *Explainable COVID-19 Detection Using Chest CT Scans and
 Deep Learning*. arXiv:2011.05317 (v1, 9 Nov 2020); published in *Sensors* 21(2):455 (2021).
 
-Only numbers that were actually found in a readable copy of the paper are recorded here;
-nothing is estimated, rounded differently or filled in. What was found:
+**Table 2**, all 24 rows (the twelve architectures on both data sets), ships with the kit as
+``ctlib/study/table2.csv``: accuracy, precision, recall (the paper's *sensitivity*),
+specificity and F1, each as the mean and standard deviation over the five test folds, in %.
+They were read from the arXiv text, whose columns come out of the PDF one after another
+(accuracy and F1 as columns of their own; precision, recall and specificity as one triple per
+model). Two checks hold for every row and are tested: accuracy is the class-weighted mean of
+recall and specificity within 0.07 points, and F1 the harmonic mean of precision and recall
+within 0.1 (not exactly: each is a mean over folds of rounded numbers). The sentences of the
+paper that state cells in words agree with the table.
 
-* the **abstract** (arXiv:2011.05317v1 and the *Sensors* version, identical numbers): the
-  best model's average accuracy, precision, sensitivity, specificity and F1 score on each
-  data set, as means over the five test folds, in %, without standard deviations.
+**The best rows.** On COVID19-CT, DenseNet201 is best on all five metrics. On SARS-CoV-2 CT,
+ResNet101 has the best accuracy and F1 (99.4), InceptionV3 the highest sensitivity (99.8):
+the abstract's "best model" figures (99.4 / 99.6 / 99.8 / 99.6 / 99.4) mix the two rows.
 
-What is **missing** (not found in the sources that could be read when this file was written):
-
-* the per-architecture rows of Table 2 (mean ± std of the five metrics for the other
-  architectures, and the standard deviations of the best ones);
-* the confusion-matrix counts of Fig. 9 and Fig. 10.
-
-The abstract does not name the best architectures. The attribution recorded in
-``arch`` (ResNet101 on SARS-CoV-2, DenseNet201 on COVID19-CT) comes from the project's
-issue text, which cites the paper's Table 2; it was not checked against the table itself
-here (``arch_source`` says so). Add Table 2 rows to :data:`PUBLISHED` as they are read,
-with their ``source``; :func:`paper_table` and :func:`compare_with_paper` pick them up.
+**Fig. 9 and 10** (confusion matrices, average counts per test fold) are images; only the
+counts the text states are recorded (:data:`STATED_CONFUSION_COUNTS`).
 
 Metric names follow :mod:`ctlib.metrics`: the paper's *sensitivity* is ``recall``.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,12 +42,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CITATION",
-    "MISSING",
     "PUBLISHED",
+    "STATED_CONFUSION_COUNTS",
+    "TABLE2_FILE",
     "PublishedResult",
+    "best_rows",
     "compare_with_paper",
     "highlight_differences",
+    "paper_range",
     "paper_table",
+    "table2_display",
+    "table2_published",
 ]
 
 CITATION = (
@@ -55,26 +60,28 @@ CITATION = (
     "Scans and Deep Learning. arXiv:2011.05317 (2020); Sensors 21(2):455 (2021)."
 )
 
-MISSING = (
-    "Table 2 rows other than the best model per data set (mean ± std for SqueezeNet, "
-    "ShuffleNet, ResNet18/50/101, ResNeXt50/101, InceptionV3, Xception, DenseNet121/169/201), "
-    "the standard deviations of the best models, and the Fig. 9/10 confusion-matrix counts "
-    "were not found in the readable sources; they are not recorded."
-)
+#: The paper's Table 2 as shipped with the kit (package data).
+TABLE2_FILE = Path(__file__).resolve().parent / "table2.csv"
+_TABLE2_SOURCE = "Table 2 of arXiv:2011.05317v1 (Sensors 21(2):455, 2021), read from the text"
+
+#: Fig. 9's counts that the paper's text states (average counts per test fold, rows = true
+#: class, columns = predicted class, ordered COVID, non-COVID), by (data set, architecture).
+STATED_CONFUSION_COUNTS: dict[tuple[str, str], tuple[tuple[int, int], tuple[int, int]]] = {
+    ("sars-cov-2-ct", "squeezenet"): ((241, 10), (15, 231)),
+}
 
 
 @dataclass(frozen=True)
 class PublishedResult:
-    """One row the paper publishes: a data set, an architecture, metric means (and stds).
+    """One row the paper publishes: a data set, an architecture, metric means and stds.
 
     Attributes:
         dataset: ctlib's data set name (``"sars-cov-2-ct"``, ``"covid19-ct"``).
         arch: ctlib's architecture name (``ctlib.models.list_models()``).
         mean: metric name -> mean over the five test folds, in % (as published).
-        std: metric name -> standard deviation in %, where published; empty if not.
+        std: metric name -> standard deviation over the folds, in %.
         protocol: the evaluation protocol in ctlib's words (``"paper"``: image-level 5-fold).
         source: where the numbers were read.
-        arch_source: where the architecture attribution comes from, if not ``source``.
     """
 
     dataset: str
@@ -83,39 +90,43 @@ class PublishedResult:
     std: dict[str, float] = field(default_factory=dict)
     protocol: str = "paper"
     source: str = ""
-    arch_source: str = ""
 
 
-_ABSTRACT = "arXiv:2011.05317v1, abstract (also the abstract of Sensors 21(2):455, 2021)"
-_ARCH_FROM_ISSUE = (
-    "project issue 6, citing the paper's Table 2 (the abstract says only "
-    "'our best models'); not checked against Table 2 here"
-)
+def _arch_of(display: str) -> str:
+    """The registry name of one of the paper's twelve, from the name Table 2 prints."""
+    names = {get_spec(n).display_name.lower(): n for n in list_models(paper=True)}
+    try:
+        return names[display.lower()]
+    except KeyError:
+        raise ValueError(
+            f"Table 2 names {display!r}, which is none of the paper's twelve ({sorted(names)})."
+        ) from None
 
-PUBLISHED: tuple[PublishedResult, ...] = (
-    PublishedResult(
-        dataset="sars-cov-2-ct",
-        arch="resnet101",
-        mean={"accuracy": 99.4, "precision": 99.6, "recall": 99.8, "specificity": 99.6, "f1": 99.4},
-        source=_ABSTRACT,
-        arch_source=_ARCH_FROM_ISSUE,
-    ),
-    PublishedResult(
-        dataset="covid19-ct",
-        arch="densenet201",
-        mean={"accuracy": 92.9, "precision": 91.3, "recall": 93.7, "specificity": 92.2, "f1": 92.5},
-        source=_ABSTRACT,
-        arch_source=_ARCH_FROM_ISSUE,
-    ),
-)
-"""Every published row recorded so far (see the module docstring for what is missing)."""
+
+def table2_published(path: str | Path = TABLE2_FILE) -> tuple[PublishedResult, ...]:
+    """Table 2's 24 rows, read from the shipped CSV (``dataset, model, <metric>, <metric>_sd``)."""
+    with Path(path).open(newline="") as handle:
+        return tuple(
+            PublishedResult(
+                dataset=row["dataset"],
+                arch=_arch_of(row["model"]),
+                mean={m: float(row[m]) for m in PAPER_METRICS},
+                std={m: float(row[f"{m}_sd"]) for m in PAPER_METRICS},
+                source=_TABLE2_SOURCE,
+            )
+            for row in csv.DictReader(handle)
+        )
+
+
+PUBLISHED: tuple[PublishedResult, ...] = table2_published()
+"""Every row of the paper's Table 2 (12 architectures x 2 data sets)."""
 
 
 def paper_table(metrics: Sequence[str] = PAPER_METRICS) -> pd.DataFrame:
-    """The recorded published rows: one per (data set, protocol, arch), in %.
+    """Table 2: one row per (data set, protocol, arch), in %.
 
-    Columns ``<metric>_mean`` and ``<metric>_std`` (NaN where not published) and
-    ``source``. The index matches :func:`ctlib.study.tables.table2`'s.
+    Columns ``<metric>_mean`` and ``<metric>_std`` and ``source``. The index matches
+    :func:`ctlib.study.tables.table2`'s.
     """
     rows = []
     for result in PUBLISHED:
@@ -132,60 +143,145 @@ def paper_table(metrics: Sequence[str] = PAPER_METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["dataset", "protocol", "arch"]).sort_index()
 
 
+def best_rows(metric: str = "accuracy") -> pd.DataFrame:
+    """Per data set, the paper's best row by ``metric`` (ties: the first in Table 2's order)."""
+    table = paper_table().reset_index()
+    best = table.loc[table.groupby("dataset", sort=False)[f"{metric}_mean"].idxmax()]
+    return best.set_index("dataset")
+
+
+def paper_range(dataset: str, metric: str = "accuracy") -> tuple[float, float]:
+    """The lowest and highest mean the paper reports for ``metric`` on ``dataset`` (12 rows)."""
+    table = paper_table()
+    if dataset not in table.index.get_level_values("dataset"):
+        raise ValueError(
+            f"The paper reports nothing on {dataset!r}; it has "
+            f"{sorted({r.dataset for r in PUBLISHED})}."
+        )
+    values = table.xs(dataset, level="dataset")[f"{metric}_mean"]
+    return float(values.min()), float(values.max())
+
+
+def _own_row(dataset: str, protocol: str, run: str) -> str | None:
+    """The architecture whose Table 2 row a run is compared with, or None: only a run of one of
+    the twelve, pretrained and fine-tuned on the slices (its run name is the bare architecture),
+    under the paper's image-level protocol, has a row of its own."""
+    if protocol != "paper" or "-" in run:
+        return None
+    try:
+        spec = get_spec(run)
+    except ValueError:
+        return None
+    if not spec.paper or not any(r.dataset == dataset and r.arch == spec.name for r in PUBLISHED):
+        return None
+    return spec.name
+
+
 def compare_with_paper(
     results: pd.DataFrame,
     metrics: Sequence[str] = PAPER_METRICS,
     *,
     tolerance: float = 1.0,
+    include_not_run: bool = True,
 ) -> pd.DataFrame:
-    """Our cross-validation results beside the paper's, one row per run and metric.
+    """Our cross-validation results beside the paper's Table 2, one row per run and metric.
+
+    A run of one of the paper's twelve architectures (pretrained, fine-tuned, image-level
+    folds) is compared with its own row: ``"agrees"`` when the difference is within the
+    margin, else ``"lower"`` or ``"higher"``. A run the paper did not make (another network,
+    a random initialisation, the padding probe, a patient-level protocol) has no row: it is
+    ``"not in the paper"``, shown beside the paper's best row on that data set (the
+    difference is to that best) and the paper's range over its twelve rows.
 
     Args:
         results: one row per finished fold, from :func:`ctlib.results.collect_results`
-            (metrics as fractions 0..1).
+            (metrics as fractions 0..1); its ``recipe`` column, where present, is kept.
         metrics: which metrics.
-        tolerance: percentage points within which ours and the paper's count as agreeing
-            when the paper gives no standard deviation; where it gives one, the margin is
-            the larger of ``tolerance`` and two standard deviations (ours and the paper's
-            combined).
+        tolerance: percentage points within which ours and the paper's count as agreeing;
+            the margin is the larger of ``tolerance`` and two standard deviations (ours and
+            the paper's combined).
+        include_not_run: also list the paper's rows that have no run of ours (``"not run"``).
 
     Returns:
-        Columns ``dataset, protocol, arch, metric, ours_mean, ours_std, folds, paper_mean,
-        paper_std, difference`` (ours - paper, percentage points) and ``verdict``:
-        ``"agrees"``, ``"lower"``, ``"higher"``, ``"not published"`` (the paper gives no
-        number for this run, or it is not recorded in :data:`PUBLISHED`) or
-        ``"not run"`` (a published row with no results of ours).
+        Columns ``dataset, protocol, arch, metric, ours_mean, ours_std, folds, recipe,
+        compared_with, paper_mean, paper_std, paper_min, paper_max, difference`` (ours -
+        paper, percentage points) and ``verdict``.
     """
     keys = ["dataset", "protocol", "arch"]
-    grouped = results.groupby(keys, sort=True)
-    ours = []
-    for key, group in grouped:
+    paper = paper_table(metrics)
+    rows = []
+    for (dataset, protocol, run), group in results.groupby(keys, sort=True):
+        own = _own_row(dataset, protocol, run)
+        if own is not None:
+            reference, compared = paper.loc[(dataset, "paper", own)], "own row"
+        elif dataset in paper.index.get_level_values("dataset"):
+            best = best_rows("accuracy").loc[dataset]
+            reference = paper.loc[(dataset, "paper", best["arch"])]
+            compared = f"paper's best ({get_spec(best['arch']).display_name})"
+        else:
+            reference, compared = None, "nothing published"
+        recipe = str(group["recipe"].iloc[0]) if "recipe" in group else ""
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float) * 100.0
-            ours.append(
+            low, high = paper_range(dataset, metric) if reference is not None else (np.nan, np.nan)
+            rows.append(
                 {
-                    **dict(zip(keys, key, strict=True)),
+                    "dataset": dataset,
+                    "protocol": protocol,
+                    "arch": run,
                     "metric": metric,
                     "ours_mean": float(np.mean(values)),
                     "ours_std": float(np.std(values, ddof=1)) if len(values) > 1 else np.nan,
                     "folds": len(values),
+                    "recipe": recipe,
+                    "compared_with": compared,
+                    "paper_mean": reference[f"{metric}_mean"] if reference is not None else np.nan,
+                    "paper_std": reference[f"{metric}_std"] if reference is not None else np.nan,
+                    "paper_min": low,
+                    "paper_max": high,
+                    "_own": own is not None,
                 }
             )
-    ours_frame = pd.DataFrame(ours, columns=[*keys, "metric", "ours_mean", "ours_std", "folds"])
-    paper = paper_table(metrics)
-    published = []
-    for key, row in paper.iterrows():
-        for metric in metrics:
-            published.append(
-                {
-                    **dict(zip(keys, key, strict=True)),
-                    "metric": metric,
-                    "paper_mean": row[f"{metric}_mean"],
-                    "paper_std": row[f"{metric}_std"],
-                }
-            )
-    paper_frame = pd.DataFrame(published, columns=[*keys, "metric", "paper_mean", "paper_std"])
-    frame = ours_frame.merge(paper_frame, on=[*keys, "metric"], how="outer")
+    if include_not_run:
+        done = {(r["dataset"], r["arch"]) for r in rows if r["_own"]}
+        for (dataset, protocol, arch), row in paper.iterrows():
+            if (dataset, arch) in done:
+                continue
+            for metric in metrics:
+                low, high = paper_range(dataset, metric)
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "protocol": protocol,
+                        "arch": arch,
+                        "metric": metric,
+                        "ours_mean": np.nan,
+                        "ours_std": np.nan,
+                        "folds": 0,
+                        "recipe": "",
+                        "compared_with": "own row",
+                        "paper_mean": row[f"{metric}_mean"],
+                        "paper_std": row[f"{metric}_std"],
+                        "paper_min": low,
+                        "paper_max": high,
+                        "_own": True,
+                    }
+                )
+    columns = [
+        *keys,
+        "metric",
+        "ours_mean",
+        "ours_std",
+        "folds",
+        "recipe",
+        "compared_with",
+        "paper_mean",
+        "paper_std",
+        "paper_min",
+        "paper_max",
+        "_own",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
     frame["difference"] = frame["ours_mean"] - frame["paper_mean"]
     margin = np.maximum(
         tolerance, 2 * np.sqrt(frame["ours_std"].fillna(0) ** 2 + frame["paper_std"].fillna(0) ** 2)
@@ -195,11 +291,11 @@ def compare_with_paper(
         "agrees",
         np.where(frame["difference"] < 0, "lower", "higher"),
     )
-    verdict = np.where(frame["paper_mean"].isna(), "not published", verdict)
+    verdict = np.where(~frame["_own"].astype(bool), "not in the paper", verdict)
     verdict = np.where(frame["ours_mean"].isna(), "not run", verdict)
     frame["verdict"] = verdict
     order = {m: i for i, m in enumerate(metrics)}
-    frame = frame.sort_values(
+    frame = frame.drop(columns="_own").sort_values(
         [*keys, "metric"], key=lambda s: s.map(order) if s.name == "metric" else s
     )
     return frame.reset_index(drop=True)
@@ -209,7 +305,7 @@ _COLOURS = {
     "agrees": "#d8f0d8",
     "lower": "#f8d0d0",
     "higher": "#fce8c0",
-    "not published": "#eeeeee",
+    "not in the paper": "#dde6f2",
     "not run": "#eeeeee",
 }
 
@@ -217,21 +313,48 @@ _COLOURS = {
 def highlight_differences(comparison: pd.DataFrame, decimals: int = 1) -> Styler:
     """A pandas Styler of :func:`compare_with_paper`'s frame: rows coloured by verdict.
 
-    Green: agrees within the margin; red: ours lower; orange: ours higher; grey: nothing
-    to compare with (not published, or not run).
+    Green: agrees with its own row within the margin; red: ours lower; orange: ours higher;
+    blue: a run the paper did not make (beside the paper's best, never "agreeing"); grey:
+    a published row we did not run.
     """
 
     def colour(row: pd.Series) -> list[str]:
         shade = _COLOURS.get(row["verdict"])
         return [f"background-color: {shade}" if shade else ""] * len(row)
 
-    numbers = ["ours_mean", "ours_std", "paper_mean", "paper_std", "difference"]
+    numbers = [
+        "ours_mean",
+        "ours_std",
+        "paper_mean",
+        "paper_std",
+        "paper_min",
+        "paper_max",
+        "difference",
+    ]
     return (
         comparison.style.apply(colour, axis=1)
-        .format({c: f"{{:.{decimals}f}}" for c in numbers}, na_rep="–")
+        .format({c: f"{{:.{decimals}f}}" for c in numbers if c in comparison}, na_rep="–")
         .format({"folds": "{:.0f}"}, na_rep="–")
         .hide(axis="index")
     )
+
+
+def table2_display(dataset: str | None = None) -> pd.DataFrame:
+    """Table 2 as the paper prints it: one row per data set and architecture, each metric as
+    ``mean ± SD`` (in %), architectures in Table 1's order."""
+    order = {name: i for i, name in enumerate(list_models(paper=True))}
+    rows = []
+    for result in sorted(PUBLISHED, key=lambda r: (r.dataset != "sars-cov-2-ct", order[r.arch])):
+        if dataset is not None and result.dataset != dataset:
+            continue
+        rows.append(
+            {
+                "data set": result.dataset,
+                "architecture": get_spec(result.arch).display_name,
+                **{m: f"{result.mean[m]:.1f} ± {result.std[m]:.1f}" for m in PAPER_METRICS},
+            }
+        )
+    return pd.DataFrame(rows).set_index(["data set", "architecture"])
 
 
 def table1(names: Sequence[str] | None = None) -> pd.DataFrame:

@@ -28,12 +28,13 @@ from ctlib.metrics import PAPER_METRICS, bootstrap_ci
 from ctlib.models import get_spec, list_models
 from ctlib.results import RESULT_KEYS, collect_results
 from ctlib.study.audit import load_audits
-from ctlib.study.paper import PUBLISHED
+from ctlib.study.paper import PUBLISHED, best_rows, compare_with_paper, paper_range
 from ctlib.sweep import Task, estimate_cost
 
 __all__ = [
     "PROTOCOL_NAMES",
     "audit_table",
+    "versus_paper",
     "cam_score_table",
     "comparison_table",
     "heat_table",
@@ -156,58 +157,92 @@ def mean_std(values: pd.Series, scale: float = 100.0, digits: int = 1) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
+_SHOWN = (
+    ("accuracy", "accuracy"),
+    ("F1", "f1"),
+    ("sensitivity", "recall"),
+    ("specificity", "specificity"),
+)
+
+
+def versus_paper(comparison: pd.DataFrame) -> str:
+    """One run's accuracy against the paper in words, from its rows of
+    :func:`ctlib.study.paper.compare_with_paper`: against its own Table 2 row where it has
+    one (agrees / lower / higher, by how much), else against the paper's best row and range."""
+    row = comparison[comparison["metric"] == "accuracy"].iloc[0]
+    if row["compared_with"] == "own row":
+        return f"{row['verdict']} ({row['difference']:+.1f} vs its Table 2 row)"
+    if pd.isna(row["paper_mean"]):
+        return "nothing published"
+    best = row["compared_with"].removeprefix("paper's best ").strip("()")
+    return (
+        f"not in the paper: {row['difference']:+.1f} vs its best ({best}); the paper's "
+        f"twelve {row['paper_min']:.1f}–{row['paper_max']:.1f}"
+    )
+
+
 def comparison_table(results: str | os.PathLike[str], *, with_paper: bool = True) -> pd.DataFrame:
     """Protocol x data set x network -> accuracy, F1, sensitivity, specificity (mean ± std
-    over test folds, %), the number of folds and the CPU time the run took (training,
-    all folds). The paper's published best rows are added for comparison."""
+    over test folds, %), the number of folds, the recipe, how the run stands against the
+    paper (:func:`versus_paper`) and the CPU time it took (training, all folds). With
+    ``with_paper``, each data set's best Table 2 row and the range of its twelve are added."""
     frame = collect_results(results)
+    comparison = compare_with_paper(frame, include_not_run=False)
     rows = []
     for (dataset, protocol, run), group in frame.groupby(
         ["dataset", "protocol", "arch"], sort=True
     ):
+        mine = comparison[
+            (comparison["dataset"] == dataset)
+            & (comparison["protocol"] == protocol)
+            & (comparison["arch"] == run)
+        ]
         rows.append(
             {
                 "data set": dataset,
                 "protocol": PROTOCOL_NAMES.get(protocol, protocol),
                 "network": network_name(run),
-                **{
-                    label: mean_std(group[m])
-                    for label, m in (
-                        ("accuracy", "accuracy"),
-                        ("F1", "f1"),
-                        ("sensitivity", "recall"),
-                        ("specificity", "specificity"),
-                    )
-                },
+                **{label: mean_std(group[m]) for label, m in _SHOWN},
                 "folds": int(len(group)),
+                "recipe": str(group["recipe"].iloc[0]) or "–",
+                "vs the paper (accuracy)": versus_paper(mine),
                 "CPU min": f"{group['train_seconds'].sum() / 60:.0f}",
             }
         )
     if with_paper:
-        for result in PUBLISHED:
-            rows.append(
-                {
-                    "data set": result.dataset,
-                    "protocol": PROTOCOL_NAMES["paper"],
-                    "network": f"{get_spec(result.arch).display_name} (paper, published)",
-                    **{
-                        label: f"{result.mean[m]:.1f}"
-                        + (f" ± {result.std[m]:.1f}" if m in result.std else "")
-                        for label, m in (
-                            ("accuracy", "accuracy"),
-                            ("F1", "f1"),
-                            ("sensitivity", "recall"),
-                            ("specificity", "specificity"),
-                        )
+        for dataset in sorted(set(frame["dataset"]) & {r.dataset for r in PUBLISHED}):
+            best = best_rows("accuracy").loc[dataset]
+            result = next(r for r in PUBLISHED if r.dataset == dataset and r.arch == best["arch"])
+            paper_rows = [
+                (
+                    f"{get_spec(result.arch).display_name} (paper's best, published)",
+                    {label: f"{result.mean[m]:.1f} ± {result.std[m]:.1f}" for label, m in _SHOWN},
+                ),
+                (
+                    "the paper's twelve (range of their means)",
+                    {
+                        label: "{:.1f}–{:.1f}".format(*paper_range(dataset, m))
+                        for label, m in _SHOWN
                     },
-                    "folds": 5,
-                    "CPU min": "GPU",
-                }
-            )
+                ),
+            ]
+            for network, cells in paper_rows:
+                rows.append(
+                    {
+                        "data set": dataset,
+                        "protocol": PROTOCOL_NAMES["paper"],
+                        "network": network,
+                        **cells,
+                        "folds": 5,
+                        "recipe": "the paper's",
+                        "vs the paper (accuracy)": "",
+                        "CPU min": "GPU",
+                    }
+                )
     order = {name: i for i, name in enumerate(PROTOCOL_NAMES.values())}
     table = pd.DataFrame(rows)
     table["_order"] = table["protocol"].map(order)
-    table["_paper"] = table["network"].str.contains("published")
+    table["_paper"] = table["network"].str.contains("paper")
     return (
         table.sort_values(
             ["data set", "_order", "_paper", "network"], ascending=[False, True, False, True]
