@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CheckpointError",
     "CtlibError",
     "DataError",
     "DataVerificationError",
@@ -69,3 +70,18 @@ class WeightsUnavailableError(CtlibError, RuntimeError):
 
 class TrainingDivergedError(CtlibError, RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class CheckpointError(CtlibError, ValueError):
+    """A training checkpoint cannot be resumed from: corrupt, truncated, foreign or unsafe."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(
+            f"Cannot resume from {str(self.path)!r}: {reason}. Start this fold again with "
+            "--no-resume (resume=False in Python), or delete the file; nothing was changed."
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (str(self.path), self.reason)

@@ -34,8 +34,10 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -48,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ctlib.errors import TrainingDivergedError
+from ctlib.errors import CheckpointError, TrainingDivergedError
 from ctlib.files import atomic_write, write_json
 from ctlib.models import get_spec, probabilities
 from ctlib.transforms import AugmentConfig, CanvasDataset, item_seed
@@ -59,6 +61,7 @@ __all__ = [
     "TrainingDivergedError",
     "build_optimizer",
     "fit",
+    "load_training_state",
     "lr_at",
     "predict",
     "resolve_device",
@@ -271,9 +274,22 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+    """Every random state, as tensors and plain numbers only (so that a checkpoint loads with
+    ``torch.load(weights_only=True)``, which cannot run code)."""
+    version, internal, gauss_next = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -282,11 +298,49 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    python, numpy = state["python"], state["numpy"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss_next"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_training_state(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """A ``checkpoint.pt`` written by :func:`fit`, loaded with ``weights_only=True``: tensors
+    and plain data only, so a planted or foreign file can never run code.
+
+    Raises:
+        CheckpointError: the file is truncated or corrupt, holds other objects (not written by
+            this version of ctlib, or written to run code), or is not a training checkpoint;
+            the message names the file and says to start again with ``--no-resume``.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            path,
+            "it holds objects other than tensors and plain data (written by an older "
+            f"ctlib, or not by ctlib), so it is not loaded: loading it could run code ({error})",
+        ) from None
+    except (EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CheckpointError(path, f"the file is truncated or corrupt ({error})") from None
+    keys = {"model", "optimizer", "epoch", "history", "rng", "config"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(path, f"it is no ctlib training checkpoint (found {found})")
+    return state
 
 
 def _loader(
@@ -364,7 +418,7 @@ def fit(
     start_epoch = 0
     best_val = math.inf
     if folder is not None and resume and (folder / CHECKPOINT).is_file():
-        state = torch.load(folder / CHECKPOINT, map_location=device, weights_only=False)
+        state = load_training_state(folder / CHECKPOINT, device)
         if state.get("config") != config.to_dict():
             raise ValueError(
                 f"{folder / CHECKPOINT} was written by another configuration; "

@@ -18,8 +18,15 @@ from torch import nn
 
 from ctlib.data import load_dataset
 from ctlib.data.synthetic import SyntheticConfig
-from ctlib.errors import TrainingDivergedError
-from ctlib.train import TrainConfig, build_optimizer, fit, lr_at, predict
+from ctlib.errors import CheckpointError, TrainingDivergedError
+from ctlib.train import (
+    TrainConfig,
+    build_optimizer,
+    fit,
+    load_training_state,
+    lr_at,
+    predict,
+)
 from ctlib.transforms import CanvasDataset
 
 TINY = dict(
@@ -117,14 +124,16 @@ def test_config_errors() -> None:
     assert round_trip == TrainConfig(canvas=(96, 64))
 
 
-def _run(frame: pd.DataFrame, out: Path | None, **changes: object) -> tuple[list, np.ndarray]:
+def _run(
+    frame: pd.DataFrame, out: Path | None, resume: bool = True, **changes: object
+) -> tuple[list, np.ndarray]:
     from ctlib.models import create_model
 
     config = TrainConfig(**{**TINY, **changes})
     torch.manual_seed(config.seed)
     model = create_model(config.arch, pretrained=False, progress=False)
     train = CanvasDataset(frame.iloc[:24], config.input_size, train=True, seed=config.seed)
-    history = fit(model, train, config, out, progress=False)
+    history = fit(model, train, config, out, progress=False, resume=resume)
     probs = predict(
         model, CanvasDataset(frame.iloc[24:], config.input_size), config, progress=False
     )
@@ -176,6 +185,73 @@ def test_resume_refuses_another_config(tiny_frame: pd.DataFrame, tmp_path: Path)
     _run(tiny_frame, tmp_path, epochs=1)
     with pytest.raises(ValueError, match="another configuration"):
         _run(tiny_frame, tmp_path, epochs=2, lr=1e-3)
+
+
+class _Payload:
+    """Unpickling this runs code: it creates ``marker`` (a stand-in for anything worse)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_checkpoint_never_runs_its_code(tiny_frame: pd.DataFrame, tmp_path: Path) -> None:
+    """A runs folder from elsewhere may hold a malicious checkpoint.pt: resuming refuses it
+    (loaded with weights_only=True) and the payload never runs."""
+    marker = tmp_path / "payload-ran"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    # a file that looks like a checkpoint, with code inside
+    torch.save(
+        {
+            "model": {},
+            "optimizer": {},
+            "epoch": 0,
+            "history": [],
+            "rng": _Payload(marker),
+            "config": TrainConfig(**TINY).to_dict(),
+        },
+        folder / "checkpoint.pt",
+    )
+    with open(tmp_path / "plain.pkl", "wb") as handle:  # the same payload really runs when
+        import pickle  # loaded the unsafe way: the test can fail
+
+        pickle.dump(_Payload(tmp_path / "control"), handle)
+    with open(tmp_path / "plain.pkl", "rb") as handle:
+        pickle.load(handle)
+    assert (tmp_path / "control").exists()
+    with pytest.raises(CheckpointError, match="could run code") as error:
+        _run(tiny_frame, folder)
+    assert not marker.exists()
+    assert "checkpoint.pt" in str(error.value) and "--no-resume" in str(error.value)
+
+
+def test_a_truncated_checkpoint_says_which_file_and_the_fix(
+    tiny_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    _run(tiny_frame, tmp_path, epochs=1)
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
+        _run(tiny_frame, tmp_path, epochs=1)
+    assert str(checkpoint) in str(error.value) and "--no-resume" in str(error.value)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    torch.save({"weights": torch.zeros(2)}, foreign / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="no ctlib training checkpoint"):
+        _run(tiny_frame, foreign, epochs=1)
+    history, _ = _run(tiny_frame, tmp_path, epochs=1, resume=False)  # the fix works
+    assert len(history) == 1
+
+
+def test_checkpoints_hold_only_tensors_and_plain_data(
+    tiny_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    _run(tiny_frame, tmp_path, epochs=1)
+    state = load_training_state(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 0 and isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
 
 
 class _NaNNet(nn.Module):
