@@ -12,6 +12,7 @@ Commands:
     cv          cross-validate one architecture (paper / patient / official protocol)
     table       Table 2 and Fig. 9 from a results folder
     predict     probability of COVID for any image files, with a trained model
+    prepare-workshop  the day before a workshop: data, the lessons' training, a rehearsal
     quickstart  the kit's main job in quick mode (synthetic data, CPU, seconds)
 """
 
@@ -177,7 +178,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.what == "report":
         from ctlib.study.audit import write_audit
 
-        path = write_audit(dataset, args.out or "results/audit", progress=not args.quiet)
+        path = write_audit(
+            dataset,
+            args.out or "results/audit",
+            cosine_min=args.cosine_min,
+            progress=not args.quiet,
+        )
         print(f"wrote {path}")
         return 0
     return _audit_groups(args, dataset)
@@ -293,6 +299,30 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     frame = predict_files(args.files, args.checkpoint, canvas=args.canvas, progress=not args.quiet)
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def _cmd_prepare_workshop(args: argparse.Namespace) -> int:
+    from ctlib.notebook import get_mode
+    from ctlib.notebook.preflight import prepare_workshop
+
+    mode = get_mode()
+    print(f"{mode}\npreparing: data, then every run notebooks 02-05 train, then one rehearsal")
+    report = prepare_workshop(
+        mode,
+        download_missing=args.download,
+        rehearse=not args.no_rehearse,
+        notebooks=args.notebooks or None,
+        progress=not args.quiet,
+    )
+    print(report.to_string(index=False))
+    rehearsal = report[report["step"] == "rehearse"]
+    if len(rehearsal):
+        print(
+            f"in class, the notebooks now take {rehearsal['seconds'].sum() / 60:.1f} min in all "
+            "(each as timed above; nothing is left to train)"
+        )
+    failed = rehearsal["note"] != "ran through"
+    return 1 if failed.any() else 0
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
@@ -527,6 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=sorted(DATASETS))
     p.add_argument("--root", help="folder holding the data sets (default: CTLIB_DATA_DIR)")
     p.add_argument(
+        "--cosine-min",
+        type=float,
+        default=0.92,
+        help="report: cosine similarity of ImageNet features from which a training image is a "
+        "test image's look-alike (default: 0.92, calibrated on COVID19-CT)",
+    )
+    p.add_argument(
         "--groups",
         type=int,
         default=60,
@@ -558,6 +595,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "prepare-workshop",
+        help="the day before a workshop: data, every run the notebooks train, a timed rehearsal",
+    )
+    p.add_argument("--download", action="store_true", help="fetch real data sets that are missing")
+    p.add_argument(
+        "--no-rehearse",
+        action="store_true",
+        help="train only; do not run the notebooks once to time them",
+    )
+    p.add_argument("--notebooks", nargs="*", help="notebooks to rehearse (default: notebooks/NN_*)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_prepare_workshop)
 
     p = sub.add_parser("quickstart", help="the main job in quick mode: synthetic data, seconds")
     p.add_argument("--out", default="outputs/quick", help="output folder (default: outputs/quick)")

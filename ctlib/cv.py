@@ -356,7 +356,7 @@ def trained_fold(
     """
     name = dataset if isinstance(dataset, str) else dataset.name
     if config is not None:
-        if arch is not None and arch != config.arch:
+        if arch is not None and get_spec(arch.partition("-")[0]).name != config.arch:
             raise ValueError(f"arch={arch!r} but the recipe trains {config.arch!r}; pass one.")
         if isinstance(dataset, str):
             raise ValueError(
@@ -375,7 +375,12 @@ def trained_fold(
         )
     if arch is None:
         raise ValueError("Name the architecture: arch=... (or pass a training recipe).")
-    run = config.run_name if config is not None else arch
+    head, _, variant = arch.partition("-")  # a run name: the architecture, then what differs
+    run = (
+        config.run_name
+        if config is not None
+        else get_spec(head).name + (f"-{variant}" * bool(variant))
+    )
     folder = fold_dir(results, name, protocol, run, fold)
     if not (folder / "model.pt").is_file():
         raise FileNotFoundError(

@@ -1,17 +1,36 @@
-"""The training recipes, each written once: the paper's and the CPU-sized ones, as tables too.
+"""The training recipes, each named and written once, and shown beside the paper's.
 
-* the **paper's** (Alshazly et al. 2020, Sec. 4): :class:`ctlib.train.TrainConfig`'s defaults;
-* :func:`quick_config` -- the command line's ``--quick``: 2 epochs, batch 16, a 160-px-wide
-  canvas of the architecture's shape, on the CPU;
-* :func:`finetune_config` -- the notebooks' recipe: the paper's in full mode, a CPU-sized one
-  in quick mode;
-* :func:`recipe_table` and :func:`schedule_table` show a recipe beside the paper's.
+Every place that trains -- the command line, the notebooks, the pre-flight, the benchmarks,
+``scripts/reproduce_cpu.sh`` -- takes its recipe from :data:`RECIPES` by name
+(:func:`recipe`), so no two of them drift apart:
+
+================= =====================================================================
+``paper``         Alshazly et al. (2020, Sec. 4): :class:`ctlib.train.TrainConfig`'s
+                  defaults -- 100 epochs, batch 32, LAMB at 3e-4 with its drops, Table 1's
+                  canvas. For a GPU.
+``quick``         the command line's ``--quick``: 2 epochs, batch 16, a 160-px-wide canvas.
+``lesson``        the notebooks in quick mode: 5 epochs, batch 16, 128 px wide, lr 1e-2.
+``explain``       notebooks 04 and 05 in quick mode (one network for both): 8 epochs,
+                  192 px wide, lr 3e-3.
+``score-cams``    ``benchmarks/score_cams.py``: 12 epochs, 256 x 186, lr 3e-3.
+``cpu-reference`` the kit's committed real-data runs (``results/``): 12 epochs, 224 x 162,
+                  batch 16, lr 1e-3.
+================= =====================================================================
+
+A canvas given by its width keeps the architecture's Table 1 aspect ratio. A learning rate
+other than the paper's scales the whole schedule (:meth:`ctlib.train.TrainConfig.with_lr`):
+the drops keep the paper's ratios. Everything but the paper's recipe runs on the CPU.
+
+:func:`recipe_table` and :func:`schedule_table` show a recipe beside the paper's;
+:func:`describe_recipe` says in a few words how it differs; :func:`recipe_id` names the
+folder its results go to, so that two recipes never share one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import replace
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,21 +39,176 @@ import pandas as pd
 from ctlib.models import get_spec, list_models
 from ctlib.train import TrainConfig, lr_at
 
-__all__ = ["describe_recipe", "finetune_config", "quick_config", "recipe_table", "schedule_table"]
+__all__ = [
+    "FULL_ARCH",
+    "QUICK_ARCH",
+    "RECIPES",
+    "RUNTIME_SETTINGS",
+    "Recipe",
+    "describe_recipe",
+    "finetune_config",
+    "quick_config",
+    "recipe",
+    "recipe_id",
+    "recipe_table",
+    "schedule_table",
+]
+
+QUICK_ARCH = "efficientnet_lite0"  # the one network with ImageNet weights offline
+FULL_ARCH = "resnet101"  # the paper's best on SARS-CoV-2 CT
+
+#: Settings that change how a run is computed, not what it learns: they never tell two
+#: recipes apart.
+RUNTIME_SETTINGS = ("device", "amp", "channels_last", "compile", "num_workers")
 
 
-def quick_config(arch: str = "efficientnet_lite0", **changes: Any) -> TrainConfig:
-    """A CPU-sized recipe for quick mode: 2 epochs, batch 16, a small canvas of the same shape."""
-    width, height = get_spec(arch).canvas
-    scale = 160 / width
-    base = TrainConfig(
+@dataclass(frozen=True)
+class Recipe:
+    """A named training recipe, what :func:`recipe` builds a :class:`TrainConfig` from.
+
+    Attributes:
+        epochs: as in :class:`TrainConfig`.
+        batch_size: as in :class:`TrainConfig`.
+        lr: the initial learning rate; the whole schedule scales with it.
+        canvas_width: a canvas this wide, in the architecture's Table 1 aspect; None: Table 1's.
+        canvas: an exact ``(width, height)`` instead.
+        device: ``"cpu"`` for the CPU-sized recipes, ``"auto"`` for the paper's.
+        doc: what it is for.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    canvas_width: int | None = None
+    canvas: tuple[int, int] | None = None
+    device: str = "cpu"
+    doc: str = ""
+
+
+_PAPER = TrainConfig()
+RECIPES: dict[str, Recipe] = {
+    "paper": Recipe(
+        _PAPER.epochs,
+        _PAPER.batch_size,
+        _PAPER.lr,
+        device="auto",
+        doc="the paper's (Sec. 4), for a GPU",
+    ),
+    "quick": Recipe(2, 16, _PAPER.lr, canvas_width=160, doc="the command line's --quick"),
+    "lesson": Recipe(
+        5,
+        16,
+        1e-2,
+        canvas_width=128,
+        doc="the notebooks in quick mode: with a few dozen LAMB steps, 3e-4 barely moves the "
+        "weights, so the rate is larger",
+    ),
+    "explain": Recipe(
+        8, 16, 3e-3, canvas_width=192, doc="notebooks 04 and 05 in quick mode: one network"
+    ),
+    "score-cams": Recipe(
+        12,
+        16,
+        3e-3,
+        canvas=(256, 186),
+        doc="benchmarks/score_cams.py: CAMs scored against synthetic lesions",
+    ),
+    "cpu-reference": Recipe(
+        12,
+        16,
+        1e-3,
+        canvas=(224, 162),
+        doc="the kit's committed real-data runs on a 2-core CPU (results/)",
+    ),
+}
+
+
+def _canvas_of(arch: str, width: int) -> tuple[int, int]:
+    """A canvas ``width`` wide in ``arch``'s Table 1 aspect ratio (at least 32 px high)."""
+    table_width, table_height = get_spec(arch).canvas
+    return width, max(32, int(round(table_height * width / table_width)))
+
+
+def recipe(name: str, arch: str | None = None, **changes: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of a named recipe (see :data:`RECIPES`) for ``arch``.
+
+    Args:
+        name: ``"paper"``, ``"quick"``, ``"lesson"``, ``"explain"``, ``"score-cams"`` or
+            ``"cpu-reference"``.
+        arch: the architecture (aliases such as ``inception_v3`` are fine); default
+            EfficientNet-Lite0 for the CPU recipes, ResNet101 for the paper's.
+        changes: any :class:`TrainConfig` field; ``lr`` scales the whole schedule, and
+            ``canvas_width`` sets a canvas of the architecture's shape.
+
+    Example:
+        >>> recipe("lesson").epochs
+        5
+    """
+    try:
+        spec = RECIPES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown recipe {name!r}; choose from {sorted(RECIPES)} (ctlib.recipes.RECIPES)."
+        ) from None
+    arch = get_spec(arch or (FULL_ARCH if name == "paper" else QUICK_ARCH)).name
+    lr = changes.pop("lr", None)
+    width = changes.pop("canvas_width", None) or spec.canvas_width
+    canvas = changes.pop("canvas", None) or spec.canvas
+    if canvas is None and width:
+        canvas = _canvas_of(arch, width)
+    config = TrainConfig(
         arch=arch,
-        epochs=2,
-        batch_size=16,
-        canvas=(160, max(32, int(round(height * scale)))),
-        device="cpu",
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        canvas=canvas,
+        device=spec.device,
+        **changes,
     )
-    return replace(base, **changes)
+    target = float(lr) if lr is not None else spec.lr
+    return config.with_lr(target) if target != config.lr else config
+
+
+def quick_config(arch: str = QUICK_ARCH, **changes: Any) -> TrainConfig:
+    """The ``quick`` recipe (the command line's ``--quick``) for ``arch``."""
+    return recipe("quick", arch, **changes)
+
+
+def finetune_config(
+    mode: Any,
+    arch: str | None = None,
+    *,
+    max_epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    canvas_width: int | None = None,
+    seed: int = 0,
+) -> TrainConfig:
+    """The fine-tuning recipe of a notebook: ``lesson`` in quick mode, ``paper`` in full mode.
+
+    ``mode`` is a :class:`ctlib.notebook.Mode` (anything with a boolean ``quick``). Every
+    argument given overrides the recipe's choice; a learning rate scales the whole schedule.
+    """
+    changes: dict[str, Any] = {"seed": seed}
+    if max_epochs is not None:
+        changes["epochs"] = int(max_epochs)
+    if batch_size is not None:
+        changes["batch_size"] = int(batch_size)
+    if canvas_width is not None:
+        changes["canvas_width"] = int(canvas_width)
+    if lr is not None:
+        changes["lr"] = float(lr)
+    return recipe("lesson" if mode.quick else "paper", arch, **changes)
+
+
+def recipe_id(config: TrainConfig) -> str:
+    """A folder name for a recipe's results: its epochs, canvas and learning rate, and a hash
+    of everything that decides what it learns (runtime settings excluded), e.g.
+    ``5ep-128x93-lr0.01-3f2a9c``. Two recipes never share one; the same recipe always gets
+    the same."""
+    data = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_SETTINGS}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:6]
+    width, height = config.input_size
+    return f"{config.epochs}ep-{width}x{height}-lr{config.lr:g}-{digest}"
 
 
 def recipe_table(config: TrainConfig) -> pd.DataFrame:
@@ -102,71 +276,6 @@ def schedule_table(config: TrainConfig) -> pd.DataFrame:
             rows.append({"epochs": span, "learning rate": f"{lr_at(start, config):g}"})
             start = epoch
     return pd.DataFrame(rows).set_index("epochs")
-
-
-QUICK_ARCH = "efficientnet_lite0"
-
-
-FULL_ARCH = "resnet101"
-
-
-QUICK_LR = 1e-2
-
-
-def finetune_config(
-    mode: Any,
-    arch: str | None = None,
-    *,
-    max_epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int | None = None,
-    canvas_width: int | None = None,
-    seed: int = 0,
-) -> TrainConfig:
-    """The fine-tuning recipe of a notebook: the paper's in full mode, a CPU-sized one in quick.
-
-    ``mode`` is a :class:`ctlib.notebook.Mode` (anything with a boolean ``quick``).
-
-    Quick mode deviates from the paper, for the CPU (each notebook says so):
-    EfficientNet-Lite0 (the only network with ImageNet weights offline), 5 epochs instead
-    of 100, a canvas 128 px wide (same shape as Table 1's) instead of 349 × 253, batch 16
-    instead of 32, and an initial learning rate of 1e-2 instead of 3e-4 -- with a few dozen
-    LAMB steps, 3e-4 barely moves the weights. The schedule's milestones scale with the
-    epochs; a learning rate other than the paper's scales the whole schedule, so the drops
-    keep the paper's ratios (1/3, 1/10, 1/30, 1/100 of the initial rate). Every argument
-    given overrides the mode's choice.
-    """
-    if mode.quick:
-        name = arch or QUICK_ARCH
-        width, height = get_spec(name).canvas
-        target = canvas_width or 128
-        config = TrainConfig(
-            arch=name,
-            epochs=5,
-            batch_size=16,
-            device="cpu",
-            seed=seed,
-            canvas=(target, max(32, int(round(height * target / width)))),
-        )
-        lr = QUICK_LR if lr is None else lr
-    else:
-        name = arch or FULL_ARCH
-        config = TrainConfig(arch=name, seed=seed)
-        if canvas_width is not None:
-            width, height = get_spec(name).canvas
-            config = dataclasses.replace(
-                config, canvas=(canvas_width, int(round(height * canvas_width / width)))
-            )
-    changes: dict[str, Any] = {}
-    if max_epochs is not None:
-        changes["epochs"] = int(max_epochs)
-    if batch_size is not None:
-        changes["batch_size"] = int(batch_size)
-    config = dataclasses.replace(config, **changes) if changes else config
-    if lr is not None and float(lr) != config.lr:
-        # keep the paper's ratios: the drops go to 1/3, 1/10, 1/30 and 1/100 of the initial rate
-        config = config.with_lr(float(lr))
-    return config
 
 
 def describe_recipe(config: TrainConfig) -> str:

@@ -132,7 +132,9 @@ class TrainConfig:
     content: str = "image"
 
     def __post_init__(self) -> None:
-        get_spec(self.arch)  # unknown names fail here, with a suggestion
+        # unknown names fail here, with a suggestion; aliases become the registry's name, so
+        # that a run is named (and found) the same whatever spelling started it
+        object.__setattr__(self, "arch", get_spec(self.arch).name)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}."

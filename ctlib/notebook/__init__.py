@@ -5,8 +5,10 @@
 * :mod:`~ctlib.notebook.datasets` -- which data sets are here, a notebook's data set, the
   quick cross-validation that notebook 03 reads (:func:`ensure_results`);
 * :mod:`~ctlib.notebook.colab` -- Colab;
+* :mod:`~ctlib.notebook.preflight` -- the day before a workshop: data, training, a rehearsal;
 * :mod:`~ctlib.notebook.tools` -- for maintainers, not learners: run the notebooks headless,
-  strip their outputs (``python -m ctlib.notebook run|strip``).
+  strip their outputs, write the students' copies (``python -m ctlib.notebook
+  run|strip|student``).
 
 What the notebooks compute lives in the layers below: recipes in :mod:`ctlib.recipes`,
 figures in :mod:`ctlib.plots`, tables in :mod:`ctlib.study`, widgets in :mod:`ctlib.widgets`.
@@ -30,7 +32,7 @@ from ctlib.notebook.folders import (
     repo_root,
     results_dir,
 )
-from ctlib.notebook.mode import QUICK_ENV, Mode, get_mode
+from ctlib.notebook.mode import QUICK_ENV, Mode, get_mode, runs_here
 
 __all__ = [
     "FULL_DATASET",
@@ -51,4 +53,5 @@ __all__ = [
     "output_dir",
     "repo_root",
     "results_dir",
+    "runs_here",
 ]

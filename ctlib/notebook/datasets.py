@@ -18,6 +18,7 @@ from ctlib.notebook.mode import Mode
 from ctlib.paths import data_dir
 from ctlib.recipes import FULL_ARCH, finetune_config
 from ctlib.results import collect_results
+from ctlib.train import TrainConfig
 
 __all__ = [
     "FULL_DATASET",
@@ -139,18 +140,20 @@ def ensure_results(
     arch: str | None = None,
     n_folds: int = 5,
     seed: int = 0,
+    config: TrainConfig | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Every finished fold under ``folder``, one row each (:func:`ctlib.results.collect_results`).
 
-    Quick mode first completes the quick cross-validation (:func:`finetune_config` on
-    ``dataset``, default synthetic): folds already finished, e.g. notebook 02's, are skipped,
-    so a second call costs seconds. Full mode never trains here: without results it raises,
+    Quick mode first completes the quick cross-validation of ``config`` (default:
+    :func:`ctlib.recipes.finetune_config`, the ``lesson`` recipe) on ``dataset`` (default
+    synthetic): folds already finished, e.g. notebook 02's or the pre-flight's, are skipped, so
+    a second call costs seconds. Full mode never trains here: without results it raises,
     naming the command that makes them.
     """
     if mode.quick:
         data = get_dataset(dataset or default_dataset(mode))
-        config = finetune_config(mode, arch, seed=seed)
+        config = config or finetune_config(mode, arch, seed=seed)
         log.info("completing the quick %d-fold CV of %s in %s", n_folds, config.arch, folder)
         run_cv(data, config, n_folds=n_folds, out=folder, progress=progress)
         return collect_results(folder)

@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 
 from ctlib.notebook.mode import Mode
 from ctlib.plots import save_figure
+from ctlib.recipes import describe_recipe, recipe_id
+from ctlib.train import TrainConfig
 
 __all__ = [
     "OUTPUT_ENV",
@@ -50,11 +52,19 @@ def output_dir(*parts: str, create: bool = True) -> Path:
     return path
 
 
-def results_dir(mode: Mode) -> Path:
-    """Where cross-validation results live: ``runs/`` in full mode, quick ones apart."""
-    if mode.quick:
-        return output_dir("runs")
-    return (repo_root() or Path.cwd()) / "runs"
+def results_dir(mode: Mode, config: TrainConfig | None = None) -> Path:
+    """Where a notebook's cross-validation results live, one folder per recipe.
+
+    Quick mode: ``<output_dir>/runs/<recipe id>`` (:func:`ctlib.recipes.recipe_id`), so that
+    a rerun with another learning rate, epoch count or canvas trains into its own folder and
+    the same recipe finds its finished folds again. Full mode: ``runs/`` (where ``python -m
+    ctlib cv`` and ``sweep`` write) for the paper's recipe, ``runs/<recipe id>`` for any
+    other. Without ``config``: the base folder itself.
+    """
+    base = output_dir("runs") if mode.quick else (repo_root() or Path.cwd()) / "runs"
+    if config is None or (not mode.quick and describe_recipe(config) == "the paper's"):
+        return base
+    return base / recipe_id(config)
 
 
 def committed_results() -> Path:

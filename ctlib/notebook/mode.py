@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["QUICK_ENV", "Mode", "get_mode"]
+__all__ = ["QUICK_ENV", "Mode", "get_mode", "runs_here"]
 
 
 QUICK_ENV = "CTLIB_QUICK"
@@ -95,3 +95,20 @@ def get_mode(environ: Mapping[str, str] | None = None, *, gpu: bool | None = Non
     if gpu:
         return Mode(False, f"{QUICK_ENV} is unset and PyTorch sees a GPU", gpu)
     return Mode(True, f"{QUICK_ENV} is unset and PyTorch sees no GPU", gpu)
+
+
+def runs_here(needs: str, mode: Mode) -> bool:
+    """Whether a solution that needs ``needs`` (e.g. ``"a GPU and the real data sets"``) runs
+    in ``mode``: in quick mode it does not, and the reason is printed instead of silence.
+
+    Example:
+        >>> if runs_here("a GPU", get_mode()):  # doctest: +SKIP
+        ...     run_the_long_job()
+    """
+    if mode.quick:
+        print(
+            f"Skipped in quick mode: this solution needs {needs}. Run the notebook in full "
+            "mode (CTLIB_QUICK=0) where you have it."
+        )
+        return False
+    return True

@@ -1,6 +1,7 @@
-"""Tooling for the notebooks themselves (not for learners): run them headless, strip outputs.
+"""Tooling for the notebooks themselves (not for learners): run them headless, strip outputs,
+write the students' copies.
 
-``python -m ctlib.notebook run|strip ...`` (see :func:`main`).
+``python -m ctlib.notebook run|strip|student ...`` (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ import pandas as pd
 from ctlib.notebook.folders import output_dir, repo_root
 from ctlib.notebook.mode import get_mode
 
-__all__ = ["CHECK_MARK", "is_checked", "main", "run_notebooks", "strip_outputs"]
+__all__ = [
+    "CHECK_MARK",
+    "EXERCISE_TAG",
+    "SOLUTION_TAG",
+    "is_checked",
+    "is_solution",
+    "main",
+    "run_notebooks",
+    "strip_outputs",
+    "student_copies",
+    "student_copy",
+]
 
 
 def run_notebooks(
@@ -131,11 +143,59 @@ def strip_outputs(
     return checked
 
 
+SOLUTION_TAG = "solution"
+EXERCISE_TAG = "exercise"
+
+
+def is_solution(cell: Any) -> bool:
+    """Whether a notebook cell is a worked solution (tagged ``solution``)."""
+    return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def student_copy(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Write ``path`` without its solution cells and without any outputs, for learners.
+
+    The teacher's copy (the committed notebook) is not changed. Each exercise keeps a line
+    saying that its solution is with the instructor. Returns the path written.
+    """
+    import nbformat  # lazy: in the notebooks extra, not the core dependencies
+
+    notebook = nbformat.read(path, as_version=4)
+    cells = []
+    for cell in notebook.cells:
+        if is_solution(cell):
+            continue
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        if EXERCISE_TAG in cell.metadata.get("tags", []):
+            cell.source = (
+                cell.source.rstrip() + "\n\n*(Worked solution: in the instructor's copy.)*"
+            )
+        cells.append(cell)
+    notebook.cells = cells
+    for key in ("papermill", "widgets"):
+        notebook.metadata.pop(key, None)
+    target = Path(out) / Path(path).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, target)
+    return target
+
+
+def student_copies(
+    paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
+) -> list[Path]:
+    """:func:`student_copy` of every notebook in ``paths`` into the folder ``out``."""
+    return [student_copy(path, out) for path in paths]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ctlib.notebook run|strip ...``: run notebooks headless, or strip outputs."""
+    """``python -m ctlib.notebook run|strip|student ...``: run notebooks headless, strip their
+    outputs, or write learners' copies without the solutions."""
     parser = argparse.ArgumentParser(
         prog="python -m ctlib.notebook",
-        description="The numbered notebooks: run them, or clean them for a commit.",
+        description="The numbered notebooks: run them, clean them for a commit, or write the "
+        "students' copies (no solutions, no outputs).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute notebooks headless (papermill), print timings")
@@ -152,13 +212,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     strip.add_argument(
         "--checked-from", help="folder of executed copies whose checked outputs to keep"
     )
+    student = sub.add_parser("student", help="the students' copies: no solutions, no outputs")
+    student.add_argument(
+        "notebooks", nargs="*", help="notebooks or a folder of them (default: notebooks/)"
+    )
+    student.add_argument("--out", default="student", help="folder to write to (default: student)")
     args = parser.parse_args(argv)
-    paths = args.notebooks or sorted(
+    given = []
+    for item in args.notebooks:
+        folder = Path(item)
+        given += sorted(map(str, folder.glob("[0-9][0-9]_*.ipynb"))) if folder.is_dir() else [item]
+    paths = given or sorted(
         str(p) for p in ((repo_root() or Path.cwd()) / "notebooks").glob("[0-9][0-9]_*.ipynb")
     )
     if not paths:
         print("no notebooks found", file=sys.stderr)
         return 2
+    if args.command == "student":
+        written = student_copies(paths, args.out)
+        print(f"wrote {len(written)} students' copies (no solutions, no outputs) to {args.out}")
+        return 0
     if args.command == "strip":
         for path in paths:
             executed = Path(args.checked_from) / Path(path).name if args.checked_from else None

@@ -489,7 +489,12 @@ def _identical_pairs(frame: pd.DataFrame, folds: np.ndarray) -> int:
 
 
 def audit_dataset(
-    dataset: CTDataset, *, n_folds: int = 5, seed: int = 0, progress: bool = True
+    dataset: CTDataset,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    cosine_min: float = COSINE_MIN,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Leakage and shortcut numbers of one data set, under the image-level folds of the
     paper and the grouped folds (patients, or pseudo-patients where none are published).
@@ -512,7 +517,7 @@ def audit_dataset(
         "non_covid": int((1 - labels).sum()),
         "hash_bits": 256,
         "hash_max_distance": HASH_MAX_DISTANCE,
-        "cosine_min": COSINE_MIN,
+        "cosine_min": cosine_min,
         "protocols": {},
     }
     grouped = _grouped_protocol(dataset)
@@ -520,7 +525,7 @@ def audit_dataset(
         folds = make_folds(frame, protocol, n_folds, seed).to_numpy()
         pairs = near_duplicate_pairs(frame, hashes, folds, max_distance=HASH_MAX_DISTANCE)
         nearest = nearest_other_fold(features, folds)
-        close = nearest["similarity"].to_numpy() >= COSINE_MIN
+        close = nearest["similarity"].to_numpy() >= cosine_min
         neighbour_labels = labels[nearest["neighbour"].to_numpy()]
         forest = metadata_baseline(metadata, labels, folds, seed=seed)
         size_only = metadata_baseline(

@@ -1,0 +1,198 @@
+"""The classroom: exercises labelled and solved, commands that work, students' copies, the
+instructor's schedule, and a pre-flight after which the lessons train nothing."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ctlib.cli import build_parser
+from ctlib.notebook import get_mode
+from ctlib.notebook.preflight import LESSON_RUNS, lesson_runs, prepare_workshop
+from ctlib.notebook.tools import is_solution, run_notebooks, student_copies
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LABEL = re.compile(r"^\*\*Exercise (\d+)\*\* `\[(CPU|GPU) · \d+ (min|h)( · real data)?\]`")
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _exercises(nb: nbformat.NotebookNode) -> list[tuple[int, object, list]]:
+    """``(number, exercise cell, its solution cells)`` in order."""
+    found = []
+    for cell in nb.cells:
+        if "exercise" in cell.metadata.get("tags", []):
+            match = LABEL.match(cell.source)
+            assert match, f"exercise without a label: {cell.source[:80]!r}"
+            found.append((int(match.group(1)), cell, []))
+        elif is_solution(cell):
+            assert found, "a solution before any exercise"
+            found[-1][2].append(cell)
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_is_labelled_and_has_a_hidden_solution(path: Path) -> None:
+    exercises = _exercises(_read(path))
+    assert exercises, f"{path.name} has no exercise"
+    assert [n for n, _, _ in exercises] == list(range(1, len(exercises) + 1))
+    for number, _, solutions in exercises:
+        assert solutions, f"{path.name}: exercise {number} has no solution"
+        for cell in solutions:
+            assert cell.metadata.get("jupyter", {}).get("source_hidden") is True
+            first = cell.source.splitlines()[0]
+            assert f"Solution {number}" in first, f"{path.name}: {first!r} opens no solution line"
+            needs = cell.metadata.get("ctlib", {}).get("needs")
+            if cell.cell_type == "code":
+                # a solution that needs a GPU or the real data says so, and skips out loud
+                assert (needs is not None) == ("runs_here(" in cell.source), first
+
+
+def test_the_label_pattern_refuses_an_unlabelled_exercise() -> None:
+    assert LABEL.match("**Exercise 2** `[CPU · 5 min]` Do this.")
+    assert LABEL.match("**Exercise 4** `[GPU · 2 h · real data]` Do that.")
+    assert not LABEL.match("**Exercise 3** Do this.")
+    assert not LABEL.match("**Exercise 3** `[TPU · 5 min]` Do this.")
+
+
+def test_the_kit_has_its_33_exercises() -> None:
+    counts = {p.stem[:2]: len(_exercises(_read(p))) for p in NOTEBOOKS}
+    assert sum(counts.values()) == 33, counts
+
+
+def _commands(text: str, program: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(r"`(" + re.escape(program) + r" [^`]*)`", text)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_ctlib_command_in_a_notebook_is_complete_and_parses(path: Path) -> None:
+    parser = build_parser()
+    for cell in _read(path).cells:
+        for command in _commands(cell.source, "python -m ctlib"):
+            assert "..." not in command and "…" not in command, f"incomplete: {command}"
+            words = shlex.split(command)[3:]
+            if words and words[0].startswith("."):  # python -m ctlib.notebook ...
+                continue
+            parser.parse_args(words)  # exits (a failed test) if the CLI refuses it
+
+
+def _dotted_names(text: str) -> set[str]:
+    return {m.group(0) for m in re.finditer(r"(?<![\w/.])ctlib(?:\.[A-Za-z_]\w*)+", text)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_ctlib_name_a_notebook_mentions_exists(path: Path) -> None:
+    missing = []
+    for cell in _read(path).cells:
+        for name in _dotted_names(cell.source):
+            parts = name.split(".")
+            for k in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:k]))
+                except ImportError:
+                    continue
+                try:
+                    for attribute in parts[k:]:
+                        obj = getattr(obj, attribute)
+                except AttributeError:
+                    missing.append(name)
+                break
+    assert missing == []
+
+
+def test_students_copies_hold_no_solution_and_no_output(tmp_path: Path) -> None:
+    written = student_copies(NOTEBOOKS, tmp_path)
+    assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
+    for teacher, student in zip(NOTEBOOKS, written, strict=True):
+        copy = _read(student)
+        assert not any(is_solution(c) for c in copy.cells)
+        assert all(not c.get("outputs") for c in copy.cells if c.cell_type == "code")
+        assert sum("exercise" in c.metadata.get("tags", []) for c in copy.cells) == len(
+            _exercises(_read(teacher))
+        )
+        assert any(is_solution(c) for c in _read(teacher).cells), "the teacher's copy keeps them"
+
+
+@pytest.mark.student
+def test_students_copies_run_in_quick_mode(tmp_path: Path) -> None:
+    """The copies learners get run through (opt-in: .ci/run runs it after the notebooks, whose
+    results the copies reuse)."""
+    report = run_notebooks(student_copies(NOTEBOOKS, tmp_path / "student"), tmp_path / "run")
+    assert (report["error"] == "").all(), report[report["error"] != ""].to_string()
+
+
+def _schedule(section: str) -> list[list[str]]:
+    text = (ROOT / "docs" / "INSTRUCTOR.md").read_text()
+    block = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in block.splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+@pytest.mark.parametrize(
+    "section, minutes",
+    [("Schedule: a 3-hour workshop", 180), ("Schedule: a 90-minute session", 90)],
+)
+def test_the_schedules_add_up(section: str, minutes: int) -> None:
+    rows = _schedule(section)
+    assert rows, f"no schedule under {section!r}"
+    assert sum(int(r[2]) + int(r[3]) + int(r[4]) for r in rows) == minutes
+    if minutes == 180:
+        taught = " ".join(r[1] for r in rows)
+        assert all(f"{n:02d}" in taught for n in range(1, 7)), "every notebook has its block"
+
+
+def test_the_guide_is_linked_and_defines_the_notebooks_terms() -> None:
+    guide = (ROOT / "docs" / "INSTRUCTOR.md").read_text()
+    assert "docs/INSTRUCTOR.md" in (ROOT / "README.md").read_text()
+    for term in (
+        "Canvas",
+        "LAMB",
+        "Fold",
+        "Patient leak",
+        "t-SNE",
+        "Grad-CAM",
+        "Pointing game",
+        "Shortcut",
+    ):
+        assert f"**{term}" in guide, term
+
+
+def _run_training_cells(path: Path, namespace: dict) -> None:
+    """Run a notebook's parameters, imports and mode cells, then its cells up to the one that
+    trains (or finds) its networks, as the notebook would."""
+    cells = [c for c in _read(path).cells if c.cell_type == "code"][1:]  # not Colab's set-up
+    for cell in cells:
+        exec(compile(cell.source, f"{path.name}", "exec"), namespace)  # noqa: S102
+        if "ensure_results(" in cell.source or "trained_fold(" in cell.source:
+            return
+    raise AssertionError(f"{path.name} has no training cell")
+
+
+@pytest.mark.slow
+def test_after_the_preflight_notebooks_03_to_05_train_nothing(monkeypatch) -> None:
+    """The pre-flight trains what the notebooks would (into the quick output folder they use,
+    which the notebook tests then reuse); afterwards their training cells only read."""
+    mode = get_mode()
+    assert mode.quick, "the kit's tests run in quick mode"
+    report = prepare_workshop(mode, rehearse=False, progress=False)
+    assert set(report["step"]) == {"data", "train"}
+    assert len(report[report["step"] == "train"]) == len(LESSON_RUNS) == len(lesson_runs(mode))
+    again = prepare_workshop(mode, rehearse=False, progress=False)
+    assert again.loc[again["step"] == "train", "note"].str.startswith("0 fold(s) trained").all()
+
+    import ctlib.cv
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a notebook trained after the pre-flight")
+
+    monkeypatch.setattr(ctlib.cv, "fit", no_training)
+    for stem in ("03_cross_validation", "04_tsne", "05_gradcam"):
+        _run_training_cells(ROOT / "notebooks" / f"{stem}.ipynb", {"__name__": "__main__"})
