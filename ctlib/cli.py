@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ctlib.data.registry import DATASETS, REAL_DATASETS
-from ctlib.errors import DataError
+from ctlib.errors import CtlibError, DataError
 
 DEFAULT_ARCHS = ("squeezenet", "shufflenet", "resnet18", "inceptionv3", "xception")
 
@@ -63,8 +63,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_download(args: argparse.Namespace) -> int:
     from ctlib.data import download
 
-    path = download(args.dataset, args.dest, force=args.force, progress=not args.quiet)
-    print(f"{args.dataset} is ready in {path}")
+    names = sorted(REAL_DATASETS) if args.dataset == "all" else [args.dataset]
+    for name in names:
+        path = download(
+            name,
+            args.dest,
+            force=args.force,
+            verify=args.verify,
+            mirror=args.mirror,
+            progress=not args.quiet,
+        )
+        print(f"{name} is ready in {path}")
     return 0
 
 
@@ -355,9 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("download", help="download a real data set from its public source")
-    p.add_argument("dataset", choices=sorted(REAL_DATASETS))
+    p.add_argument(
+        "dataset", choices=[*sorted(REAL_DATASETS), "all"], help="a data set, or all of them"
+    )
     p.add_argument("--dest", help="folder to put it in (default: CTLIB_DATA_DIR or the cache)")
     p.add_argument("--force", action="store_true", help="download again even if present")
+    p.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="keep the copy even if it does not match the shipped manifest",
+    )
+    p.add_argument("--mirror", help="base URL replacing GitHub's (or CTLIB_DOWNLOAD_MIRROR)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_download)
 
@@ -626,9 +644,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (DataError, ValueError, OSError) as error:
+    except (CtlibError, ValueError, OSError) as error:
+        # every error a user can cause is one of the kit's (or a ValueError/OSError from a
+        # library given a bad value or file): one message, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: what was finished is saved; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -51,16 +51,19 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from tqdm.auto import tqdm
 
-from ctlib.data import CTDataset, with_pseudo_patients
-from ctlib.files import atomic_write, write_json
+from ctlib.data import CTDataset, check_readable, with_pseudo_patients
+from ctlib.files import FolderLock, atomic_write, write_json
 from ctlib.metrics import binary_metrics
 from ctlib.models import create_model, get_spec, save_checkpoint
-from ctlib.train import TrainConfig, fit, predict, seed_everything
+from ctlib.train import TrainConfig, fit, predict, recipe_of, resolve_device, seed_everything
 from ctlib.transforms import CanvasDataset
 
 __all__ = ["PROTOCOLS", "fold_dir", "make_folds", "run_cv", "run_fold", "trained_fold"]
 
 log = logging.getLogger(__name__)
+
+#: held in a fold folder while a process trains that fold
+LOCK_FILE = "train.lock"
 
 PROTOCOLS = ("paper", "patient", "pseudo-patient", "official")
 
@@ -110,9 +113,29 @@ def make_folds(
             )
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(len(frame)), labels, groups=frame[column].astype(str))
+    smallest = int(min(np.sum(labels == 0), np.sum(labels == 1)))
+    if n_folds > smallest // 2:
+        raise ValueError(
+            f"{n_folds} folds are too many for {len(frame)} images ({smallest} in the smaller "
+            f"class): every test fold needs at least two images of each class. Use at most "
+            f"{max(smallest // 2, 2)} folds (the paper: 5)."
+        )
     for k, (_, test) in enumerate(splits):
         folds[test] = k
+    per_fold = pd.crosstab(folds, labels)
+    if (per_fold.reindex(columns=[0, 1], fill_value=0) < 2).any(axis=None):
+        raise ValueError(
+            f"With {n_folds} {protocol} folds some test fold holds fewer than two images of a "
+            f"class ({per_fold.to_dict('index')}): its metrics would be undefined. Use fewer "
+            "folds."
+        )
     return pd.Series(folds, index=frame.index, name="fold")
+
+
+def _file_key(path: str) -> str:
+    """``<class folder>/<file name>`` of an image path: where the copy lies does not count."""
+    parts = Path(str(path)).parts
+    return "/".join(parts[-2:])
 
 
 def fold_dir(out: str | os.PathLike[str], dataset: str, protocol: str, run: str, fold: int) -> Path:
@@ -143,11 +166,15 @@ def _claim(folder: Path, record: dict[str, Any]) -> None:
         for key, value in record["train"].items():
             if key not in old.get("train", {}) and value == defaults.get(key):
                 old.setdefault("train", {})[key] = value
-        if old != record:
+        # runtime settings (device, amp, workers...) may change between sessions: the run
+        # learns the same, so it resumes
+        old_recipe = {**old, "train": recipe_of(old.get("train", {}))}
+        new_recipe = {**record, "train": recipe_of(record["train"])}
+        if old_recipe != new_recipe:
             diff = sorted(
                 k
-                for k in set(old["train"]) | set(record["train"])
-                if old["train"].get(k) != record["train"].get(k)
+                for k in set(old_recipe["train"]) | set(new_recipe["train"])
+                if old_recipe["train"].get(k) != new_recipe["train"].get(k)
             )
             diff += sorted(k for k in record if k != "train" and old.get(k) != record.get(k))
             raise ValueError(
@@ -169,17 +196,59 @@ def run_fold(
     out: str | os.PathLike[str],
     progress: bool = True,
     resume: bool = True,
-) -> dict[str, float]:
+) -> dict[str, float] | None:
     """Train and test one fold; returns its metrics (also in ``metrics.json``).
 
     ``resume=False`` restarts an unfinished fold from epoch 0 (a finished fold is
-    still skipped: delete its folder to run it again).
+    still skipped: delete its folder to run it again). While one process trains a fold it
+    holds ``<fold>/train.lock``: a second process given the same fold skips it (returns
+    None, with a warning) instead of training it twice; a lock left by a killed process is
+    taken over.
     """
     n_folds = 1 if protocol == "official" else int(folds.max()) + 1
     folder = fold_dir(out, dataset.name, protocol, config.run_name, fold)
     _claim(folder, _run_record(config, dataset.name, protocol, n_folds, fold))
     if (folder / "metrics.json").is_file():
         log.info("%s is finished; skipped", folder)
+        return json.loads((folder / "metrics.json").read_text())
+    lock = FolderLock(folder / LOCK_FILE)
+    if not lock.acquire():
+        holder = lock.holder
+        log.warning(
+            "%s is being trained by process %s on %s (lock file %s); skipped here. Run the "
+            "command again once it has finished to collect its results; if that process is "
+            "gone, delete the lock file.",
+            folder,
+            holder.get("pid", "?"),
+            holder.get("host", "?"),
+            lock.path,
+        )
+        return None
+    with lock:
+        return _train_fold(
+            dataset,
+            config,
+            folds,
+            fold,
+            folder,
+            protocol=protocol,
+            progress=progress,
+            resume=resume,
+        )
+
+
+def _train_fold(
+    dataset: CTDataset,
+    config: TrainConfig,
+    folds: pd.Series,
+    fold: int,
+    folder: Path,
+    *,
+    protocol: str,
+    progress: bool,
+    resume: bool,
+) -> dict[str, float]:
+    if (folder / "metrics.json").is_file():  # finished by another process meanwhile
         return json.loads((folder / "metrics.json").read_text())
     frame = dataset.frame
     if protocol == "official":
@@ -232,7 +301,17 @@ def run_fold(
         model,
         folder / "model.pt",
         config.arch,
-        extra={"threshold": threshold, "fold": fold, "protocol": protocol},
+        # what prediction needs travels with the weights, so a model.pt moved away from its
+        # run folder still draws its images on the canvas it was trained at
+        extra={
+            "threshold": threshold,
+            "fold": fold,
+            "protocol": protocol,
+            "canvas": list(config.input_size),
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "content": config.content,
+        },
     )
     metrics = binary_metrics(predictions["label"], predictions["prob"], threshold)
     history = json.loads((folder / "history.json").read_text())
@@ -266,9 +345,12 @@ def run_cv(
         progress: progress bars.
         resume: continue unfinished folds from their last epoch checkpoint.
     """
+    resolve_device(config.device)  # a GPU asked for but absent fails before anything is written
     if protocol == "pseudo-patient" and "pseudo_patient" not in dataset.frame:
         dataset = replace(dataset, frame=with_pseudo_patients(dataset.frame, dataset.name))
     folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
+    # a broken image is found now, not after the training schedule: all of them, by name
+    check_readable(dataset.frame["path"].tolist(), name=dataset.name, progress=progress)
     base = Path(out) / dataset.name / protocol / config.run_name
     base.mkdir(parents=True, exist_ok=True)
     columns = ["path", "label", "patient_id"] + (
@@ -278,8 +360,10 @@ def run_cv(
     folds_file = base / "folds.csv"
     if folds_file.is_file():
         old = pd.read_csv(folds_file, dtype={"fold": str})
+        # compared by class folder and file name, so a run folder still matches after the
+        # data set (or the whole kit) has moved to another place
         if not (
-            old["path"].tolist() == assignment["path"].tolist()
+            [_file_key(p) for p in old["path"]] == [_file_key(p) for p in assignment["path"]]
             and old["fold"].tolist() == assignment["fold"].astype(str).tolist()
         ):
             raise ValueError(
@@ -308,6 +392,8 @@ def run_cv(
             progress=progress,
             resume=resume,
         )
+        if metrics is None:  # another process holds the fold
+            continue
         rows.append(
             {
                 "dataset": dataset.name,

@@ -797,9 +797,13 @@ def _read_file(path: Path) -> Any:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises several types; re-raised with the file named
+        # the first sentence of torch's reason (its zip reader adds a paragraph of advice)
+        reason = str(err).split(". This is an internal")[0].strip().splitlines()[0]
         raise ValueError(
-            f"Could not read weights file {path}: {err}. Expected a state dict saved with "
-            "torch.save (tensors only; loaded with weights_only=True) or a .safetensors file."
+            f"Could not read weights file {path}: {reason}. The file is truncated, damaged or "
+            "not a model file: copy it again, or train it again. Expected a state dict saved "
+            "with torch.save (tensors only; loaded with weights_only=True) or a .safetensors "
+            "file."
         ) from err
 
 
@@ -1062,6 +1066,10 @@ def load_checkpoint(
         name: the architecture expected; a checkpoint of another one is refused.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = path / "model.pt"
+        hint = f" It holds a model.pt: pass {str(inside)!r}." if inside.is_file() else ""
+        raise FileNotFoundError(f"Checkpoint {str(path)!r} is a folder, not a model file.{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
     obj = _read_file(path)

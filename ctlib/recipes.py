@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ctlib.models import get_spec, list_models
-from ctlib.train import TrainConfig, lr_at
+from ctlib.train import RUNTIME_SETTINGS, TrainConfig, lr_at, recipe_of
 
 __all__ = [
     "FULL_ARCH",
@@ -56,10 +56,6 @@ __all__ = [
 
 QUICK_ARCH = "efficientnet_lite0"  # the one network with ImageNet weights offline
 FULL_ARCH = "resnet101"  # the paper's best on SARS-CoV-2 CT
-
-#: Settings that change how a run is computed, not what it learns: they never tell two
-#: recipes apart.
-RUNTIME_SETTINGS = ("device", "amp", "channels_last", "compile", "num_workers")
 
 
 @dataclass(frozen=True)
@@ -156,14 +152,13 @@ def recipe(name: str, arch: str | None = None, **changes: Any) -> TrainConfig:
     canvas = changes.pop("canvas", None) or spec.canvas
     if canvas is None and width:
         canvas = _canvas_of(arch, width)
-    config = TrainConfig(
-        arch=arch,
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        canvas=canvas,
-        device=spec.device,
-        **changes,
-    )
+    fields: dict[str, Any] = {
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "device": spec.device,
+    }
+    fields.update(changes)
+    config = TrainConfig(arch=arch, canvas=canvas, **fields)
     target = float(lr) if lr is not None else spec.lr
     return config.with_lr(target) if target != config.lr else config
 
@@ -205,7 +200,7 @@ def recipe_id(config: TrainConfig) -> str:
     of everything that decides what it learns (runtime settings excluded), e.g.
     ``5ep-128x93-lr0.01-3f2a9c``. Two recipes never share one; the same recipe always gets
     the same."""
-    data = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_SETTINGS}
+    data = recipe_of(config.to_dict())
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:6]
     width, height = config.input_size
     return f"{config.epochs}ep-{width}x{height}-lr{config.lr:g}-{digest}"

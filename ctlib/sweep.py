@@ -75,6 +75,8 @@ def plan_tasks(
     ``run_suffix`` is what :attr:`ctlib.train.TrainConfig.run_name` adds to the arch
     (``"-scratch"`` for ``--no-pretrained``), so finished folders are found.
     """
+    if n_folds < 2:
+        raise ValueError(f"A cross-validation needs at least 2 folds, got {n_folds} (--folds).")
     todo, done = [], []
     for dataset in datasets:
         for arch in archs:

@@ -14,11 +14,14 @@ optimizer factory: bias correction, global gradient-norm clipping at 1.0, and bi
 and norm weights excluded from weight decay (and so from the trust ratio). The two
 give different trajectories from the same start; the paper does not say which it used.
 
-**Speed.** On a GPU: mixed precision (bf16 where supported, else fp16 with a gradient
-scaler) and channels-last memory. On the CPU: channels-last (about 2x for
-EfficientNet-Lite0 here), denormals flushed to zero (pretrained weights otherwise run
-5-25 % slower), and bf16 autocast as an option (``amp="bf16"``). ``torch.compile`` is
-optional (``compile=True``) and off by default: it costs a minute per input shape.
+**Speed.** On a GPU: mixed precision (:func:`choose_precision`: bf16 where the GPU computes
+it natively, compute capability 8.0 and up, else fp16 with a gradient scaler) and
+channels-last memory. On the CPU: fp32, channels-last (about 2x for EfficientNet-Lite0),
+denormals flushed to zero (pretrained weights otherwise run 5-25 % slower); bf16 autocast
+is an option (``amp="bf16"``) to measure, never the default: on this project's CPUs it was
+many times slower than fp32 (``benchmarks/bench_precision.py``). ``torch.compile`` is
+optional (``compile=True``) and off by default: it costs minutes per input shape and was
+slower than eager fp32 on those CPUs too.
 
 **Nothing lost.** After every epoch the full training state (weights, optimizer, epoch,
 history, random states) is written atomically to ``checkpoint.pt``; :func:`fit` with
@@ -36,9 +39,10 @@ import math
 import os
 import pickle
 import random
+import re
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -57,13 +61,16 @@ from ctlib.transforms import AugmentConfig, CanvasDataset, item_seed
 
 __all__ = [
     "OPTIMIZERS",
+    "RUNTIME_SETTINGS",
     "TrainConfig",
     "TrainingDivergedError",
     "build_optimizer",
+    "choose_precision",
     "fit",
     "load_training_state",
     "lr_at",
     "predict",
+    "recipe_of",
     "resolve_device",
     "seed_everything",
 ]
@@ -76,6 +83,9 @@ CONTENTS = ("image", "flat")
 # the feature maps to nothing below it); 32 for the others (five stride-2 stages).
 MIN_CANVAS_SIDE = {"inceptionv3": 75, "xception": 71}
 CHECKPOINT = "checkpoint.pt"
+#: Settings that change how a run is computed, not what it learns: a run resumes when only
+#: they change, and they never tell two recipes apart.
+RUNTIME_SETTINGS = ("device", "amp", "channels_last", "compile", "num_workers")
 HISTORY = "history.json"
 
 
@@ -147,6 +157,22 @@ class TrainConfig:
             raise ValueError(f"content must be one of {CONTENTS}, got {self.content!r}.")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}; the paper's is 3e-4.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(
+                f"weight_decay must be >= 0, got {self.weight_decay!r} (the paper: 1)."
+            )
+        if self.num_workers < 0:
+            raise ValueError(
+                f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
+            )
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
+            raise ValueError(
+                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}."
+            )
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ValueError("amp='fp16' needs a GPU: on the CPU use 'off' (fp32) or 'bf16'.")
         if self.canvas is not None:
             object.__setattr__(self, "canvas", (int(self.canvas[0]), int(self.canvas[1])))
             smallest = MIN_CANVAS_SIDE.get(self.arch, 32)
@@ -216,6 +242,11 @@ class TrainConfig:
         return replace(self, epochs=epochs, **changes)
 
 
+def recipe_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A :meth:`TrainConfig.to_dict` without its :data:`RUNTIME_SETTINGS`: what a run learns."""
+    return {k: v for k, v in config.items() if k not in RUNTIME_SETTINGS}
+
+
 def lr_at(epoch: int, config: TrainConfig) -> float:
     """Learning rate of 0-based ``epoch``; the milestones scale to ``config.epochs``.
 
@@ -250,14 +281,40 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if config.amp == "off" or (config.amp == "auto" and device.type != "cuda"):
+def choose_precision(
+    amp: str, device_type: str, capability: tuple[int, int] | None = None
+) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on a device, or None for fp32.
+
+    ``"auto"``: fp32 on the CPU (bf16 autocast was many times slower than fp32 on this
+    project's CPUs, ``benchmarks/bench_precision.py``); on a CUDA GPU, bf16 where it computes
+    bf16 natively (compute capability 8.0 and up: A100, H100, RTX 30xx...), else fp16 with a
+    gradient scaler (T4 and V100: 7.5 and 7.0; Colab's free GPU is a T4, where
+    ``torch.cuda.is_bf16_supported()`` says True but only emulates it). ``"bf16"``, ``"fp16"``
+    and ``"off"`` are taken as asked.
+
+    Args:
+        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"off"``.
+        device_type: ``"cpu"``, ``"cuda"``...
+        capability: the GPU's compute capability ``(major, minor)``; asked of the GPU when
+            None and the device is CUDA.
+    """
+    if amp == "off":
         return None
-    if config.amp == "fp16":
+    if amp == "fp16":
         return torch.float16
-    if config.amp == "bf16":
+    if amp == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device_type != "cuda":
+        return None
+    if capability is None:
+        capability = torch.cuda.get_device_capability()
+    return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return choose_precision(config.amp, device.type, capability)
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -348,20 +405,39 @@ def load_training_state(
 def _loader(
     dataset: Dataset, config: TrainConfig, *, shuffle: bool, epoch: int = 0, device: torch.device
 ) -> DataLoader:
-    generator = torch.Generator().manual_seed(
-        item_seed(config.seed, epoch, 2**32 - 1)
-    )  # shuffle stream
+    """The epoch's DataLoader. The shuffled order is drawn here, from ``(seed, epoch)`` alone,
+    and handed over as a list, so it never depends on the number of workers or on how often
+    the loader is iterated; the loader's own generator (its workers' base seed) is separate
+    and leaves the global random state alone."""
+    order: list[int] | None = None
+    if shuffle:
+        stream = torch.Generator().manual_seed(item_seed(config.seed, epoch, 2**32 - 1))
+        order = torch.randperm(len(dataset), generator=stream).tolist()
     drop_last = shuffle and len(dataset) % config.batch_size == 1  # no batch of 1 for BatchNorm
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        sampler=order,
+        generator=torch.Generator().manual_seed(item_seed(config.seed, epoch, 2**32 - 2)),
         num_workers=config.num_workers,
         drop_last=drop_last,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
+
+
+def _batches(loader: DataLoader, **bar: Any) -> Iterator[tuple[Any, tqdm]]:
+    """Yield ``(batch, progress bar)`` for each batch, iterating ``loader`` exactly once.
+
+    ``tqdm.auto``'s bar (its asyncio variant) calls ``iter()`` on what it wraps both when it
+    is built and when it is iterated: around a DataLoader that starts the workers twice per
+    epoch and, before the order was drawn here, made the order depend on the worker count.
+    So the bar only counts; the loop iterates the loader itself.
+    """
+    with tqdm(total=len(loader), **bar) as progress:
+        for batch in loader:
+            yield batch, progress
+            progress.update(1)
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -421,10 +497,11 @@ def fit(
     best_val = math.inf
     if folder is not None and resume and (folder / CHECKPOINT).is_file():
         state = load_training_state(folder / CHECKPOINT, device)
-        if state.get("config") != config.to_dict():
+        if recipe_of(state.get("config") or {}) != recipe_of(config.to_dict()):
             raise ValueError(
-                f"{folder / CHECKPOINT} was written by another configuration; "
-                "resume with the same config, or use another output folder."
+                f"{folder / CHECKPOINT} was written by another recipe; resume with the same "
+                "one (runtime settings such as device, amp or workers may change), use another "
+                "output folder, or start again with --no-resume."
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -453,14 +530,13 @@ def fit(
         model.train()
         started = time.perf_counter()
         total, seen = 0.0, 0
-        batches = tqdm(
+        for (images, labels), bar in _batches(
             _loader(train_set, config, shuffle=True, epoch=epoch, device=device),
             desc=f"epoch {epoch + 1}",
             leave=False,
             disable=not progress,
             unit="batch",
-        )
-        for images, labels in batches:
+        ):
             images = images.to(device, non_blocking=True, memory_format=memory)
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(
@@ -484,7 +560,7 @@ def fit(
                 optimizer.step()
             total += loss.item() * len(labels)
             seen += len(labels)
-            batches.set_postfix(loss=f"{total / seen:.4f}")
+            bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
         seconds = time.perf_counter() - started
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -554,7 +630,7 @@ def predict(
     model.to(device=device, memory_format=memory).eval()
     amp_dtype = _amp_dtype(config, device)
     probs, labels = [], []
-    for images, y in tqdm(
+    for (images, y), _ in _batches(
         _loader(dataset, config, shuffle=False, device=device),
         desc="predict",
         leave=False,

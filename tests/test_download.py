@@ -35,7 +35,7 @@ from PIL import Image
 from ctlib.data import REAL_DATASETS, download, plan_download
 from ctlib.data import fetch as dl
 from ctlib.data.fetch import MIRROR_ENV, SOURCES, mirror_url
-from ctlib.errors import DownloadError, UnsafeArchiveError
+from ctlib.errors import DataVerificationError, DownloadError, UnsafeArchiveError
 
 COMMIT = "1b912a4ba27b4548103a598b169e939d0b933806"
 UCSD = "UCSD-AI4H/COVID-CT/raw/master"
@@ -357,17 +357,25 @@ def test_verify_hook_checks_staged_copy_before_it_lands(
 
 
 @realdata
-def test_failed_verification_leaves_no_dataset_but_keeps_archives(
-    mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_failed_verification_discards_the_download_and_the_next_call_fetches_anew(
+    mirror: Mirror, tmp_path: Path
 ) -> None:
-    def verify_dataset(name: str, root: Path, **options: object) -> None:
-        raise ValueError(f"{name}: 1 altered file")
-
-    monkeypatch.setattr(dl, "verify_dataset", verify_dataset)
-    with pytest.raises(ValueError, match="altered"):
+    # the "small" mirror serves a few images of each class: a real verification against
+    # the shipped manifest finds the rest missing
+    with pytest.raises(DataVerificationError) as caught:
         download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".downloads"]
-    assert (tmp_path / ".downloads" / "covid19-ct" / "CT_COVID.zip").is_file()
+    message = str(caught.value)
+    assert "missing" in message and "did not pass verification" in message
+    assert "python -m ctlib download covid19-ct --no-verify" in message, "the CLI's flag"
+    assert "force=True" not in message, "a force would only unpack the same archives again"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no data set, no cached archives"
+    first = mirror.state.paths()
+    assert first, "the archives were fetched"
+    with pytest.raises(DataVerificationError):
+        download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False)
+    assert mirror.state.paths() == first + first, "the second call fetched every file again"
+    out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False, verify=False)
+    _assert_dataset(out, mirror.covid19_small)
 
 
 # ---------------------------------------------------------------------------- interruptions

@@ -293,6 +293,17 @@ def test_quick_mode_says_where_it_deviates() -> None:
     assert "weight decay" not in differs and "optimizer" not in differs
 
 
+def test_every_override_of_a_notebook_recipe_is_taken() -> None:
+    for mode in (QUICK, FULL):
+        config = finetune_config(mode, max_epochs=8, batch_size=4, canvas_width=96, seed=3)
+        assert (config.epochs, config.batch_size, config.input_size[0], config.seed) == (
+            8,
+            4,
+            96,
+            3,
+        )
+
+
 def test_another_learning_rate_keeps_the_schedules_ratios() -> None:
     paper = TrainConfig()
     for mode in (QUICK, FULL):

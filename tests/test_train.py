@@ -149,6 +149,32 @@ def test_same_seed_same_result(tiny_frame: pd.DataFrame) -> None:
     assert not np.array_equal(p1, p3)
 
 
+def test_the_number_of_workers_changes_nothing(tiny_frame: pd.DataFrame) -> None:
+    # the shuffled order and every augmentation depend on (seed, epoch, index) only; a
+    # progress bar that iterated the loader twice once made the order depend on the workers
+    h0, p0 = _run(tiny_frame, None, epochs=2, num_workers=0)
+    h2, p2 = _run(tiny_frame, None, epochs=2, num_workers=2)
+    assert [h["train_loss"] for h in h0] == [h["train_loss"] for h in h2]
+    assert np.array_equal(p0, p2)
+
+
+def test_one_epoch_iterates_its_loader_once(
+    tiny_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch.utils.data import DataLoader
+
+    calls: list[int] = []
+    original = DataLoader.__iter__
+
+    def counted(self: DataLoader):  # noqa: ANN202
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(DataLoader, "__iter__", counted)
+    _run(tiny_frame, None, epochs=2)
+    assert len(calls) == 2 + 1, "one iteration per epoch, and one for the predictions"
+
+
 def test_resume_after_interruption_matches(tiny_frame: pd.DataFrame, tmp_path: Path) -> None:
     full_history, full_probs = _run(tiny_frame, tmp_path / "full")
 
@@ -183,8 +209,44 @@ def test_resume_after_interruption_matches(tiny_frame: pd.DataFrame, tmp_path: P
 
 def test_resume_refuses_another_config(tiny_frame: pd.DataFrame, tmp_path: Path) -> None:
     _run(tiny_frame, tmp_path, epochs=1)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="another recipe"):
         _run(tiny_frame, tmp_path, epochs=2, lr=1e-3)
+
+
+def test_resume_goes_on_when_only_runtime_settings_change(
+    tiny_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Workers, precision or memory format may change between sessions: the run resumes."""
+    full_history, _ = _run(tiny_frame, tmp_path / "full", epochs=2)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(record: dict) -> None:
+        if record["epoch"] == 1:
+            raise Killed
+
+    from ctlib.models import create_model
+
+    config = TrainConfig(**{**TINY, "epochs": 2})
+    torch.manual_seed(config.seed)
+    model = create_model(config.arch, pretrained=False, progress=False)
+    train = CanvasDataset(tiny_frame.iloc[:24], config.input_size, train=True, seed=config.seed)
+    with pytest.raises(Killed):
+        fit(
+            model,
+            train,
+            config,
+            tmp_path / "cut",
+            progress=False,
+            on_epoch_end=kill_after_first_epoch,
+        )
+    history, _ = _run(tiny_frame, tmp_path / "cut", epochs=2, channels_last=False, amp="off")
+    assert (
+        len(history) == 2
+        and history[0] == json.loads((tmp_path / "cut" / "history.json").read_text())[0]
+    )
+    assert history[0]["train_loss"] == full_history[0]["train_loss"]
 
 
 class _Payload:
@@ -347,3 +409,42 @@ def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
     )
     resumed = json.loads(history.read_text())
     assert [h["train_loss"] for h in full] == [h["train_loss"] for h in resumed]
+
+
+@pytest.mark.parametrize(
+    "capability, expected",
+    [
+        ((7, 0), torch.float16),  # V100: fp16 with gradient scaling
+        ((7, 5), torch.float16),  # T4 (Colab's free GPU): bf16 only emulated
+        ((8, 0), torch.bfloat16),  # A100
+        ((9, 0), torch.bfloat16),  # H100/H200
+    ],
+)
+def test_auto_precision_fits_the_gpu(capability: tuple[int, int], expected: torch.dtype) -> None:
+    from ctlib.train import choose_precision
+
+    assert choose_precision("auto", "cuda", capability) is expected
+
+
+def test_auto_precision_is_fp32_on_the_cpu_and_explicit_choices_are_kept() -> None:
+    from ctlib.train import choose_precision
+
+    assert choose_precision("auto", "cpu") is None
+    assert choose_precision("off", "cuda", (9, 0)) is None
+    assert choose_precision("bf16", "cpu") is torch.bfloat16
+    assert choose_precision("fp16", "cuda", (9, 0)) is torch.float16
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"num_workers": -1}, "num_workers must be >= 0"),
+        ({"device": "tpu"}, "device must be"),
+        ({"amp": "fp16", "device": "cpu"}, "fp16' needs a GPU"),
+    ],
+)
+def test_bad_training_values_are_refused_with_the_fix(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**TINY, **changes})

@@ -32,7 +32,7 @@ from ctlib.data.registry import (
     dataset_info,
     list_datasets,
 )
-from ctlib.data.verify import VerificationReport, verify_dataset
+from ctlib.data.verify import VerificationReport, check_readable, verify_dataset
 from ctlib.errors import DataError, DataVerificationError, ImageReadError
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "ImageReadError",
     "VerificationReport",
     "build_manifest",
+    "check_readable",
     "dataset_info",
     "download",
     "find_dataset_folder",

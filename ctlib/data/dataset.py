@@ -99,7 +99,7 @@ def load_dataset(
         root: the folder holding the data set folders. Default: ``CTLIB_DATA_DIR``,
             then ``~/.cache/ctlib/data``. For ``synthetic``: where to generate it
             (default ``<cache>/synthetic``).
-        verify: ``"quick"`` checks that every file of the manifest is present (and
+        verify: ``"quick"`` checks that every file of the manifest is present and not empty (and
             warns about extra files); ``"full"`` (or True) also decodes every image and
             compares its pixel hash (cached per copy, so done once); ``"none"``/False
             trusts the folder.
@@ -130,8 +130,21 @@ def load_dataset(
         present = {f"{c}/{p.name}" for c, _ in info.class_folders for p in list_images(folder / c)}
         missing = sorted(set(manifest["relpath"]) - present)
         extra = sorted(present - set(manifest["relpath"]))
-        if missing:
-            report = VerificationReport(name, folder, len(manifest), missing=missing, extra=extra)
+        empty = [
+            rel
+            for rel in sorted(present & set(manifest["relpath"]))
+            if (folder / rel).stat().st_size == 0
+        ]
+        if missing or empty:
+            report = VerificationReport(
+                name,
+                folder,
+                len(manifest),
+                missing=missing,
+                extra=extra,
+                undecodable=empty,
+                reasons=dict.fromkeys(empty, "empty file, 0 bytes"),
+            )
             raise DataVerificationError(report.message(), report)
         if extra:
             log.warning(

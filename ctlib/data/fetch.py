@@ -65,7 +65,7 @@ from tqdm.auto import tqdm
 from ctlib import __version__
 from ctlib.data.registry import REAL_DATASETS
 from ctlib.data.verify import verify_dataset
-from ctlib.errors import DownloadError, UnsafeArchiveError
+from ctlib.errors import DataVerificationError, DownloadError, UnsafeArchiveError
 from ctlib.files import sha256_file
 from ctlib.paths import data_dir
 
@@ -309,10 +309,12 @@ def download(
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     root = data_dir(dest)
+    if root.exists() and not root.is_dir():
+        raise DownloadError(f"{root} is a file, not a folder: give --dest (dest=) a folder.")
     target = root / name
     if _is_present(target) and not force:
         logger.info(
-            "%s is already at %s; not downloading it again (force=True fetches it anew; "
+            "%s is already at %s; not downloading it again (--force or force=True fetches it anew; "
             "ctlib.data.verify_dataset checks it)",
             name,
             target,
@@ -716,18 +718,28 @@ def _find_folder(root: Path, name: str) -> Path:
 
 
 def _verify(name: str, staging_root: Path, cache: Path, *, progress: bool) -> None:
-    """Run ``ctlib.data.verify_dataset`` on the staged copy before it is moved into place."""
+    """Run ``ctlib.data.verify_dataset`` on the staged copy before it is moved into place.
+
+    A copy that fails is not moved into place, and the downloaded files it came from are
+    deleted, so that the next call fetches them anew instead of unpacking the same bad
+    archives again.
+    """
     try:
         report = verify_dataset(name, root=staging_root, progress=progress)
-    except Exception:
-        logger.error(
-            "%s did not pass verification; nothing was moved into place. The "
-            "downloaded files are kept in %s; pass verify=False to accept them as "
-            "they are.",
-            name,
-            cache,
+    except DataVerificationError as error:
+        _remove_tree(cache)
+        fix = (
+            f"  Nothing was moved into place, and the downloaded files were deleted: running "
+            f"python -m ctlib download {name} again fetches them anew (a mirror that serves "
+            f"other files needs fixing first). To keep a copy that fails verification anyway: "
+            f"python -m ctlib download {name} --no-verify (in Python: "
+            f"ctlib.data.download({name!r}, verify=False))."
         )
-        raise
+        raise DataVerificationError(
+            f"The downloaded copy of {name!r} did not pass verification.\n"
+            + error.report.message(fix=fix),
+            error.report,
+        ) from None
     logger.info("%s verified: %s", name, report)
 
 

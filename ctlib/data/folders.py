@@ -30,8 +30,9 @@ def find_dataset_folder(info: DatasetInfo, root: str | os.PathLike[str] | None) 
     if not folder.is_dir() and all((base / c).is_dir() for c in class_names):
         folder = base  # the user pointed at the data set folder itself
     hint = (
-        f"Get it with ctlib.data.download({info.name!r}, {str(base)!r}), or point "
-        f"CTLIB_DATA_DIR (or root=) at the folder that holds {info.name}/."
+        f"Get it with python -m ctlib download {info.name} --dest {str(base)!r} (in Python: "
+        f"ctlib.data.download({info.name!r}, {str(base)!r})), or point CTLIB_DATA_DIR (or "
+        f"--root / root=) at the folder that holds {info.name}/."
     )
     if not folder.is_dir():
         raise DataError(f"Data set {info.name!r} not found: {str(folder)!r} does not exist. {hint}")

@@ -104,6 +104,13 @@ def read_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
             return to_grayscale(image)
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image format Pillow can read") from None
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(
+            path,
+            f"it is larger than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} pixels, a "
+            f"guard against decompression bombs ({error}); no CT slice is this large: check the "
+            "file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it",
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageReadError(path, f"truncated or corrupt image data ({error})") from error
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ctlib.data.folders import find_dataset_folder, list_images
-from ctlib.data.images import decode_images
+from ctlib.data.images import decode_images, read_grayscale
 from ctlib.data.manifest import read_manifest
-from ctlib.data.registry import dataset_info
-from ctlib.errors import DataVerificationError
+from ctlib.data.registry import REAL_DATASETS, dataset_info
+from ctlib.errors import DataError, DataVerificationError, ImageReadError
 from ctlib.files import write_json
 from ctlib.paths import cache_dir
 
-__all__ = ["VerificationReport", "verify_dataset"]
+__all__ = ["VerificationReport", "check_readable", "verify_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,9 @@ class VerificationReport:
         """No file missing, undecodable or altered (extra files are only reported)."""
         return not (self.missing or self.undecodable or self.altered)
 
-    def message(self) -> str:
-        """A readable summary with the files named and the fix."""
+    def message(self, fix: str | None = None) -> str:
+        """A readable summary with the files named and the fix (``fix`` replaces the default
+        one, e.g. for a copy that was just downloaded)."""
         lines = [
             f"Data set {self.name!r} at {str(self.folder)!r}: {self.expected} images expected."
         ]
@@ -60,8 +64,13 @@ class VerificationReport:
                 lines.append(f"  {len(items)} {label}: {shown}{more}")
         if not self.ok:
             lines.append(
-                f"  Fix: download the data set again with ctlib.data.download({self.name!r}, "
-                f"{str(self.folder.parent)!r}, force=True), or restore the files named above."
+                fix
+                or (
+                    f"  Fix: restore the files named above, or download the data set again: "
+                    f"python -m ctlib download {self.name} --dest {str(self.folder.parent)!r} "
+                    f"--force (in Python: ctlib.data.download({self.name!r}, "
+                    f"{str(self.folder.parent)!r}, force=True))."
+                )
             )
         return "\n".join(lines)
 
@@ -125,3 +134,65 @@ def verify_dataset(
     elif strict:
         raise DataVerificationError(report.message(), report)
     return report
+
+
+def check_readable(
+    paths: Sequence[str | os.PathLike[str]], *, name: str, progress: bool = True
+) -> None:
+    """Decode every image a run will read, before it trains, and name every one that fails.
+
+    A quick verification only checks that the files are there and not empty; a run would
+    otherwise find a broken test image only after its whole training schedule. The check
+    is remembered in ``<cache>/readable/`` (keyed by the files' paths, sizes and modification
+    times), so an unchanged set of files is decoded once.
+
+    Raises:
+        DataError: one or more files cannot be decoded; all are named, with the reason and
+            the fix.
+    """
+    files = [Path(p) for p in paths]
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+            continue
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    stamp = cache_dir() / "readable" / f"{name}-{digest.hexdigest()[:24]}.json"
+    if stamp.is_file():
+        return
+
+    def reason(path: Path) -> str | None:
+        try:
+            read_grayscale(path)
+        except ImageReadError as error:
+            return error.reason
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        reasons = list(
+            tqdm(
+                pool.map(reason, files),
+                total=len(files),
+                desc=f"check {name}",
+                unit="img",
+                disable=not progress,
+            )
+        )
+    bad = [(path, why) for path, why in zip(files, reasons, strict=True) if why is not None]
+    if bad:
+        listed = "\n".join(f"  {path} [{why}]" for path, why in bad)
+        if name in REAL_DATASETS:
+            fix = (
+                f"python -m ctlib verify {name} lists every damaged file of the data set; "
+                f"restore them, or download it again with python -m ctlib download {name} "
+                "--force."
+            )
+        else:
+            fix = "replace or remove these files, then run the same command again."
+        raise DataError(
+            f"{len(bad)} of the {len(files)} images this run would read cannot be decoded; "
+            f"nothing was trained or written:\n{listed}\nFix: {fix}"
+        )
+    write_json({"name": name, "images": len(files)}, stamp, indent=None)

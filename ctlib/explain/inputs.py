@@ -52,23 +52,24 @@ def load_trained(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module, d
     find them when no canvas is passed.
 
     Returns:
-        ``(model, info)`` where ``info`` holds ``arch``, ``canvas`` (from the run's
-        ``config.json`` beside the file if present, else the architecture's), ``mean``,
-        ``std`` and ``threshold``.
+        ``(model, info)`` where ``info`` holds ``arch``, ``canvas``, ``mean``, ``std`` and
+        ``threshold``, as stored in the file (an older file without them: the canvas from
+        the run's ``config.json`` beside it, else the architecture's).
     """
     path = Path(checkpoint)
     model = load_checkpoint(path).eval()
     raw = torch.load(path, map_location="cpu", weights_only=True)
     spec = get_spec(raw["arch"])
+    extra = raw.get("extra", {})
     info = {
         "arch": spec.name,
-        "canvas": spec.canvas,
-        "mean": spec.mean,
-        "std": spec.std,
-        "threshold": float(raw.get("extra", {}).get("threshold", 0.5)),
+        "canvas": tuple(extra.get("canvas", spec.canvas)),
+        "mean": tuple(extra.get("mean", spec.mean)),
+        "std": tuple(extra.get("std", spec.std)),
+        "threshold": float(extra.get("threshold", 0.5)),
     }
     config = path.parent / "config.json"
-    if config.is_file():
+    if "canvas" not in extra and config.is_file():  # a model.pt of an older kit
         canvas = json.loads(config.read_text()).get("train", {}).get("canvas")
         if canvas:
             info["canvas"] = tuple(canvas)

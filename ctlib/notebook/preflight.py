@@ -148,6 +148,9 @@ def prepare_workshop(
         set's state, a notebook's run time or its error).
     """
     mode = mode or get_mode()
+    missing = [str(p) for p in notebooks or () if not Path(p).is_file()]
+    if missing:  # found now, not after an hour of training
+        raise FileNotFoundError(f"No such notebook: {', '.join(missing)}; nothing was run.")
     rows: list[dict[str, object]] = []
     for name in REAL_DATASETS:
         started = time.perf_counter()

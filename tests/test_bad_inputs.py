@@ -1,0 +1,332 @@
+"""Bad inputs end in a clear error that names the file or value and the fix, and leave
+nothing behind that blocks the corrected command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ctlib.cli import build_parser, main
+from ctlib.cv import LOCK_FILE, fold_dir, make_folds, run_cv
+from ctlib.data import load_dataset, load_folder, read_grayscale
+from ctlib.data.synthetic import SyntheticConfig
+from ctlib.errors import DataError, DataVerificationError, ImageReadError
+from ctlib.explain import load_trained, predict_files
+from ctlib.files import FolderLock
+from ctlib.models import load_checkpoint
+from ctlib.train import TrainConfig
+
+TINY = TrainConfig(
+    arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
+)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
+    return load_dataset(
+        "synthetic",
+        tmp_path_factory.mktemp("synth"),
+        synthetic=SyntheticConfig(n_patients=12),
+        progress=False,
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _png(path: Path, size: tuple[int, int] = (40, 30)) -> Path:
+    Image.fromarray(np.full(size[::-1], 90, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_an_image_over_the_pixel_limit_is_an_unreadable_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = _png(tmp_path / "huge.png", (200, 200))
+    small = _png(tmp_path / "fine.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40 000 > 2 x 1000: a "bomb"
+    with pytest.raises(ImageReadError, match="larger than Pillow's limit") as error:
+        read_grayscale(big)
+    assert "huge.png" in str(error.value)
+    folder = load_folder(tmp_path)  # a folder with it loads the rest and lists it
+    assert folder.frame["path"].tolist() == [str(small)]
+    assert "larger than Pillow's limit" in folder.skipped["reason"].iloc[0]
+
+
+def test_too_many_folds_are_refused_before_anything_is_written(synth, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="too many") as error:
+        make_folds(synth.frame, "paper", 100)
+    assert "at most" in str(error.value)
+    with pytest.raises(ValueError, match="too many"):
+        run_cv(synth, TINY, n_folds=100, out=tmp_path, progress=False)
+    assert not any(tmp_path.rglob("folds.csv"))
+
+
+def test_a_gpu_asked_for_but_absent_blocks_nothing(synth, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        run_cv(
+            synth,
+            replace(TINY, device="cuda"),
+            n_folds=2,
+            only_folds=[0],
+            out=tmp_path,
+            progress=False,
+        )
+    assert not any(tmp_path.rglob("*.json")) and not any(tmp_path.rglob("folds.csv"))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["cv", "--lr", "nan", "--quick"], "lr must be a positive number"),
+        (["cv", "--lr", "-1", "--quick"], "lr must be a positive number"),
+        (["cv", "--device", "tpu", "--quick"], "device must be"),
+        (["cv", "--num-workers", "-1", "--quick"], "num_workers must be >= 0"),
+        (["cv", "--folds", "100", "--quick"], "too many"),
+    ],
+)
+def test_bad_cli_values_end_in_one_message_and_write_nothing(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main([*argv, "--out", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not any(tmp_path.rglob("*.json")) and not any(tmp_path.rglob("folds.csv"))
+
+
+def test_a_model_file_carries_its_canvas_and_a_folder_is_not_one(synth, tmp_path: Path) -> None:
+    run_cv(
+        synth,
+        TINY,
+        protocol="patient",
+        n_folds=2,
+        only_folds=[0],
+        out=tmp_path / "runs",
+        progress=False,
+    )
+    folder = fold_dir(tmp_path / "runs", "synthetic", "patient", TINY.run_name, 0)
+    moved = tmp_path / "elsewhere" / "model.pt"
+    moved.parent.mkdir()
+    shutil.copy(folder / "model.pt", moved)  # no config.json beside it any more
+    _, info = load_trained(moved)
+    assert info["canvas"] == (64, 48) and info["threshold"] == 0.5
+    with pytest.raises(FileNotFoundError, match="is a folder") as error:
+        load_checkpoint(folder)
+    assert "model.pt" in str(error.value)
+    frame = predict_files([synth.frame["path"].iloc[0]], moved, progress=False)
+    assert frame["error"].tolist() == [""]
+
+
+@pytest.mark.realdata
+def test_quick_verification_finds_an_empty_file(tmp_path: Path, data_root: Path) -> None:
+    source = data_root / "covid19-ct"
+    copy = tmp_path / "covid19-ct"
+    for cls in ("CT_COVID", "CT_NonCOVID"):
+        shutil.copytree(source / cls, copy / cls)
+    victim = sorted((copy / "CT_COVID").iterdir())[0]
+    victim.write_bytes(b"")
+    with pytest.raises(DataVerificationError, match="empty file, 0 bytes") as error:
+        load_dataset("covid19-ct", tmp_path, progress=False)
+    assert error.value.report.undecodable == [f"CT_COVID/{victim.name}"]
+
+
+# --------------------------------------------------------------- files a run would read
+def test_every_broken_image_is_named_before_training(synth, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    frame = synth.frame.copy()
+    broken = []
+    for i, content in ((0, b"not a png at all"), (len(frame) - 1, b"")):
+        bad = tmp_path / f"broken{i}.png"
+        bad.write_bytes(content)
+        frame.loc[frame.index[i], "path"] = str(bad)
+        broken.append(bad)
+    with pytest.raises(DataError) as error:
+        run_cv(replace(synth, frame=frame), TINY, n_folds=2, out=tmp_path / "runs", progress=False)
+    message = str(error.value)
+    assert all(str(p) in message for p in broken), "every broken file, not only the first"
+    assert "empty" in message and "nothing was trained" in message
+    assert not (tmp_path / "runs").exists(), "found before anything was written"
+
+
+# --------------------------------------------------------------- two runs, one folder
+def _lock_of(out: Path) -> Path:
+    return fold_dir(out, "synthetic", "patient", TINY.run_name, 0) / LOCK_FILE
+
+
+def test_a_fold_held_by_a_live_process_is_skipped_not_trained_twice(
+    synth, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = _lock_of(tmp_path)
+        lock.parent.mkdir(parents=True)
+        lock.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "since": 0}))
+        rows = run_cv(
+            synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
+        )
+    finally:
+        other.kill()
+        other.wait()
+    assert rows.empty and not (lock.parent / "checkpoint.pt").exists()
+    assert f"process {other.pid}" in caplog.text and str(lock) in caplog.text
+    assert lock.is_file(), "another process's lock is left alone"
+
+
+def test_a_stale_lock_of_a_killed_process_is_taken_over(synth, tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = _lock_of(tmp_path)
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": 0}))
+    rows = run_cv(
+        synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
+    )
+    assert rows["fold"].tolist() == [0] and (lock.parent / "metrics.json").is_file()
+    assert not lock.exists(), "the lock goes when the fold is finished"
+
+
+def test_a_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    first, second = FolderLock(tmp_path / "x.lock"), FolderLock(tmp_path / "x.lock")
+    assert first.acquire() and not second.acquire()
+    assert first.holder["pid"] == os.getpid()
+    first.release()
+    assert second.acquire()
+    second.release()
+    assert not (tmp_path / "x.lock").exists()
+
+
+# --------------------------------------------------------------- every command, bad inputs
+def _bad_commands(tmp: Path) -> list[list[str]]:
+    empty = tmp / "empty"
+    empty.mkdir()
+    wrong = tmp / "wrong-layout" / "covid19-ct"
+    (wrong / "COVID").mkdir(parents=True)
+    _png(wrong / "COVID" / "a.png")
+    image = _png(tmp / "slice.png")
+    corrupt = tmp / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    truncated = tmp / "model.pt"
+    truncated.write_bytes(b"PK\x03\x04 not a whole file")
+    a_file = tmp / "a-file"
+    a_file.write_text("x")
+    port = _closed_port()
+    return [
+        ["verify", "covid19-ct", "--root", str(empty)],
+        ["verify", "covid19-ct", "--root", str(wrong.parent)],
+        ["download", "covid19-ct", "--dest", str(a_file)],
+        [
+            "download",
+            "covid19-ct",
+            "--dest",
+            str(tmp / "d"),
+            "--mirror",
+            f"http://127.0.0.1:{port}",
+        ],
+        ["canvases", "--dataset", "no-such-set", "--out", str(tmp / "c")],
+        ["canvases", "--archs", "resnet-9000", "--out", str(tmp / "c")],
+        ["train", "--arch", "resnet-9000", "--quick", "--out", str(tmp / "r")],
+        ["train", "--fold", "7", "--quick", "--out", str(tmp / "r")],
+        ["cv", "--lr", "inf", "--quick", "--out", str(tmp / "r")],
+        ["cv", "--epochs", "0", "--quick", "--out", str(tmp / "r")],
+        ["cv", "--batch-size", "0", "--quick", "--out", str(tmp / "r")],
+        ["cv", "--canvas", "8", "6", "--quick", "--out", str(tmp / "r")],
+        ["cv", "--amp", "fp16", "--device", "cpu", "--quick", "--out", str(tmp / "r")],
+        ["cv", "--dataset", "covid19-ct", "--root", str(empty), "--quick", "--out", str(tmp / "r")],
+        ["cv", "--dataset", "nope", "--quick", "--out", str(tmp / "r")],
+        ["table", str(tmp / "no-such-runs")],
+        ["table", str(empty)],
+        ["sweep", "--archs", "resnet-9000", "--dry-run", "--out", str(tmp / "s")],
+        ["sweep", "--folds", "1", "--dry-run", "--out", str(tmp / "s")],
+        ["heat", str(tmp / "no-such-runs"), "--dataset", "synthetic"],
+        ["export-results", str(tmp / "no-such-runs"), str(tmp / "e")],
+        ["import-results", str(tmp / "no-such-results"), str(tmp / "i")],
+        ["audit", "pseudo-patients", "covid19-ct", "--root", str(empty)],
+        ["predict", str(image), "--checkpoint", str(tmp / "no-such.pt")],
+        ["predict", str(image), "--checkpoint", str(empty)],
+        ["predict", str(image), "--checkpoint", str(truncated)],
+        ["predict", str(corrupt), "--checkpoint", str(truncated)],
+        ["predict", str(tmp / "no-such-image.png"), "--checkpoint", str(truncated)],
+        ["prepare-workshop", "--notebooks", str(tmp / "no-such.ipynb")],
+        ["quickstart", "--out", str(a_file)],
+    ]
+
+
+def test_every_command_answers_bad_input_with_a_message_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctlib.data import fetch
+
+    monkeypatch.setattr(fetch, "_BACKOFF_S", 0.0)
+    monkeypatch.setitem(sys.modules, "kagglehub", None)
+    commands = _bad_commands(tmp_path)
+    covered = {argv[0] for argv in commands}
+    parser_commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    assert parser_commands - covered <= {"datasets"}, "every command that can fail is tried"
+    failures = []
+    for argv in commands:
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # argparse's own refusal: usage and one line, exit 2
+            code = exit_.code
+        except BaseException as error:  # noqa: BLE001 - the point: nothing may escape
+            failures.append(f"{argv}: {type(error).__name__}: {error}")
+            continue
+        err = capsys.readouterr().err
+        if code == 0 or "Traceback" in err or not err.strip():
+            failures.append(f"{argv}: exit {code}, stderr {err[-300:]!r}")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_real_entry_point_prints_no_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ctlib",
+            "predict",
+            str(_png(tmp_path / "s.png")),
+            "--checkpoint",
+            str(tmp_path / "none.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("error:"), done.stderr
+    assert "Traceback" not in done.stderr and "none.pt" in done.stderr
+
+
+def test_a_runs_folder_still_matches_after_the_data_moved(synth, tmp_path: Path) -> None:
+    import pandas as pd
+
+    run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False)
+    folds_file = fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0).parent / "folds.csv"
+    folds = pd.read_csv(folds_file)
+    folds["path"] = [f"/elsewhere/{Path(p).parent.name}/{Path(p).name}" for p in folds["path"]]
+    folds.to_csv(folds_file, index=False)  # as if written on another machine
+    rows = run_cv(
+        synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
+    )
+    assert rows["fold"].tolist() == [0], "the finished fold is found, not refused"
+    folds.loc[0, "fold"] = 1 - folds.loc[0, "fold"]
+    folds.to_csv(folds_file, index=False)
+    with pytest.raises(ValueError, match="another fold assignment"):
+        run_cv(synth, TINY, protocol="patient", n_folds=2, out=tmp_path, progress=False)
