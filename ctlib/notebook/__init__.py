@@ -4,7 +4,7 @@
 * :mod:`~ctlib.notebook.folders` -- output, results and figure folders (:func:`keep_figure`);
 * :mod:`~ctlib.notebook.datasets` -- which data sets are here, a notebook's data set, the
   quick cross-validation that notebook 03 reads (:func:`ensure_results`);
-* :mod:`~ctlib.notebook.colab` -- Colab;
+* :mod:`~ctlib.notebook.colab` -- Colab: the kit's address, badges and set-up cells;
 * :mod:`~ctlib.notebook.preflight` -- the day before a workshop: data, training, a rehearsal;
 * :mod:`~ctlib.notebook.tools` -- for maintainers, not learners: run the notebooks headless,
   strip their outputs, write the students' copies (``python -m ctlib.notebook
@@ -14,7 +14,7 @@ What the notebooks compute lives in the layers below: recipes in :mod:`ctlib.rec
 figures in :mod:`ctlib.plots`, tables in :mod:`ctlib.study`, widgets in :mod:`ctlib.widgets`.
 """
 
-from ctlib.notebook.colab import GITHUB_REPO, in_colab
+from ctlib.notebook.colab import in_colab, repository
 from ctlib.notebook.datasets import (
     FULL_DATASET,
     browse_sets,
@@ -36,7 +36,6 @@ from ctlib.notebook.mode import QUICK_ENV, Mode, get_mode, runs_here
 
 __all__ = [
     "FULL_DATASET",
-    "GITHUB_REPO",
     "OUTPUT_ENV",
     "QUICK_ENV",
     "Mode",
@@ -52,6 +51,7 @@ __all__ = [
     "keep_figure",
     "output_dir",
     "repo_root",
+    "repository",
     "results_dir",
     "runs_here",
 ]

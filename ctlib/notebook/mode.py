@@ -7,16 +7,18 @@ Every notebook runs either
 * **full** -- on a GPU, the paper's settings: its data sets, architectures and 100-epoch
   recipe.
 
-The mode comes from ``CTLIB_QUICK``, read by :func:`get_mode`: ``1``/``true``/``yes``/``on``
-means quick, ``0``/``false``/``no``/``off`` means full, and unset (or empty) means *quick
-exactly when PyTorch sees no CUDA GPU*. Each notebook's ``parameters`` cell (papermill) can
-still override any knob.
+**The lesson decides, not the runtime.** A notebook's ``MODE`` parameter (``"quick"`` or
+``"full"``, in its ``parameters`` cell) comes first; then ``CTLIB_QUICK`` (``1``/``true``/``yes``/
+``on`` quick, ``0``/``false``/``no``/``off`` full); with neither, the mode is quick, on a GPU
+runtime too -- a lesson planned for minutes never becomes an hour of training because Colab gave
+it a GPU. The mode's first printed line says which mode runs, why, about how long it takes and
+how to switch. Each notebook's ``parameters`` cell (papermill) can still override any knob.
 
 Example:
     >>> from ctlib.notebook import get_mode
     >>> mode = get_mode()          # doctest: +SKIP
     >>> print(mode)                # doctest: +SKIP
-    quick mode (CTLIB_QUICK is unset and PyTorch sees no GPU): CPU, synthetic data, a few ...
+    quick mode (neither MODE nor CTLIB_QUICK chose, so quick): CPU, synthetic data, a few ...
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Mode:
     quick: bool
     reason: str
     gpu: bool
+    quick_time: str = "minutes"
+    full_time: str = "hours on a GPU"
 
     @property
     def name(self) -> str:
@@ -59,42 +63,67 @@ class Mode:
         return "quick" if self.quick else "full"
 
     def __str__(self) -> str:
-        what = (
-            "CPU, synthetic data, a few epochs: minutes"
-            if self.quick
-            else "the paper's data sets and 100-epoch recipe"
-            + ("" if self.gpu else " (no GPU: slow!)")
-        )
-        return f"{self.name} mode ({self.reason}): {what}"
+        if self.quick:
+            what = f"CPU-sized: synthetic data, a few epochs; about {self.quick_time}"
+            switch = (
+                f'For the paper\'s full run ({self.full_time}): MODE = "full" in the '
+                "parameters cell, or CTLIB_QUICK=0."
+            )
+        else:
+            what = f"the paper's data sets and 100-epoch recipe; {self.full_time}" + (
+                "" if self.gpu else " (PyTorch sees no GPU: far slower here!)"
+            )
+            switch = 'Back to quick: MODE = "quick" in the parameters cell, or CTLIB_QUICK=1.'
+        return f"{self.name} mode ({self.reason}): {what}.\n{switch}"
 
 
-def get_mode(environ: Mapping[str, str] | None = None, *, gpu: bool | None = None) -> Mode:
-    """Quick or full mode, from ``CTLIB_QUICK`` (see the module docstring).
+def get_mode(
+    choice: str | Mode | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    gpu: bool | None = None,
+    quick_time: str = "minutes",
+    full_time: str = "hours on a GPU",
+) -> Mode:
+    """Quick or full mode (see the module docstring): the notebook's ``choice`` first, then
+    ``CTLIB_QUICK``, else quick -- whatever the runtime has.
 
     Args:
+        choice: the notebook's ``MODE`` parameter: ``"quick"``, ``"full"``, a :class:`Mode`, or
+            None (let ``CTLIB_QUICK`` decide).
         environ: the environment to read (default ``os.environ``).
-        gpu: whether a GPU is present (default: ``torch.cuda.is_available()``).
+        gpu: whether a GPU is present (default: ``torch.cuda.is_available()``); it never
+            chooses the mode, but full mode without one says it will be slow.
+        quick_time: about how long the notebook takes in quick mode (printed).
+        full_time: the same for full mode.
 
     Raises:
-        ValueError: ``CTLIB_QUICK`` holds something other than 1/0, true/false, yes/no, on/off.
+        ValueError: ``choice`` or ``CTLIB_QUICK`` holds something not understood.
     """
+    if isinstance(choice, Mode):
+        return choice
     environ = os.environ if environ is None else environ
     if gpu is None:
         gpu = bool(torch.cuda.is_available())
+    times = {"quick_time": quick_time, "full_time": full_time}
+    if choice is not None:
+        value = str(choice).strip().lower()
+        if value not in ("quick", "full"):
+            raise ValueError(f'MODE = {choice!r} is not understood; use "quick", "full" or None.')
+        return Mode(value == "quick", f"MODE = {value!r} in the parameters cell", gpu, **times)
     raw = environ.get(QUICK_ENV, "").strip()
     value = raw.lower()
     if value in _TRUE:
-        return Mode(True, f"{QUICK_ENV}={raw}", gpu)
+        return Mode(True, f"{QUICK_ENV}={raw}", gpu, **times)
     if value in _FALSE:
-        return Mode(False, f"{QUICK_ENV}={raw}", gpu)
+        return Mode(False, f"{QUICK_ENV}={raw}", gpu, **times)
     if value:
         raise ValueError(
             f"{QUICK_ENV}={raw!r} is not understood; use {QUICK_ENV}=1 for quick mode, "
-            f"{QUICK_ENV}=0 for full mode, or leave it unset (quick without a GPU)."
+            f"{QUICK_ENV}=0 for full mode, or leave it unset (quick)."
         )
-    if gpu:
-        return Mode(False, f"{QUICK_ENV} is unset and PyTorch sees a GPU", gpu)
-    return Mode(True, f"{QUICK_ENV} is unset and PyTorch sees no GPU", gpu)
+    where = "a GPU runtime too" if gpu else "no GPU here"
+    return Mode(True, f"neither MODE nor {QUICK_ENV} chose, so quick; {where}", gpu, **times)
 
 
 def runs_here(needs: str, mode: Mode) -> bool:
@@ -108,7 +137,7 @@ def runs_here(needs: str, mode: Mode) -> bool:
     if mode.quick:
         print(
             f"Skipped in quick mode: this solution needs {needs}. Run the notebook in full "
-            "mode (CTLIB_QUICK=0) where you have it."
+            'mode (MODE = "full", or CTLIB_QUICK=0) where you have it.'
         )
         return False
     return True

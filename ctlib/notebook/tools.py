@@ -212,6 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     strip.add_argument(
         "--checked-from", help="folder of executed copies whose checked outputs to keep"
     )
+    colab = sub.add_parser(
+        "colab", help="write badges, set-up cells and README's Colab lines from pyproject.toml"
+    )
+    colab.add_argument(
+        "notebooks", nargs="*", help="notebooks (default: notebooks/[0-9][0-9]_*.ipynb)"
+    )
+    colab.add_argument("--check", action="store_true", help="only say what would change")
+    colab.add_argument("--readme", help="README to update (default: the repository's)")
     student = sub.add_parser("student", help="the students' copies: no solutions, no outputs")
     student.add_argument(
         "notebooks", nargs="*", help="notebooks or a folder of them (default: notebooks/)"
@@ -228,6 +236,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths:
         print("no notebooks found", file=sys.stderr)
         return 2
+    if args.command == "colab":
+        from ctlib.notebook.colab import write_colab
+
+        readme = args.readme or ((repo_root() or Path.cwd()) / "README.md")
+        changed = write_colab(paths, readme=readme, check=args.check)
+        verb = "would change" if args.check else "changed"
+        for path in changed:
+            print(f"{verb}: {path}")
+        if args.check and changed:
+            print("run `python -m ctlib.notebook colab` to write them", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "student":
         written = student_copies(paths, args.out)
         print(f"wrote {len(written)} students' copies (no solutions, no outputs) to {args.out}")
