@@ -271,7 +271,10 @@ def test_verification_finds_missing_extra_altered_undecodable(
     assert report.missing == [f"CT_COVID/{missing}"]
     assert report.altered == [f"CT_COVID/{altered}"]
     assert sorted(report.undecodable) == sorted([f"CT_COVID/{broken}", f"CT_COVID/{empty}"])
-    assert report.extra == ["CT_NonCOVID/extra.png"]
+    assert report.extra == ["CT_NonCOVID/extra.png", "CT_NonCOVID/notes.txt"], (
+        "all, not only images"
+    )
+    assert "2 extra (not in the manifest, ignored)" in report.message()
     assert "empty" in report.reasons[f"CT_COVID/{empty}"]
     with pytest.raises(DataVerificationError, match="altered"):
         verify_dataset("covid19-ct", tmp_path, progress=False)

@@ -114,7 +114,15 @@ def verify_dataset(
     present = {f"{p.parent.name}/{p.name}": p for p in files}
     report = VerificationReport(name, folder, len(manifest))
     report.missing = sorted(set(manifest["relpath"]) - set(present))
-    report.extra = sorted(set(present) - set(manifest["relpath"]))
+    # extra: anything in a class folder that the manifest does not list, images or not (a
+    # stray .txt or a half-copied .part is worth a line too); hidden files are ignored
+    in_class_folders = {
+        f"{c}/{p.name}"
+        for c, _ in info.class_folders
+        for p in (folder / c).iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    }
+    report.extra = sorted(in_class_folders - set(manifest["relpath"]))
     stamp = _stamp_path(name, folder, files)
     if stamp.is_file() and not report.missing:
         log.info("%s: verified before (%s), not decoding again", name, stamp.name)
