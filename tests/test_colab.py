@@ -149,6 +149,19 @@ def test_a_bad_address_is_a_message_not_a_bare_git_error(tmp_path: Path) -> None
     assert "or upload the kit: a wheel" in done.stderr
 
 
+def test_a_runtime_that_loaded_ipywidgets_7_is_restarted_once_saying_so(tmp_path: Path) -> None:
+    # Colab preinstalls ipywidgets 7; the kit brings 8. If 7 was imported before the set-up
+    # cell ran, the cell says so and restarts the runtime (Colab's way: the kernel exits).
+    fake7 = tmp_path / "fake" / "ipywidgets"
+    fake7.mkdir(parents=True)
+    (fake7 / "__init__.py").write_text('__version__ = "7.7.1"\n')
+    cell = "import ipywidgets\n" + setup_cell("", widgets=True)  # ctlib importable here
+    done = _run_cell(sys.executable, cell, tmp_path)
+    assert done.returncode == -9, (done.returncode, done.stderr[-2000:])
+    assert "Colab had loaded ipywidgets 7; the kit needs 8. Restarting the runtime" in done.stdout
+    assert not (tmp_path / "widget-manager").exists()
+
+
 def test_the_cell_does_nothing_off_colab() -> None:
     namespace: dict[str, object] = {}
     exec(compile(setup_cell(""), "set-up cell", "exec"), namespace)  # noqa: S102

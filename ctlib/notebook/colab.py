@@ -167,7 +167,7 @@ def setup_cell(repo: str, *, widgets: bool = False) -> str:
             '    widgets = sys.modules.get("ipywidgets")',
             '    if widgets is not None and widgets.__version__.startswith("7."):',
             "        print('Colab had loaded ipywidgets 7; the kit needs 8. Restarting the '",
-            "              'runtime once: run the notebook again from the top.')",
+            "              'runtime once: run the notebook again from the top.', flush=True)",
             "        os.kill(os.getpid(), 9)",
             "    from google.colab import output",
             "    output.enable_custom_widget_manager()  # Colab renders ipywidgets 8 through it",
