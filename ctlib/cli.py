@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,12 @@ from ctlib.data.registry import DATASETS, REAL_DATASETS
 from ctlib.errors import CtlibError, DataError
 
 DEFAULT_ARCHS = ("squeezenet", "shufflenet", "resnet18", "inceptionv3", "xception")
+
+
+def _runs_default() -> str:
+    """``CTLIB_RUNS_DIR`` (e.g. a folder on Google Drive, so runs outlive a Colab runtime), else
+    ``runs``."""
+    return os.environ.get("CTLIB_RUNS_DIR", "").strip() or "runs"
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -449,7 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="restart unfinished folds instead of resuming their checkpoints",
         )
-        p.add_argument("--out", default="runs", help="results folder (default: runs)")
+        p.add_argument(
+            "--out",
+            default=_runs_default(),
+            help="results folder (default: CTLIB_RUNS_DIR or runs)",
+        )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("train", help="fine-tune one architecture on one fold")
@@ -493,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--folds", type=int, default=5, help="folds (default: 5)")
     p.add_argument("--epochs", type=int, default=100, help="epochs (default: 100, the paper's)")
-    p.add_argument("--out", default="runs", help="results folder (default: runs)")
+    p.add_argument(
+        "--out", default=_runs_default(), help="results folder (default: CTLIB_RUNS_DIR or runs)"
+    )
     p.add_argument("--root", help="folder holding the data sets (default: CTLIB_DATA_DIR)")
     p.add_argument(
         "--slots",

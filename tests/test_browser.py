@@ -347,3 +347,58 @@ def test_notebook_widget_renders_in_a_browser(
     )
     print(json.dumps(report, indent=1))
     assert Path(report["screenshot"]).is_file()
+
+
+# --------------------------------------------------------------------------- static pages
+PAGES = ("01_data_exploration", "03_cross_validation")  # the quick ones; the command builds all
+
+_PAGE_FACTS = """() => {
+  const images = [...document.querySelectorAll('img')];
+  return {
+    images: images.length,
+    shown: images.filter(i => i.complete && i.naturalWidth > 0).length,
+    errors: document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]')
+      .length,
+    tracebacks: document.body.innerText.includes('Traceback (most recent call last)'),
+    solutions: document.querySelectorAll('details.solution').length,
+    open_solutions: document.querySelectorAll('details.solution[open]').length,
+  };
+}"""
+
+
+def test_static_pages_show_every_figure_and_no_error(tmp_path: Path) -> None:
+    import nbformat
+    from playwright.sync_api import sync_playwright
+
+    from ctlib.notebook.pages import build_pages
+
+    _require_browser()
+    sources = [ROOT / "notebooks" / f"{stem}.ipynb" for stem in PAGES]
+    pages = build_pages(sources, tmp_path / "pages")
+    assert [p.name for p in pages] == [f"{s}.html" for s in PAGES] + ["index.html"]
+    facts = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            for stem in PAGES:
+                executed = nbformat.read(tmp_path / "pages" / "executed" / f"{stem}.ipynb", 4)
+                figures = sum(
+                    "image/png" in o.get("data", {})
+                    for c in executed.cells
+                    if c.cell_type == "code"
+                    for o in c.outputs
+                )
+                solutions = sum("solution" in c.metadata.get("tags", []) for c in executed.cells)
+                page.goto((tmp_path / "pages" / f"{stem}.html").as_uri(), wait_until="load")
+                got = page.evaluate(_PAGE_FACTS)
+                facts[stem] = {**got, "figures": figures}
+                assert figures > 0, f"{stem} drew no figure in quick mode"
+                assert got["shown"] >= figures and got["shown"] == got["images"], got
+                assert got["errors"] == 0 and not got["tracebacks"], f"{stem}: an error cell"
+                assert got["solutions"] == solutions and got["open_solutions"] == 0, got
+        finally:
+            browser.close()
+    print(json.dumps(facts, indent=1))

@@ -25,6 +25,7 @@ from ctlib.notebook.datasets import (
 )
 from ctlib.notebook.folders import (
     OUTPUT_ENV,
+    RUNS_ENV,
     committed_results,
     figure_dir,
     keep_figure,
@@ -37,6 +38,7 @@ from ctlib.notebook.mode import QUICK_ENV, Mode, get_mode, runs_here
 __all__ = [
     "FULL_DATASET",
     "OUTPUT_ENV",
+    "RUNS_ENV",
     "QUICK_ENV",
     "Mode",
     "browse_sets",

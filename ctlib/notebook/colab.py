@@ -161,6 +161,11 @@ def setup_cell(repo: str, *, widgets: bool = False) -> str:
         "            'above to a git address you can clone. Then run this cell again.')",
         "    site.addsitedir(site.getsitepackages()[0])  # the fresh install, without a restart",
         "    importlib.invalidate_caches()",
+        "    # Runs that outlive the runtime: keep them (and the data cache) on Google Drive; a",
+        "    # long run resumes after Colab recycles the machine. Uncomment these three lines:",
+        '    # from google.colab import drive; drive.mount("/content/drive")',
+        '    # os.environ["CTLIB_RUNS_DIR"] = "/content/drive/MyDrive/ctlib/runs"',
+        '    # os.environ["CTLIB_CACHE_DIR"] = "/content/drive/MyDrive/ctlib/cache"',
     ]
     if widgets:
         lines += [

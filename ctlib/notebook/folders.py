@@ -19,6 +19,7 @@ from ctlib.recipes import describe_recipe, recipe_id
 from ctlib.train import TrainConfig
 
 __all__ = [
+    "RUNS_ENV",
     "OUTPUT_ENV",
     "committed_results",
     "figure_dir",
@@ -30,6 +31,9 @@ __all__ = [
 
 
 OUTPUT_ENV = "CTLIB_OUTPUT_DIR"
+
+#: where runs go instead of ``runs/`` and ``<output_dir>/runs`` (e.g. Google Drive on Colab)
+RUNS_ENV = "CTLIB_RUNS_DIR"
 
 
 def repo_root() -> Path | None:
@@ -59,9 +63,15 @@ def results_dir(mode: Mode, config: TrainConfig | None = None) -> Path:
     a rerun with another learning rate, epoch count or canvas trains into its own folder and
     the same recipe finds its finished folds again. Full mode: ``runs/`` (where ``python -m
     ctlib cv`` and ``sweep`` write) for the paper's recipe, ``runs/<recipe id>`` for any
-    other. Without ``config``: the base folder itself.
+    other. Without ``config``: the base folder itself. ``CTLIB_RUNS_DIR`` replaces both bases
+    (quick runs in its ``quick/``), as it replaces the command line's default ``--out``: on
+    Colab, a folder on Google Drive keeps runs through a recycled runtime.
     """
-    base = output_dir("runs") if mode.quick else (repo_root() or Path.cwd()) / "runs"
+    runs = os.environ.get(RUNS_ENV, "").strip()
+    if runs:  # e.g. Google Drive on Colab: the runs outlive the runtime
+        base = Path(runs).expanduser() / ("quick" if mode.quick else "")
+    else:
+        base = output_dir("runs") if mode.quick else (repo_root() or Path.cwd()) / "runs"
     if config is None or (not mode.quick and describe_recipe(config) == "the paper's"):
         return base
     return base / recipe_id(config)

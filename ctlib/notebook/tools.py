@@ -1,14 +1,12 @@
 """Tooling for the notebooks themselves (not for learners): run them headless, strip outputs,
 write the students' copies.
 
-``python -m ctlib.notebook run|strip|student ...`` (see :func:`main`).
+``python -m ctlib.notebook run|strip|student|pages|colab ...`` (see :mod:`ctlib.notebook.__main__`).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,8 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ctlib.notebook.folders import output_dir, repo_root
-from ctlib.notebook.mode import get_mode
+from ctlib.notebook.folders import output_dir
 
 __all__ = [
     "CHECK_MARK",
@@ -25,7 +22,6 @@ __all__ = [
     "SOLUTION_TAG",
     "is_checked",
     "is_solution",
-    "main",
     "run_notebooks",
     "strip_outputs",
     "student_copies",
@@ -187,78 +183,3 @@ def student_copies(
 ) -> list[Path]:
     """:func:`student_copy` of every notebook in ``paths`` into the folder ``out``."""
     return [student_copy(path, out) for path in paths]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ctlib.notebook run|strip|student ...``: run notebooks headless, strip their
-    outputs, or write learners' copies without the solutions."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ctlib.notebook",
-        description="The numbered notebooks: run them, clean them for a commit, or write the "
-        "students' copies (no solutions, no outputs).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute notebooks headless (papermill), print timings")
-    run.add_argument(
-        "notebooks", nargs="*", help="notebooks (default: notebooks/[0-9][0-9]_*.ipynb)"
-    )
-    run.add_argument("--out", help="folder for the executed copies (default: outputs/notebooks)")
-    strip = sub.add_parser(
-        "strip", help="remove outputs, keeping those of # NBVAL_CHECK_OUTPUT cells"
-    )
-    strip.add_argument(
-        "notebooks", nargs="*", help="notebooks (default: notebooks/[0-9][0-9]_*.ipynb)"
-    )
-    strip.add_argument(
-        "--checked-from", help="folder of executed copies whose checked outputs to keep"
-    )
-    colab = sub.add_parser(
-        "colab", help="write badges, set-up cells and README's Colab lines from pyproject.toml"
-    )
-    colab.add_argument(
-        "notebooks", nargs="*", help="notebooks (default: notebooks/[0-9][0-9]_*.ipynb)"
-    )
-    colab.add_argument("--check", action="store_true", help="only say what would change")
-    colab.add_argument("--readme", help="README to update (default: the repository's)")
-    student = sub.add_parser("student", help="the students' copies: no solutions, no outputs")
-    student.add_argument(
-        "notebooks", nargs="*", help="notebooks or a folder of them (default: notebooks/)"
-    )
-    student.add_argument("--out", default="student", help="folder to write to (default: student)")
-    args = parser.parse_args(argv)
-    given = []
-    for item in args.notebooks:
-        folder = Path(item)
-        given += sorted(map(str, folder.glob("[0-9][0-9]_*.ipynb"))) if folder.is_dir() else [item]
-    paths = given or sorted(
-        str(p) for p in ((repo_root() or Path.cwd()) / "notebooks").glob("[0-9][0-9]_*.ipynb")
-    )
-    if not paths:
-        print("no notebooks found", file=sys.stderr)
-        return 2
-    if args.command == "colab":
-        from ctlib.notebook.colab import write_colab
-
-        readme = args.readme or ((repo_root() or Path.cwd()) / "README.md")
-        changed = write_colab(paths, readme=readme, check=args.check)
-        verb = "would change" if args.check else "changed"
-        for path in changed:
-            print(f"{verb}: {path}")
-        if args.check and changed:
-            print("run `python -m ctlib.notebook colab` to write them", file=sys.stderr)
-            return 1
-        return 0
-    if args.command == "student":
-        written = student_copies(paths, args.out)
-        print(f"wrote {len(written)} students' copies (no solutions, no outputs) to {args.out}")
-        return 0
-    if args.command == "strip":
-        for path in paths:
-            executed = Path(args.checked_from) / Path(path).name if args.checked_from else None
-            print(f"{path}: {strip_outputs(path, executed)} checked cell(s) kept")
-        return 0
-    print(str(get_mode()))
-    report = run_notebooks(paths, args.out)
-    print(report[["notebook", "seconds", "error"]].to_string(index=False))
-    print(f"executed copies in {Path(report['output'].iloc[0]).parent}")
-    return 1 if (report["error"] != "").any() else 0
