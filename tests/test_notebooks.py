@@ -450,3 +450,16 @@ def test_run_notebooks_reports_time_and_errors(tmp_path: Path) -> None:
     assert report["error"].tolist()[0] == "" and "ZeroDivisionError" in report["error"].tolist()[1]
     executed = json.loads((tmp_path / "out" / "good.ipynb").read_text())
     assert "42" in "".join(executed["cells"][-1]["outputs"][0]["text"])
+
+
+def test_one_setting_moves_every_run_e_g_to_google_drive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctlib.cli import build_parser
+
+    monkeypatch.setenv("CTLIB_RUNS_DIR", str(tmp_path / "drive"))
+    assert results_dir(QUICK) == tmp_path / "drive" / "quick"
+    assert results_dir(FULL) == tmp_path / "drive"
+    assert results_dir(QUICK, finetune_config(QUICK)).parent == tmp_path / "drive" / "quick"
+    for command in (["cv"], ["train"], ["sweep"]):
+        assert build_parser().parse_args(command).out == str(tmp_path / "drive")
