@@ -38,3 +38,17 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["CTLIB_CACHE_DIR"] = os.environ["CTLIB_TEST_CACHE_DIR"]
     else:
         os.environ["CTLIB_CACHE_DIR"] = str(tmp_path_factory.mktemp("ctlib-cache"))
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
+    """A small synthetic set (12 patients) for the cross-validation and bad-input tests."""
+    from ctlib.data import load_dataset
+    from ctlib.data.synthetic import SyntheticConfig
+
+    return load_dataset(
+        "synthetic",
+        tmp_path_factory.mktemp("synth"),
+        synthetic=SyntheticConfig(n_patients=12),
+        progress=False,
+    )

@@ -19,7 +19,6 @@ from PIL import Image
 from ctlib.cli import build_parser, main
 from ctlib.cv import LOCK_FILE, fold_dir, make_folds, run_cv
 from ctlib.data import load_dataset, load_folder, read_grayscale
-from ctlib.data.synthetic import SyntheticConfig
 from ctlib.errors import DataError, DataVerificationError, ImageReadError
 from ctlib.explain import load_trained, predict_files
 from ctlib.files import FolderLock
@@ -29,16 +28,6 @@ from ctlib.train import TrainConfig
 TINY = TrainConfig(
     arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
 )
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
-    return load_dataset(
-        "synthetic",
-        tmp_path_factory.mktemp("synth"),
-        synthetic=SyntheticConfig(n_patients=12),
-        progress=False,
-    )
 
 
 def _closed_port() -> int:

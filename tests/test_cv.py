@@ -11,22 +11,11 @@ import pytest
 
 from ctlib.cv import fold_dir, make_folds, run_cv
 from ctlib.data import load_dataset
-from ctlib.data.synthetic import SyntheticConfig
 from ctlib.train import TrainConfig
 
 TINY = TrainConfig(
     arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
 )
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory):  # -> CTDataset
-    return load_dataset(
-        "synthetic",
-        tmp_path_factory.mktemp("synth"),
-        synthetic=SyntheticConfig(n_patients=12),
-        progress=False,
-    )
 
 
 def _frame(n_patients: int = 60, seed: int = 0) -> pd.DataFrame:

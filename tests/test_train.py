@@ -140,6 +140,25 @@ def _run(
     return history, probs
 
 
+def _cut_after_first_epoch(frame: pd.DataFrame, out: Path, **changes: object) -> None:
+    """Train the tiny recipe into ``out`` and stop it, as a kill would, after epoch 1."""
+    from ctlib.models import create_model
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(record: dict) -> None:
+        if record["epoch"] == 1:
+            raise Killed
+
+    config = TrainConfig(**{**TINY, **changes})
+    torch.manual_seed(config.seed)
+    model = create_model(config.arch, pretrained=False, progress=False)
+    train = CanvasDataset(frame.iloc[:24], config.input_size, train=True, seed=config.seed)
+    with pytest.raises(Killed):
+        fit(model, train, config, out, progress=False, on_epoch_end=kill_after_first_epoch)
+
+
 def test_same_seed_same_result(tiny_frame: pd.DataFrame) -> None:
     h1, p1 = _run(tiny_frame, None, epochs=2)
     h2, p2 = _run(tiny_frame, None, epochs=2)
@@ -178,28 +197,7 @@ def test_one_epoch_iterates_its_loader_once(
 def test_resume_after_interruption_matches(tiny_frame: pd.DataFrame, tmp_path: Path) -> None:
     full_history, full_probs = _run(tiny_frame, tmp_path / "full")
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(record: dict) -> None:
-        if record["epoch"] == 1:
-            raise Killed
-
-    from ctlib.models import create_model
-
-    config = TrainConfig(**TINY)
-    torch.manual_seed(config.seed)
-    model = create_model(config.arch, pretrained=False, progress=False)
-    train = CanvasDataset(tiny_frame.iloc[:24], config.input_size, train=True, seed=config.seed)
-    with pytest.raises(Killed):
-        fit(
-            model,
-            train,
-            config,
-            tmp_path / "cut",
-            progress=False,
-            on_epoch_end=kill_after_first_epoch,
-        )
+    _cut_after_first_epoch(tiny_frame, tmp_path / "cut")
     assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 1
     torch.manual_seed(123)  # the resumed process starts from another random state
     history, probs = _run(tiny_frame, tmp_path / "cut")
@@ -219,28 +217,7 @@ def test_resume_goes_on_when_only_runtime_settings_change(
     """Workers, precision or memory format may change between sessions: the run resumes."""
     full_history, _ = _run(tiny_frame, tmp_path / "full", epochs=2)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_epoch(record: dict) -> None:
-        if record["epoch"] == 1:
-            raise Killed
-
-    from ctlib.models import create_model
-
-    config = TrainConfig(**{**TINY, "epochs": 2})
-    torch.manual_seed(config.seed)
-    model = create_model(config.arch, pretrained=False, progress=False)
-    train = CanvasDataset(tiny_frame.iloc[:24], config.input_size, train=True, seed=config.seed)
-    with pytest.raises(Killed):
-        fit(
-            model,
-            train,
-            config,
-            tmp_path / "cut",
-            progress=False,
-            on_epoch_end=kill_after_first_epoch,
-        )
+    _cut_after_first_epoch(tiny_frame, tmp_path / "cut", epochs=2)
     history, _ = _run(tiny_frame, tmp_path / "cut", epochs=2, channels_last=False, amp="off")
     assert (
         len(history) == 2
