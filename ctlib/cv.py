@@ -22,7 +22,8 @@ Results on disk are the interface to everything that reports (tables, notebooks)
     <out>/<dataset>/<protocol>/<run>/folds.csv          path, label, patient_id, fold
     <out>/<dataset>/<protocol>/<run>/fold<k>/config.json
                                               history.json       per-epoch loss, lr, seconds
-                                              checkpoint.pt      training state (resume)
+                                              checkpoint.pt      training state (resume;
+                                                                 removed when finished)
                                               model.pt           the final model (ctlib checkpoint)
                                               predictions.csv    path, label, prob, fold, patient_id
                                               metrics.json       accuracy, precision, ... tp
@@ -55,8 +56,16 @@ from ctlib.data import CTDataset, check_readable, with_pseudo_patients
 from ctlib.files import FolderLock, atomic_write, write_json
 from ctlib.metrics import binary_metrics
 from ctlib.models import create_model, get_spec, save_checkpoint
-from ctlib.train import TrainConfig, fit, predict, recipe_of, resolve_device, seed_everything
-from ctlib.transforms import CanvasDataset
+from ctlib.train import (
+    CHECKPOINT,
+    TrainConfig,
+    fit,
+    predict,
+    recipe_of,
+    resolve_device,
+    seed_everything,
+)
+from ctlib.transforms import CanvasDataset, CanvasStore
 
 __all__ = ["PROTOCOLS", "fold_dir", "make_folds", "run_cv", "run_fold", "trained_fold"]
 
@@ -258,7 +267,9 @@ def _train_fold(
         train_mask, val_mask = ~test_mask, None
     spec = get_spec(config.arch)
     size = config.input_size
-    norm = {"mean": spec.mean, "std": spec.std, "content": config.content}
+    # every image of the data set drawn on this canvas once (cached on disk for the next fold)
+    store = CanvasStore(frame["path"], size, content=config.content, progress=progress)
+    norm = {"mean": spec.mean, "std": spec.std, "content": config.content, "store": store}
     train_set = CanvasDataset(
         frame[train_mask.to_numpy()],
         size,
@@ -318,6 +329,10 @@ def _train_fold(
     metrics["train_seconds"] = float(sum(h["seconds"] for h in history))
     metrics["wall_seconds_this_session"] = round(time.perf_counter() - started, 2)
     write_json(metrics, folder / "metrics.json")  # last: marks the fold finished
+    # the fold's model and predictions are saved: the rolling training state (weights and
+    # both LAMB moments) and the best epoch's weights are not needed any more
+    for name in (CHECKPOINT, "best.pt"):
+        (folder / name).unlink(missing_ok=True)
     return metrics
 
 

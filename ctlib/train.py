@@ -7,28 +7,45 @@ exactly these values as defaults. A shorter run (quick mode, the CPU) scales the
 milestones with the number of epochs (:func:`lr_at`).
 
 **Which LAMB.** ``optimizer="lamb"`` (the default) is torch-optimizer's ``Lamb``, the
-package the kit's users chose: no bias correction, the weight norm in the trust ratio
-clamped at 10, the trust ratio applied to every tensor (biases and norms included),
-no gradient clipping. ``optimizer="lamb_timm"`` is timm's ``Lamb`` through timm's
-optimizer factory: bias correction, global gradient-norm clipping at 1.0, and biases
-and norm weights excluded from weight decay (and so from the trust ratio). The two
-give different trajectories from the same start; the paper does not say which it used.
+package the kit's users chose, computed by :class:`ctlib.optim.ForeachLamb` (the same
+arithmetic, checked against it step by step, without reading values back to the host):
+no bias correction, the weight norm in the trust ratio clamped at 10, the trust ratio
+applied to every tensor (biases and norms included), no gradient clipping.
+``optimizer="lamb_timm"`` is timm's ``Lamb`` through timm's optimizer factory: bias
+correction, global gradient-norm clipping at 1.0, and biases and norm weights excluded from
+weight decay (and so from the trust ratio). The two give different trajectories from the
+same start; the paper does not say which it used.
 
 **Speed.** On a GPU: mixed precision (:func:`choose_precision`: bf16 where the GPU computes
-it natively, compute capability 8.0 and up, else fp16 with a gradient scaler) and
-channels-last memory. On the CPU: fp32, channels-last (about 2x for EfficientNet-Lite0),
-denormals flushed to zero (pretrained weights otherwise run 5-25 % slower); bf16 autocast
-is an option (``amp="bf16"``) to measure, never the default: on this project's CPUs it was
-many times slower than fp32 (``benchmarks/bench_precision.py``). ``torch.compile`` is
-optional (``compile=True``) and off by default: it costs minutes per input shape and was
-slower than eager fp32 on those CPUs too.
+it natively, compute capability 8.0 and up, else fp16 with a gradient scaler),
+channels-last memory, ``cudnn.benchmark`` (the canvas never changes size), and the GPU data
+path (:mod:`ctlib.batches`: canvases held on the GPU, augmented a batch at a time; chosen by
+``data_path="auto"`` on CUDA). Nothing in a training step reads a value back to the host:
+the LAMB is :class:`ctlib.optim.ForeachLamb` (torch-optimizer's arithmetic, without its
+per-tensor host reads), and the running loss and the divergence check stay on the device
+until the epoch ends. Where the CPU data path feeds a GPU, the DataLoader's workers
+(``num_workers=None``: one per core but one, at most 8) live for the whole run.
 
-**Nothing lost.** After every epoch the full training state (weights, optimizer, epoch,
-history, random states) is written atomically to ``checkpoint.pt``; :func:`fit` with
-``resume=True`` continues from it and reaches the same result as an uninterrupted run:
-the shuffling and the augmentations depend only on ``(seed, epoch, index)``, and the
-global random state (dropout) is restored. A NaN or infinite loss stops training with
-:class:`TrainingDivergedError` instead of training on garbage.
+On the CPU: fp32, channels-last (about 2x for EfficientNet-Lite0), denormals flushed to zero
+(pretrained weights otherwise run 5-25 % slower); bf16 autocast is an option
+(``amp="bf16"``) to measure, never the default: on this project's CPUs it was many times
+slower than fp32 (``benchmarks/bench_precision.py``). ``torch.compile`` is optional
+(``compile=True``, ``--compile``) and off by default: it costs minutes per input shape and
+was slower than eager fp32 on those CPUs too.
+
+**Little lost, little written.** The full training state (weights, optimizer, epoch,
+history, random states) is written atomically to one rolling ``checkpoint.pt`` every
+``checkpoint_every`` epochs (5) or once ``checkpoint_minutes`` (5) have passed since the last
+one, whichever comes first, and after the last epoch; :func:`ctlib.cv.run_fold` removes it
+when the fold's model and predictions are saved. On a fast GPU a checkpoint per epoch would
+cost as much as the epoch; on the CPU at most five minutes of training are lost to a kill.
+:func:`fit` with ``resume=True`` continues from it and reaches the same result as an
+uninterrupted run: the shuffling and the augmentations depend only on ``(seed, epoch,
+index)``, and the global random state (dropout) is restored. It resumes when only runtime
+settings changed (:data:`RUNTIME_SETTINGS`: device, precision, workers, compile, data path,
+checkpoint cadence) and refuses, naming the settings, when the recipe changed. A NaN or
+infinite loss stops training with :class:`TrainingDivergedError` instead of training on
+garbage (on a GPU at the end of the epoch it appeared in, the host reading the check once).
 """
 
 from __future__ import annotations
@@ -49,14 +66,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch_optimizer
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from ctlib.batches import DeviceBatches
 from ctlib.errors import CheckpointError, TrainingDivergedError
 from ctlib.files import atomic_write, write_json
 from ctlib.models import get_spec, probabilities
+from ctlib.optim import ForeachLamb
 from ctlib.transforms import AugmentConfig, CanvasDataset, item_seed
 
 __all__ = [
@@ -85,7 +103,17 @@ MIN_CANVAS_SIDE = {"inceptionv3": 75, "xception": 71}
 CHECKPOINT = "checkpoint.pt"
 #: Settings that change how a run is computed, not what it learns: a run resumes when only
 #: they change, and they never tell two recipes apart.
-RUNTIME_SETTINGS = ("device", "amp", "channels_last", "compile", "num_workers")
+RUNTIME_SETTINGS = (
+    "device",
+    "amp",
+    "channels_last",
+    "compile",
+    "num_workers",
+    "data_path",
+    "checkpoint_every",
+    "checkpoint_minutes",
+)
+DATA_PATHS = ("auto", "loader", "device")
 HISTORY = "history.json"
 
 
@@ -113,7 +141,15 @@ class TrainConfig:
             ``"fp16"`` or ``"off"``.
         channels_last: channels-last memory format (faster on both).
         compile: ``torch.compile`` the model.
-        num_workers: DataLoader worker processes (0: load in the main process).
+        num_workers: DataLoader worker processes for the CPU data path (0: load in the main
+            process; None: 0 on the CPU, where workers would take the cores the training
+            needs, and one per core but one, at most 8, when the CPU path feeds a GPU).
+        data_path: ``"loader"`` (albumentations per image in a DataLoader: the CPU path),
+            ``"device"`` (canvases on the training device, augmented a batch at a time:
+            :mod:`ctlib.batches`), or ``"auto"``: ``"device"`` on CUDA, else ``"loader"``.
+        checkpoint_every: write the rolling ``checkpoint.pt`` every this many epochs...
+        checkpoint_minutes: ...or once this many minutes of training passed since the last
+            one, whichever is first (and always after the last epoch).
         threshold: probability from which a prediction is COVID.
         content: what the canvas shows inside the placement box: ``"image"`` (the slice,
             as in the paper) or ``"flat"`` (a uniform gray box: only the box's size and
@@ -137,7 +173,10 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
-    num_workers: int = 0
+    num_workers: int | None = None
+    data_path: str = "auto"
+    checkpoint_every: int = 5
+    checkpoint_minutes: float = 5.0
     threshold: float = 0.5
     content: str = "image"
 
@@ -163,9 +202,16 @@ class TrainConfig:
             raise ValueError(
                 f"weight_decay must be >= 0, got {self.weight_decay!r} (the paper: 1)."
             )
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(
                 f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
+            )
+        if self.data_path not in DATA_PATHS:
+            raise ValueError(f"data_path must be one of {DATA_PATHS}, got {self.data_path!r}.")
+        if self.checkpoint_every < 1 or not self.checkpoint_minutes > 0:
+            raise ValueError(
+                "checkpoint_every must be >= 1 epoch and checkpoint_minutes > 0, got "
+                f"{self.checkpoint_every} and {self.checkpoint_minutes}."
             )
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
             raise ValueError(
@@ -321,7 +367,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """The configured LAMB (see the module docstring for the two implementations)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "lamb":
-        return torch_optimizer.Lamb(params, lr=config.lr, weight_decay=config.weight_decay)
+        # torch-optimizer's Lamb arithmetic (tests/test_optim.py), without its per-tensor
+        # host reads; its state dicts load into torch_optimizer.Lamb and back
+        return ForeachLamb(params, lr=config.lr, weight_decay=config.weight_decay)
     # lazy: timm's import is slow and only optimizer='lamb_timm' needs it
     from timm.optim import create_optimizer_v2
 
@@ -402,40 +450,108 @@ def load_training_state(
     return state
 
 
-def _loader(
-    dataset: Dataset, config: TrainConfig, *, shuffle: bool, epoch: int = 0, device: torch.device
-) -> DataLoader:
-    """The epoch's DataLoader. The shuffled order is drawn here, from ``(seed, epoch)`` alone,
-    and handed over as a list, so it never depends on the number of workers or on how often
-    the loader is iterated; the loader's own generator (its workers' base seed) is separate
-    and leaves the global random state alone."""
-    order: list[int] | None = None
-    if shuffle:
-        stream = torch.Generator().manual_seed(item_seed(config.seed, epoch, 2**32 - 1))
-        order = torch.randperm(len(dataset), generator=stream).tolist()
-    drop_last = shuffle and len(dataset) % config.batch_size == 1  # no batch of 1 for BatchNorm
-    return DataLoader(
+def resolve_data_path(config: TrainConfig, device: torch.device) -> str:
+    """The data path ``config.data_path`` means on ``device``: ``"device"`` or ``"loader"``."""
+    if config.data_path != "auto":
+        return config.data_path
+    return "device" if device.type == "cuda" else "loader"
+
+
+def resolve_workers(config: TrainConfig, device: torch.device) -> int:
+    """DataLoader workers for the CPU data path: ``config.num_workers``, or when None, 0 on the
+    CPU (workers would compete with the training for the cores) and one per core but one, at
+    most 8, when the loader feeds a GPU."""
+    if config.num_workers is not None:
+        return config.num_workers
+    if device.type == "cuda":
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
+    return 0
+
+
+def epoch_order(config: TrainConfig, n: int, epoch: int) -> list[int]:
+    """The shuffled order of epoch ``epoch``: drawn from ``(seed, epoch)`` alone, so it never
+    depends on the data path, the number of workers or how often a loader is iterated."""
+    stream = torch.Generator().manual_seed(item_seed(config.seed, epoch, 2**32 - 1))
+    return torch.randperm(n, generator=stream).tolist()
+
+
+def _drop_last(n: int, batch_size: int) -> bool:
+    return n % batch_size == 1  # no batch of 1 for BatchNorm
+
+
+class _EpochOrder(Sampler):
+    """One epoch's training order at a time, as ``(epoch, index)`` pairs. A persistent
+    DataLoader asks its sampler for the order in the main process at every epoch, while its
+    workers keep their own copies of the data set, which ``set_epoch`` in the main process
+    would not reach: so every item carries its epoch (:meth:`CanvasDataset.__getitem__`)."""
+
+    def __init__(self, n: int, config: TrainConfig) -> None:
+        self.n, self.config, self.epoch = n, config, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return iter([(epoch, i) for i in epoch_order(self.config, self.n, epoch)])
+
+
+def _train_loader(
+    dataset: CanvasDataset, config: TrainConfig, device: torch.device
+) -> tuple[DataLoader, _EpochOrder]:
+    """The CPU data path's DataLoader for the whole run (its workers persist across epochs)
+    and the sampler that sets each epoch's order. The loader's own generator seeds only the
+    workers' global random states, which no augmentation uses."""
+    workers = resolve_workers(config, device)
+    order = _EpochOrder(len(dataset), config)
+    loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
         sampler=order,
-        generator=torch.Generator().manual_seed(item_seed(config.seed, epoch, 2**32 - 2)),
-        num_workers=config.num_workers,
-        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(item_seed(config.seed, 0, 2**32 - 2)),
+        num_workers=workers,
+        drop_last=_drop_last(len(dataset), config.batch_size),
         pin_memory=device.type == "cuda",
-        persistent_workers=False,
+        persistent_workers=workers > 0,
+    )
+    return loader, order
+
+
+def _eval_batches(
+    dataset: Dataset, config: TrainConfig, device: torch.device, memory: torch.memory_format
+) -> tuple[Iterator[tuple[torch.Tensor, Any]], int]:
+    """An evaluation pass over ``dataset`` in order: ``(batches on the device, how many)``."""
+    if resolve_data_path(config, device) == "device" and isinstance(dataset, CanvasDataset):
+        feeder = DeviceBatches.from_dataset(
+            dataset, batch_size=config.batch_size, device=device, memory_format=memory
+        )
+        return feeder.epoch(), feeder.n_batches()
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=resolve_workers(config, device),
+        pin_memory=device.type == "cuda",
     )
 
+    def batches() -> Iterator[tuple[torch.Tensor, Any]]:
+        for images, labels in loader:  # iterated once
+            yield images.to(device, non_blocking=True, memory_format=memory), labels
 
-def _batches(loader: DataLoader, **bar: Any) -> Iterator[tuple[Any, tqdm]]:
-    """Yield ``(batch, progress bar)`` for each batch, iterating ``loader`` exactly once.
+    return batches(), len(loader)
+
+
+def _progress(batches: Iterator[Any], total: int, **bar: Any) -> Iterator[tuple[Any, tqdm]]:
+    """Yield ``(batch, progress bar)``, iterating ``batches`` exactly once.
 
     ``tqdm.auto``'s bar (its asyncio variant) calls ``iter()`` on what it wraps both when it
-    is built and when it is iterated: around a DataLoader that starts the workers twice per
-    epoch and, before the order was drawn here, made the order depend on the worker count.
-    So the bar only counts; the loop iterates the loader itself.
+    is built and when it is iterated: around a DataLoader that started the workers twice per
+    epoch. So the bar only counts; the loop iterates the batches itself.
     """
-    with tqdm(total=len(loader), **bar) as progress:
-        for batch in loader:
+    with tqdm(total=total, **bar) as progress:
+        for batch in batches:
             yield batch, progress
             progress.update(1)
 
@@ -497,11 +613,14 @@ def fit(
     best_val = math.inf
     if folder is not None and resume and (folder / CHECKPOINT).is_file():
         state = load_training_state(folder / CHECKPOINT, device)
-        if recipe_of(state.get("config") or {}) != recipe_of(config.to_dict()):
+        old, new = recipe_of(state.get("config") or {}), recipe_of(config.to_dict())
+        if old != new:
+            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise ValueError(
-                f"{folder / CHECKPOINT} was written by another recipe; resume with the same "
-                "one (runtime settings such as device, amp or workers may change), use another "
-                "output folder, or start again with --no-resume."
+                f"{folder / CHECKPOINT} was written by another recipe (it differs in "
+                f"{', '.join(differ)}); resume with the same one (runtime settings such as "
+                f"{', '.join(RUNTIME_SETTINGS)} may change), use another output folder, or "
+                "start again with --no-resume."
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -513,7 +632,43 @@ def fit(
         _set_rng_state(state["rng"])
         log.info("resumed from %s at epoch %d", folder / CHECKPOINT, start_epoch)
     step_model = torch.compile(model) if config.compile else model
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one canvas size for the whole run
+    drop_last = _drop_last(len(train_set), config.batch_size)
+    if resolve_data_path(config, device) == "device":
+        if not isinstance(train_set, CanvasDataset):
+            raise TypeError(
+                "data_path='device' needs a CanvasDataset (its canvases go to the GPU)."
+            )
+        feeder = DeviceBatches.from_dataset(
+            train_set,
+            batch_size=config.batch_size,
+            device=device,
+            memory_format=memory,
+            progress=progress,
+        )
+        n_batches = feeder.n_batches(drop_last)
 
+        def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            order = epoch_order(config, len(train_set), epoch)
+            return feeder.epoch(epoch, order, drop_last=drop_last)
+
+    else:
+        loader, sampler = _train_loader(train_set, config, device)
+        n_batches = len(loader)
+
+        def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)  # for the main process (workers read it from the items)
+            for images, labels in loader:
+                yield (
+                    images.to(device, non_blocking=True, memory_format=memory),
+                    labels.to(device, non_blocking=True),
+                )
+
+    # the host checks the loss as it comes where that costs nothing; on a GPU, once an epoch
+    sync_free = device.type == "cuda"
+    saved_epochs, saved_at = start_epoch, time.monotonic()
     epochs = tqdm(
         range(start_epoch, config.epochs),
         desc=f"train {config.arch}",
@@ -526,30 +681,32 @@ def fit(
         lr = lr_at(epoch, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_set.set_epoch(epoch)
         model.train()
         started = time.perf_counter()
-        total, seen = 0.0, 0
-        for (images, labels), bar in _batches(
-            _loader(train_set, config, shuffle=True, epoch=epoch, device=device),
-            desc=f"epoch {epoch + 1}",
-            leave=False,
-            disable=not progress,
-            unit="batch",
+        total = torch.zeros((), device=device)
+        bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        bad_loss = torch.zeros((), device=device)
+        seen = 0
+        for step, ((images, labels), bar) in enumerate(
+            _progress(
+                epoch_batches(epoch),
+                n_batches,
+                desc=f"epoch {epoch + 1}",
+                leave=False,
+                disable=not progress,
+                unit="batch",
+            )
         ):
-            images = images.to(device, non_blocking=True, memory_format=memory)
-            labels = labels.to(device, non_blocking=True)
             with torch.autocast(
                 device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
                 logits = step_model(images)
             loss = _loss(logits, labels)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"The loss became {loss.item()} at epoch {epoch + 1}, after {seen} images "
-                    f"(lr {lr:g}). Lower the learning rate, turn off amp, or check the data "
-                    "for broken images; the last good checkpoint is kept."
-                )
+            first_bad = (bad_step < 0) & ~torch.isfinite(loss)
+            bad_step = torch.where(first_bad, step, bad_step)
+            bad_loss = torch.where(first_bad, loss.detach(), bad_loss)
+            if not sync_free and bad_step >= 0:
+                break
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -558,14 +715,21 @@ def fit(
             else:
                 loss.backward()
                 optimizer.step()
-            total += loss.item() * len(labels)
-            seen += len(labels)
-            bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+            total += loss.detach() * labels.shape[0]
+            seen += labels.shape[0]
+            if progress and (not sync_free or step % 25 == 0):
+                bar.set_postfix(loss=f"{total.item() / seen:.4f}", refresh=False)
+        if int(bad_step) >= 0:  # one read per epoch
+            raise TrainingDivergedError(
+                f"The loss became {bad_loss.item()} at epoch {epoch + 1}, batch "
+                f"{int(bad_step) + 1} (lr {lr:g}). Lower the learning rate, turn off amp, or "
+                "check the data for broken images; the last good checkpoint is kept."
+            )
         seconds = time.perf_counter() - started
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,
-            "train_loss": total / max(seen, 1),
+            "train_loss": total.item() / max(seen, 1),
             "seconds": round(seconds, 3),
             "images_per_s": round(seen / seconds, 2) if seconds else None,
         }
@@ -583,19 +747,26 @@ def fit(
         history.append(record)
         epochs.set_postfix(loss=f"{record['train_loss']:.4f}", lr=f"{lr:g}")
         if folder is not None:
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "epoch": epoch,
-                    "history": history,
-                    "rng": _rng_state(),
-                    "best_val": best_val,
-                    "config": config.to_dict(),
-                },
-                folder / CHECKPOINT,
+            due = (
+                epoch + 1 == config.epochs
+                or epoch + 1 - saved_epochs >= config.checkpoint_every
+                or time.monotonic() - saved_at >= 60 * config.checkpoint_minutes
             )
+            if due:
+                _atomic_save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "epoch": epoch,
+                        "history": history,
+                        "rng": _rng_state(),
+                        "best_val": best_val,
+                        "config": config.to_dict(),
+                    },
+                    folder / CHECKPOINT,
+                )
+                saved_epochs, saved_at = epoch + 1, time.monotonic()
             write_json(history, folder / HISTORY)
         if on_epoch_end is not None:
             on_epoch_end(record)
@@ -630,21 +801,17 @@ def predict(
     model.to(device=device, memory_format=memory).eval()
     amp_dtype = _amp_dtype(config, device)
     probs, labels = [], []
-    for (images, y), _ in _batches(
-        _loader(dataset, config, shuffle=False, device=device),
-        desc="predict",
-        leave=False,
-        disable=not progress,
-        unit="batch",
+    batches, total = _eval_batches(dataset, config, device, memory)
+    for (images, y), _ in _progress(
+        batches, total, desc="predict", leave=False, disable=not progress, unit="batch"
     ):
-        images = images.to(device, memory_format=memory)
         with torch.autocast(
             device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
             logits = model(images)
-        probs.append(probabilities(logits).cpu().numpy())
-        labels.append(np.asarray(y))
-    out = np.concatenate(probs).astype(np.float64)
+        probs.append(probabilities(logits).float())
+        labels.append(y)
+    out = torch.cat(probs).cpu().numpy().astype(np.float64)  # one read for the whole pass
     if return_labels:
-        return out, np.concatenate(labels).astype(np.int64)
+        return out, torch.cat([torch.as_tensor(y) for y in labels]).cpu().numpy().astype(np.int64)
     return out

@@ -15,7 +15,12 @@ same result as augmenting three identical channels, at a third of the cost.
 
 Reproducibility: albumentations 2.x ignores global seeds (only ``Compose(seed=...)``
 and ``Compose.set_random_seed`` count). :class:`CanvasDataset` therefore reseeds the
-augmentation pipeline for *every item* from ``(seed, epoch, index)``. The augmentation
+augmentation pipeline for *every item* from ``(seed, epoch, index)``, with
+:func:`seed_augment`: ``Compose.set_random_seed(s)`` alone hands the *same* seed to every
+transform, so their draws coincide -- whether to crop, add noise, change brightness and
+contrast and flip was then one decision (all four or none), and the blur a subset of it.
+(Found by ``tests/test_batches.py``, which compares this path with the GPU one; the kit's
+runs made before the fix trained with those coupled augmentations.) The augmentation
 of an image thus depends only on those three numbers: a run is reproducible for any
 number of DataLoader workers, and no two workers (or epochs) repeat each other's
 augmentations. Call :meth:`CanvasDataset.set_epoch` at the start of each epoch.
@@ -23,9 +28,12 @@ augmentations. Call :meth:`CanvasDataset.set_epoch` at the start of each epoch.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no PyPI version check on import
 
@@ -38,6 +46,8 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from ctlib.canvas import Box, fit_to_canvas  # noqa: E402
 from ctlib.data import CTDataset, read_grayscale  # noqa: E402
+from ctlib.files import atomic_write  # noqa: E402
+from ctlib.paths import cache_dir  # noqa: E402
 
 __all__ = [
     "FLAT_FILL",
@@ -45,10 +55,15 @@ __all__ = [
     "IMAGENET_STD",
     "AugmentConfig",
     "CanvasDataset",
+    "CanvasStore",
+    "draw_canvas",
     "item_seed",
     "normalize",
+    "seed_augment",
     "train_augment",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The ImageNet statistics the paper normalises with (Sec. 3.3); each network's registry
 #: entry (:class:`ctlib.models.ModelSpec`) names the ones its weights expect.
@@ -118,6 +133,20 @@ def train_augment(
     )
 
 
+def seed_augment(pipeline: A.Compose, seed: int) -> A.Compose:
+    """Seed ``pipeline`` so that each of its transforms draws its own, independent numbers.
+
+    ``Compose.set_random_seed(seed)`` gives every transform the same seed: each one's first
+    draw (whether it applies) is then the same number, and so are the next. Here each
+    transform gets its own seed, derived from ``seed``. Returns the pipeline.
+    """
+    pipeline.set_random_seed(seed)
+    states = np.random.SeedSequence(seed).generate_state(len(pipeline.transforms))
+    for transform, state in zip(pipeline.transforms, states, strict=True):
+        transform.set_random_seed(int(state))
+    return pipeline
+
+
 def normalize(
     canvas: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> torch.Tensor:
@@ -135,6 +164,134 @@ def normalize(
 def item_seed(seed: int, epoch: int, index: int) -> int:
     """The augmentation seed of one item: a hash of ``(seed, epoch, index)``."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def draw_canvas(
+    path: str | os.PathLike[str], size: tuple[int, int], content: str = "image"
+) -> tuple[np.ndarray, Box]:
+    """One image file drawn on a canvas of ``size``: ``(2-D uint8 canvas, placement Box)``.
+
+    ``content="flat"`` fills the placement box with :data:`FLAT_FILL` instead of the slice.
+    """
+    canvas, box = fit_to_canvas(read_grayscale(path), size)
+    if content == "flat":
+        canvas = np.zeros_like(canvas)
+        canvas[box.y : box.y + box.height, box.x : box.x + box.width] = FLAT_FILL
+    return canvas, box
+
+
+class CanvasStore:
+    """Every image of a data set drawn once on one canvas: ``(N, H, W)`` uint8 and the boxes.
+
+    The images are decoded and drawn once per data set, canvas size and content, and kept
+    on disk under ``<cache>/canvases/`` (``CTLIB_CACHE_DIR``), so that the next fold, the
+    next cell of a sweep or the next session loads one array instead of decoding every
+    file again. The cache file's name is a hash of the canvas, the content and every
+    image's path, size and modification time: a changed or replaced image makes a new one.
+    SARS-CoV-2 CT at Table 1's 349 x 253 takes 220 MB.
+
+    Args:
+        paths: the image files (e.g. ``dataset.frame["path"]``).
+        size: canvas ``(width, height)``.
+        content: ``"image"`` or ``"flat"`` (see :class:`CanvasDataset`).
+        cache: keep the array on disk (``True``: under ``<cache>/canvases``; a folder:
+            there; ``False``: in memory only).
+        progress: a progress bar while drawing.
+
+    Example:
+        >>> store = CanvasStore(dataset.frame["path"], (224, 162))  # doctest: +SKIP
+        >>> canvas, box = store.get(dataset.frame["path"][0])  # doctest: +SKIP
+    """
+
+    FORMAT = 1
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        size: tuple[int, int],
+        *,
+        content: str = "image",
+        cache: bool | str | os.PathLike[str] = True,
+        progress: bool = True,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        if len(set(self.paths)) != len(self.paths):
+            raise ValueError("CanvasStore got the same image path twice; pass each file once.")
+        self.size = (int(size[0]), int(size[1]))
+        fit_to_canvas(np.zeros((1, 1), np.uint8), self.size)  # validates the size early
+        if content not in ("image", "flat"):
+            raise ValueError(f"content must be 'image' or 'flat', got {content!r}.")
+        self.content = content
+        self.row = {path: i for i, path in enumerate(self.paths)}
+        folder = None
+        if cache is True:
+            folder = cache_dir() / "canvases"
+        elif cache:
+            folder = Path(cache)
+        self.file = folder / f"{self.key()}.npz" if folder is not None else None
+        self.canvases, self.boxes = self._load() if self._cached() else self._draw(progress)
+
+    def key(self) -> str:
+        """The cache key: the canvas, the content and each file's path, size and mtime."""
+        digest = hashlib.sha256(f"{self.FORMAT}|{self.size}|{self.content}".encode())
+        for path in self.paths:
+            stat = os.stat(path)
+            digest.update(f"|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        width, height = self.size
+        return f"{width}x{height}-{self.content}-{len(self.paths)}-{digest.hexdigest()[:20]}"
+
+    def _cached(self) -> bool:
+        return self.file is not None and self.file.is_file()
+
+    def _load(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            with np.load(self.file) as saved:
+                canvases, boxes = saved["canvases"], saved["boxes"]
+        except (OSError, ValueError, KeyError) as error:  # a damaged cache is drawn again
+            log.warning("the canvas cache %s is unreadable (%s); drawing again", self.file, error)
+            return self._draw(True)
+        width, height = self.size
+        if canvases.shape != (len(self.paths), height, width) or boxes.shape != (
+            len(self.paths),
+            4,
+        ):
+            return self._draw(True)
+        return canvases, boxes
+
+    def _draw(self, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        width, height = self.size
+        canvases = np.empty((len(self.paths), height, width), np.uint8)
+        boxes = np.empty((len(self.paths), 4), np.int32)
+        for i, path in enumerate(
+            tqdm(self.paths, desc="canvases", disable=not progress, unit="img", leave=False)
+        ):
+            canvases[i], box = draw_canvas(path, self.size, self.content)
+            boxes[i] = (box.x, box.y, box.width, box.height)
+        if self.file is not None:
+            atomic_write(self.file, lambda tmp: np.savez(tmp, canvases=canvases, boxes=boxes))
+        return canvases, boxes
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __contains__(self, path: object) -> bool:
+        return str(path) in self.row
+
+    def rows(self, paths: Sequence[str]) -> np.ndarray:
+        """The store's row of each path (KeyError naming the first path it lacks)."""
+        try:
+            return np.fromiter((self.row[str(p)] for p in paths), np.int64, count=len(paths))
+        except KeyError as error:
+            raise KeyError(
+                f"{error.args[0]} is not in this CanvasStore (built from {len(self)} images); "
+                "build the store from the whole data set's paths."
+            ) from None
+
+    def get(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, Box]:
+        """The canvas and placement box of one image."""
+        i = int(self.rows([str(path)])[0])
+        x, y, width, height = (int(v) for v in self.boxes[i])
+        return self.canvases[i], Box(x, y, width, height)
 
 
 class CanvasDataset(Dataset):
@@ -155,6 +312,10 @@ class CanvasDataset(Dataset):
             349 x 253 takes 220 MB), so decoding is not redone every epoch. Fill the
             cache with :meth:`precache` before creating DataLoader workers, so the
             workers share it.
+        store: a :class:`CanvasStore` holding every image of the data set drawn on this
+            canvas (decoded once, cached on disk); the canvases then come from it and
+            ``cache`` is not needed. The GPU data path (:mod:`ctlib.batches`) reads its
+            canvases through :meth:`canvas_array`.
 
     Items are ``(float32 tensor (3, H, W), float32 label)``; the label is 1.0 for
     COVID, as binary cross-entropy wants.
@@ -172,6 +333,7 @@ class CanvasDataset(Dataset):
         seed: int = 0,
         cache: bool = True,
         content: str = "image",
+        store: CanvasStore | None = None,
     ) -> None:
         frame = dataset.frame if isinstance(dataset, CTDataset) else dataset
         missing = {"path", "label"} - set(frame.columns)
@@ -190,8 +352,18 @@ class CanvasDataset(Dataset):
         self.mean, self.std = tuple(mean), tuple(std)
         self.seed = seed
         self.epoch = 0
+        self.augment = augment
         self.pipeline = train_augment(self.size, augment, seed=seed) if train else None
-        self.cache: dict[int, tuple[np.ndarray, Box]] | None = {} if cache else None
+        if store is not None and (store.size != self.size or store.content != content):
+            raise ValueError(
+                f"The CanvasStore holds {store.content!r} canvases of {store.size}, this data "
+                f"set wants {content!r} at {self.size}; build the store with the same ones."
+            )
+        self.store = store
+        self.rows = store.rows(self.paths) if store is not None else None
+        self.cache: dict[int, tuple[np.ndarray, Box]] | None = (
+            {} if cache and store is None else None
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -202,33 +374,47 @@ class CanvasDataset(Dataset):
 
     def canvas(self, index: int) -> tuple[np.ndarray, Box]:
         """The un-augmented 2-D uint8 canvas of item ``index`` and its placement box."""
+        if self.store is not None:
+            return self.store.get(self.paths[index])
         if self.cache is not None and index in self.cache:
             return self.cache[index]
-        result = fit_to_canvas(read_grayscale(self.paths[index]), self.size)
-        if self.content == "flat":
-            canvas, box = result
-            canvas = np.zeros_like(canvas)
-            canvas[box.y : box.y + box.height, box.x : box.x + box.width] = FLAT_FILL
-            result = (canvas, box)
+        result = draw_canvas(self.paths[index], self.size, self.content)
         if self.cache is not None:
             self.cache[index] = result
         return result
 
+    def canvas_array(self, progress: bool = False) -> np.ndarray:
+        """Every un-augmented canvas of this data set, in order, as ``(N, H, W)`` uint8."""
+        if self.store is not None:
+            return self.store.canvases[self.rows]
+        width, height = self.size
+        out = np.empty((len(self), height, width), np.uint8)
+        for index in tqdm(range(len(self)), desc="canvases", disable=not progress, unit="img"):
+            out[index] = self.canvas(index)[0]
+        return out
+
     def precache(self, progress: bool = True) -> None:
         """Decode every image onto its canvas now (in this process)."""
-        if self.cache is None:
+        if self.cache is None:  # no cache, or a CanvasStore (drawn already)
             return
         for index in tqdm(range(len(self)), desc="canvases", disable=not progress, unit="img"):
             self.canvas(index)
 
-    def augmented(self, index: int) -> np.ndarray:
-        """The 2-D uint8 canvas of item ``index`` after this epoch's augmentation."""
+    def augmented(self, index: int, epoch: int | None = None) -> np.ndarray:
+        """The 2-D uint8 canvas of item ``index`` after the augmentation of ``epoch`` (by
+        default the one :meth:`set_epoch` set)."""
         canvas, _ = self.canvas(index)
         if self.pipeline is None:
             return canvas
-        self.pipeline.set_random_seed(item_seed(self.seed, self.epoch, index))
+        epoch = self.epoch if epoch is None else epoch
+        seed_augment(self.pipeline, item_seed(self.seed, epoch, index))
         return self.pipeline(image=canvas)["image"]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = normalize(self.augmented(index), self.mean, self.std)
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``index``, or ``(epoch, index)``: the item as that epoch augments it (how the
+        training's persistent DataLoader workers learn the epoch)."""
+        epoch = None
+        if isinstance(index, tuple):
+            epoch, index = index
+        image = normalize(self.augmented(index, epoch), self.mean, self.std)
         return image, torch.tensor(self.labels[index])

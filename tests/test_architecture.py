@@ -22,8 +22,8 @@ PACKAGE = ROOT / "ctlib"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("ctlib", "ctlib.paths", "ctlib.errors", "ctlib.files")),
     ("data", ("ctlib.data",)),
-    ("pure", ("ctlib.canvas", "ctlib.metrics")),
-    ("transforms", ("ctlib.transforms",)),
+    ("pure", ("ctlib.canvas", "ctlib.metrics", "ctlib.optim")),
+    ("transforms", ("ctlib.transforms", "ctlib.batches")),
     ("models", ("ctlib.models",)),
     ("train", ("ctlib.train",)),
     ("recipes", ("ctlib.recipes",)),

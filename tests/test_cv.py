@@ -83,6 +83,8 @@ def test_run_cv_writes_results_skips_finished_and_refuses_mixing(synth, tmp_path
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["n"] == len(predictions)
         assert (folder / "model.pt").is_file() and (folder / "history.json").is_file()
+        # the rolling training state goes once the model and predictions are saved
+        assert not (folder / "checkpoint.pt").exists()
     # rerun: finished folds are skipped (nothing rewritten)
     stamp = (
         (fold_dir(tmp_path, "synthetic", "patient", TINY.run_name, 0) / "metrics.json")

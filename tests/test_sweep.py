@@ -1,17 +1,34 @@
-"""The GPU sweep's scheduler and cost estimate, exercised on CPU slots."""
+"""The Table 2 sweep: its plan and cost, the local executor on CPU slots (a killed cell
+retried and resumed, a cell over its time limit, Ctrl-C), the SLURM job array as far as it
+goes without a cluster (a fake ``sbatch`` on PATH; submitit's own requeue machinery run
+locally), and the data check before any cell starts."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import submitit
 
-from ctlib.cli import main
+from ctlib import sweep
+from ctlib.cli import build_parser, main
 from ctlib.cv import fold_dir
 from ctlib.data import load_dataset
-from ctlib.sweep import Task, estimate_cost, plan_tasks, run_sweep
+from ctlib.sweep import Grid, Task, estimate_cost, plan_tasks
+
+TINY = ["--batch-size", "8", "--canvas", "64", "48", "--no-pretrained"]
+_CV = build_parser()._subparsers._group_actions[0].choices["cv"]  # noqa: SLF001
+# a checkpoint every epoch, so a killed cell has something to resume from (if cv offers it)
+CHECKPOINT_EVERY = ["--checkpoint-every", "1"] if "--checkpoint-every" in _CV.format_help() else []
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two cells on a 2-core machine
 
 
 def _finish(out: Path, dataset: str, run: str, fold: int) -> None:
@@ -20,7 +37,41 @@ def _finish(out: Path, dataset: str, run: str, fold: int) -> None:
     (folder / "metrics.json").write_text("{}")
 
 
-def test_plan_skips_finished_cells_and_unknown_archs_fail(tmp_path: Path) -> None:
+def _history(path: Path) -> list[dict]:
+    try:
+        return json.loads(path.read_text() or "[]")
+    except (OSError, ValueError):
+        return []
+
+
+def _wait_for(condition, what: str, timeout_s: float = 300.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _sessions_alive(sessions: set[int]) -> list[int]:
+    """Processes (their pids) whose session is one of ``sessions`` (a cell and its children)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) in sessions:
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+@pytest.fixture(scope="module")
+def synthetic_ready() -> None:
+    load_dataset("synthetic", progress=False)  # generated once, before cells need it
+
+
+# ----------------------------------------------------------------------- plan and cost
+def test_plan_skips_finished_cells_and_unknown_names_fail(tmp_path: Path) -> None:
     _finish(tmp_path, "covid19-ct", "resnet18", 1)
     _finish(tmp_path, "covid19-ct", "resnet18-scratch", 2)
     todo, done = plan_tasks(["covid19-ct"], ["resnet18"], 3, tmp_path)
@@ -30,25 +81,38 @@ def test_plan_skips_finished_cells_and_unknown_archs_fail(tmp_path: Path) -> Non
     assert [t.fold for t in done] == [2]
     with pytest.raises(ValueError, match="resnet181"):
         plan_tasks(["covid19-ct"], ["resnet181"], 3, tmp_path)
+    with pytest.raises(ValueError, match="covid19-c"):
+        plan_tasks(["covid19-c"], ["resnet18"], 3, tmp_path)
 
 
-def test_cost_estimate_arithmetic(tmp_path: Path) -> None:
+def test_cost_estimate_arithmetic_guessed_and_measured(tmp_path: Path) -> None:
     costs = tmp_path / "costs.csv"
     pd.DataFrame(
         {
-            "arch": ["resnet18"],
-            "canvas": ["349x253"],
-            "cpu_ms_per_image": [100.0],
-            "gflops_forward": [2.0],
+            "arch": ["resnet18", "squeezenet"],
+            "canvas": ["349x253", "349x253"],
+            "cpu_ms_per_image": [100.0, 50.0],
+            "gflops_forward": [2.0, 1.0],
         }
     ).to_csv(costs, index=False)
-    tasks = [Task("covid19-ct", "resnet18", k) for k in range(5)]
+    tasks = [Task("covid19-ct", a, k) for a in ("resnet18", "squeezenet") for k in range(5)]
     cost = estimate_cost(tasks, epochs=10, n_folds=5, gpu_tflops=10.0, costs=costs)
     images = 5 * 746 * 4 / 5 * 10  # five folds, 4/5 of 746 images, 10 epochs
     assert cost.loc["resnet18", "images_trained"] == int(images)
     assert cost.loc["resnet18", "cpu_hours"] == pytest.approx(images * 0.1 / 3600)
     assert cost.loc["resnet18", "gpu_hours_estimate"] == pytest.approx(images * 6e9 / 1e13 / 3600)
-    assert cost.loc["total", "cells"] == 5
+    assert cost.loc["resnet18", "gpu_hours"] == cost.loc["resnet18", "gpu_hours_estimate"]
+    assert cost.loc["total", "cells"] == 10 and cost.loc["total", "source"] == "FLOP guess"
+    figures = pd.DataFrame({"arch": ["resnet18"], "images_per_s": [1000.0]}).set_index("arch")
+    cost = estimate_cost(tasks, epochs=10, n_folds=5, costs=costs, figures=figures)
+    assert cost.loc["resnet18", "gpu_hours"] == pytest.approx(images / 1000 / 3600)
+    assert cost.loc["resnet18", "source"] == "measured"
+    assert cost.loc["squeezenet", "source"] == "FLOP guess"  # not in the figures: guessed
+    assert pd.isna(cost.loc["squeezenet", "gpu_hours_measured"])
+    assert cost.loc["total", "source"] == "mixed"
+    assert cost.loc["total", "gpu_hours"] == pytest.approx(
+        cost.loc["resnet18", "gpu_hours"] + cost.loc["squeezenet", "gpu_hours_estimate"]
+    )
 
 
 def test_shipped_costs_cover_the_papers_twelve() -> None:
@@ -63,15 +127,165 @@ def test_shipped_costs_cover_the_papers_twelve() -> None:
     assert flops["resnet101"] > 2 * flops["resnet18"]
 
 
-def test_sweep_runs_cells_on_two_slots_then_skips_them(tmp_path: Path, capsys) -> None:
-    load_dataset("synthetic", progress=False)  # generate once, before two processes need it
+def test_gpu_figures_are_looked_for_in_order(tmp_path: Path, monkeypatch) -> None:
+    given, env = tmp_path / "given.csv", tmp_path / "env.csv"
+    for path in (given, env):
+        path.write_text("arch,images_per_s\nresnet18,500\nresnet18,800\n")
+    monkeypatch.setenv(sweep.GPU_FIGURES_ENV, str(env))
+    assert sweep.gpu_figures_path(given) == given
+    assert sweep.gpu_figures_path() == env
+    assert sweep.read_gpu_figures(env).loc["resnet18", "images_per_s"] == 800  # the last row
+    monkeypatch.setenv(sweep.GPU_FIGURES_ENV, str(tmp_path / "none.csv"))
+    with pytest.raises(FileNotFoundError, match="CTLIB_GPU_FIGURES"):
+        sweep.gpu_figures_path()
+    monkeypatch.delenv(sweep.GPU_FIGURES_ENV)
+    monkeypatch.setattr(sweep, "_REPO_GPU_FIGURES", tmp_path / "benchmarks" / "gpu_check.csv")
+    assert sweep.gpu_figures_path() is None  # no file beside the package: the FLOP guess
+    (tmp_path / "bad.csv").write_text("arch,images_per_s\nresnet18,0\n")
+    with pytest.raises(ValueError, match="positive"):
+        sweep.read_gpu_figures(tmp_path / "bad.csv")
+
+
+def test_cells_share_a_gpu_only_where_their_memory_fits() -> None:
+    slots = sweep.local_slots("0,1", per_gpu=2)
+    assert [s.label for s in slots] == ["GPU 0 #1", "GPU 0 #2", "GPU 1 #1", "GPU 1 #2"]
+    big = [Task("covid19-ct", "resnet101", k) for k in range(2)]
+    small = [Task("covid19-ct", "squeezenet", k) for k in range(2)]
+    hours = {t: 2.0 for t in big} | {t: 1.0 for t in small}
+    memory = {"resnet101": 50.0, "squeezenet": 10.0}
+    placed = sweep.schedule_preview(
+        big + small, slots[:2], hours, memory_gib=memory, gpu_memory={"0": 80.0}
+    )
+    start = {task: (slot.label, s, e) for slot, task, s, e in placed}
+    # two ResNet101 (100 GiB) never run together on the 80 GiB GPU; the SqueezeNets fit beside
+    assert start[big[0]] == ("GPU 0 #1", 0.0, 2.0)
+    assert start[small[0]][1] == 0.0 and start[small[1]][1] == 1.0
+    assert start[big[1]][1] == 2.0
+    for _, task, s, _ in placed:  # at any start, what runs on the GPU fits
+        running = [t for _, t, a, b in placed if a <= s < b]
+        assert sum(memory[t.arch] for t in running) <= 80.0, task
+    # without memory figures the two slots simply take the next cell
+    placed = sweep.schedule_preview(big, slots[:2], hours)
+    assert [(p[0].label, p[2]) for p in placed] == [("GPU 0 #1", 0.0), ("GPU 0 #2", 0.0)]
+    with pytest.raises(ValueError, match="--slots cpu"):
+        sweep.local_slots([])
+
+
+# ---------------------------------------------------------------------- data and dry run
+def test_the_sweep_refuses_to_start_without_its_data(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("CTLIB_DATA_DIR", str(empty))
     out = tmp_path / "runs"
-    tasks = [Task("synthetic", "shufflenet", k) for k in (0, 1)] + [Task("synthetic", "nosuch", 0)]
-    cv_args = ["--epochs", "1", "--batch-size", "8", "--canvas", "64", "48", "--no-pretrained"]
-    status = run_sweep(tasks, ["cpu", "cpu"], out, cv_args, n_folds=2, poll_s=0.2)
-    assert status["synthetic-shufflenet-fold0"] == 0 and status["synthetic-shufflenet-fold1"] == 0
-    assert status["synthetic-nosuch-fold0"] != 0  # a bad cell fails alone, with a log
-    assert "nosuch" in (out / "logs" / "synthetic-nosuch-fold0.log").read_text()
+    base = ["sweep", "--archs", "shufflenet", "--folds", "2", "--out", str(out)]
+    for executor in (["--slots", "cpu"], ["--executor", "slurm"]):
+        assert main([*base, *executor]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: The sweep needs data sets that are not ready")
+        assert "covid19-ct" in err and "sars-cov-2-ct" in err
+        assert f"python -m ctlib download all --dest {empty}" in err
+    assert not (out / "logs").exists() and not (out / "slurm").exists(), "nothing started"
+    assert main([*base, "--datasets", "covid19-ct", "synthetic", "--slots", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"python -m ctlib download covid19-ct --dest {empty}" in err
+    assert "synthetic" not in err  # generated, never missing
+    assert main([*base, "--dry-run", "--slots", "cpu"]) == 0  # a dry run shows it, goes on
+    assert "data NOT READY" in capsys.readouterr().out
+
+
+def test_dry_run_shows_where_cells_run_and_the_cost_source(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture, data_root: Path
+) -> None:
+    monkeypatch.delenv(sweep.GPU_FIGURES_ENV, raising=False)
+    monkeypatch.setattr(sweep, "_REPO_GPU_FIGURES", tmp_path / "absent.csv")
+    out = tmp_path / "runs"
+    _finish(out, "covid19-ct", "resnet18", 4)
+    argv = ["sweep", "--datasets", "covid19-ct", "--archs", "resnet18", "squeezenet"]
+    argv += ["--out", str(out), "--root", str(data_root), "--dry-run", "--epochs", "10"]
+    assert main([*argv, "--slots", "0", "--per-gpu", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "9 cells to run, 1 finished already" in text
+    assert "GPU hours from the FLOP guess" in text and "no GPU figures file" in text
+    assert "measured (training images" not in text
+    assert "GPU 0 #1" in text and "GPU 0 #2" in text and "dry run: nothing started" in text
+    assert not (out / "logs").exists()
+    figures = tmp_path / "gpu_check.csv"
+    row = "resnet18,349,253,32,bf16,True,device,1000,0.1,0.1,3.0,NVIDIA H200,2.5.1,2025-01-01"
+    figures.write_text(",".join(sweep.GPU_FIGURE_COLUMNS) + "\n" + row + "\n")
+    assert main([*argv, "--executor", "slurm", "--gpu-figures", str(figures)]) == 0
+    text = capsys.readouterr().out
+    assert f"GPU hours measured (training images x epochs / images_per_s) from {figures}" in text
+    assert "from the FLOP guess" in text and "for squeezenet" in text  # labelled fallback
+    table = text.split("cost:")[1]
+    assert re.search(r"resnet18\s.*measured", table) and re.search(r"squeezenet\s.*FLOP", table)
+    assert "--array=0-8%9" in text and "task   8:" in text and "dry run: nothing submitted" in text
+    assert "NVIDIA H200" in text
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--retries", "-1"], "argument --retries: must be >= 0"),
+        (["--per-gpu", "0"], "argument --per-gpu: must be >= 1"),
+        (["--executor", "pbs"], "argument --executor: invalid choice: 'pbs'"),
+        (["--cell-timeout", "0"], "argument --cell-timeout: must be a positive number"),
+        (["--executor", "slurm", "--sbatch", "=3"], "expected NAME=VALUE"),
+        (["--epochz", "3"], "Unknown option(s) --epochz 3"),
+        (["--arch", "resnet18"], "--arch is set by the sweep"),
+        (["--lr", "inf"], "lr must be a positive number"),
+        (["--executor", "slurm", "--per-gpu", "2"], "--per-gpu: only for --executor local"),
+        (["--partition", "gpu"], "--partition: only for --executor slurm"),
+        (["--gpu-figures", "no-such.csv"], "--gpu-figures names 'no-such.csv'"),
+    ],
+)
+def test_bad_sweep_options_end_in_one_error_line(
+    options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["sweep", "--dry-run", "--datasets", "synthetic", "--archs", "shufflenet"]
+    try:
+        code = main([*argv, "--out", str(tmp_path / "runs"), *options])
+    except SystemExit as exit_:  # argparse's own refusal: usage, then one error line
+        code = exit_.code
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and "Traceback" not in err
+    assert len(errors) == 1 and message in errors[0], err
+    assert not (tmp_path / "runs" / "logs").exists()
+
+
+# --------------------------------------------------------------------- local executor
+def test_a_killed_cell_is_retried_and_resumes_then_a_rerun_skips_everything(
+    tmp_path: Path, synthetic_ready: None, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "runs"
+    argv = ["sweep", "--datasets", "synthetic", "--archs", "shufflenet", "--folds", "2"]
+    argv += ["--out", str(out), "--slots", "cpu,cpu", "--retries", "1", "--epochs", "6"]
+    argv += [*TINY, *CHECKPOINT_EVERY]
+    log = tmp_path / "sweep.out"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ctlib", *argv], stdout=handle, stderr=subprocess.STDOUT, env=ENV
+        )
+    fold0 = fold_dir(out, "synthetic", "paper", "shufflenet-scratch", 0)
+    try:
+        _wait_for(lambda: len(_history(fold0 / "history.json")) >= 1, "fold 0's first epoch")
+        before = _history(fold0 / "history.json")
+        pid = json.loads((fold0 / "train.lock").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)  # the cell dies (as if the kernel killed it), lock left
+        assert process.wait(timeout=600) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert "failed (exit -9): synthetic-shufflenet-fold0; retry 1 of 1" in text
+    assert "2 cells finished, 0 failed" in text
+    assert "# attempt 2" in (out / "logs" / "synthetic-shufflenet-fold0.log").read_text()
+    after = _history(fold0 / "history.json")
+    assert [h["epoch"] for h in after] == [1, 2, 3, 4, 5, 6]
+    # resumed: the epochs trained before the kill are kept as they were, not trained again
+    assert after[: len(before)] == before
     for k in (0, 1):
         metrics = json.loads(
             (
@@ -79,24 +293,225 @@ def test_sweep_runs_cells_on_two_slots_then_skips_them(tmp_path: Path, capsys) -
             ).read_text()
         )
         assert 0 <= metrics["accuracy"] <= 1
-    capsys.readouterr()
-    assert (
-        main(
-            [
-                "sweep",
-                "--datasets",
-                "synthetic",
-                "--archs",
-                "shufflenet",
-                "--folds",
-                "2",
-                "--out",
-                str(out),
-                "--no-pretrained",
-                "--slots",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert main(argv) == 0
     assert "0 cells to run, 2 finished already" in capsys.readouterr().out
+
+
+def test_a_failing_cell_fails_alone_and_a_slow_one_is_stopped_at_its_time_limit(
+    tmp_path: Path, synthetic_ready: None
+) -> None:
+    grid = Grid(tmp_path / "runs", 2, run_suffix="-scratch", cv_args=("--epochs", "500", *TINY))
+    bad, slow = Task("synthetic", "nosuch", 0), Task("synthetic", "shufflenet", 0)
+    start = time.monotonic()
+    outcomes = sweep.run_local(
+        [bad, slow],
+        sweep.local_slots("cpu,cpu"),
+        grid,
+        retries=1,
+        cell_timeout_min=0.35,  # the bad cell fails well within it, the slow one never ends
+        grace_s=20,
+        poll_s=0.2,
+    )
+    assert time.monotonic() - start < 400
+    failed = outcomes[bad.label]
+    assert not failed.finished and failed.returncode != 0 and failed.attempts == 2
+    assert failed.timed_out == 0 and "nosuch" in grid.log(bad).read_text()
+    stopped = outcomes[slow.label]
+    assert not stopped.finished and stopped.timed_out == 2 and stopped.attempts == 2
+    assert not (grid.folder(slow) / "metrics.json").exists()
+
+
+def test_ctrl_c_stops_every_cell_and_leaves_no_process(
+    tmp_path: Path, synthetic_ready: None
+) -> None:
+    out = tmp_path / "runs"
+    argv = ["sweep", "--datasets", "synthetic", "--archs", "shufflenet", "--folds", "2"]
+    argv += ["--out", str(out), "--slots", "cpu,cpu", "--epochs", "500", *TINY]
+    log = tmp_path / "sweep.out"
+    locks = [
+        fold_dir(out, "synthetic", "paper", "shufflenet-scratch", k) / "train.lock" for k in (0, 1)
+    ]
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ctlib", *argv], stdout=handle, stderr=subprocess.STDOUT, env=ENV
+        )
+    cells: set[int] = set()
+    try:
+        _wait_for(lambda: all(lock.is_file() for lock in locks), "both cells to train")
+        cells = {int(p) for p in re.findall(r"\(pid (\d+),", log.read_text())}
+        assert len(cells) == 2
+        process.send_signal(signal.SIGINT)  # Ctrl-C, once
+        assert process.wait(timeout=180) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for pid in _sessions_alive(cells):  # never leave a stray process on the machine
+            os.kill(pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "SIGINT: stopping 2 running cell(s)" in text
+    assert "run the same command again" in text.lower()
+    _wait_for(lambda: not _sessions_alive(cells), "no cell process left", timeout_s=10)
+    # stopped with SIGINT, each cell released its fold's lock on the way out
+    assert not any(lock.exists() for lock in locks)
+
+
+# ------------------------------------------------------------------------------ SLURM
+def _fake_slurm(tmp_path: Path, states: dict[str, str] | None = None) -> Path:
+    """``srun``, ``sbatch`` (records its arguments and the script, answers a job id) and
+    ``sacct`` (answers ``states``) in a folder to put first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/sh\n"
+        'n=$(ls "$(dirname "$0")" | grep -c "^script")\n'
+        'cp "$1" "$(dirname "$0")/script$n.sh"\n'
+        'echo "$@" >> "$(dirname "$0")/sbatch.args"\n'
+        'echo "Submitted batch job $((4242 + n))"\n'
+    )
+    lines = "".join(f'echo "{job}|{state}|node1"\n' for job, state in (states or {}).items())
+    (bin_dir / "sacct").write_text(f'#!/bin/sh\necho "JobID|State|NodeList"\n{lines}')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    return bin_dir
+
+
+def test_slurm_submits_one_array_with_its_resources_and_resubmits_only_missing_cells(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture, synthetic_ready: None
+) -> None:
+    bin_dir = _fake_slurm(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "runs"
+    _finish(out, "synthetic", "shufflenet-scratch", 1)
+    argv = ["sweep", "--executor", "slurm", "--datasets", "synthetic", "--archs", "shufflenet"]
+    argv += ["--folds", "4", "--out", str(out), "--partition", "gpu", "--time", "90"]
+    argv += ["--gpus-per-job", "1", "--cpus-per-job", "6", "--mem-gb", "32"]
+    argv += ["--array-parallelism", "2", "--sbatch", "account=ctlab", "--sbatch", "exclusive"]
+    argv += ["--setup", "module load cuda", "--epochs", "7", "--compile", *TINY]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "submitted job 4242: 3 task(s)" in text
+    script = (bin_dir / "script0.sh").read_text()
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=90",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=6",
+        "#SBATCH --mem=32GB",
+        "#SBATCH --array=0-2%2",
+        "#SBATCH --account=ctlab",
+        "#SBATCH --exclusive",
+        "#SBATCH --job-name=ctlib-sweep",
+        f"#SBATCH --signal={submitit.JobEnvironment.USR_SIG}@120",
+        "module load cuda",
+        "-m submitit.core._submit",
+    ):
+        assert line in script, line
+    # each array task holds one cell: the cv command with the pass-through options
+    commands = {}
+    for k in range(3):
+        delayed = submitit.helpers.DelayedSubmission.load(
+            out / "slurm" / f"4242_{k}" / f"4242_{k}_submitted.pkl"
+        )
+        cell = delayed.function
+        assert isinstance(cell, sweep.CellJob) and hasattr(cell, "checkpoint")
+        assert delayed._timeout_countdown == 3  # noqa: SLF001 - requeues after a time-out
+        commands[cell.label] = cell.command
+    assert sorted(commands) == [f"synthetic-shufflenet-fold{k}" for k in (0, 2, 3)]
+    command = commands["synthetic-shufflenet-fold2"]
+    assert command[command.index("--only-folds") + 1] == "2"
+    assert command[-3:] == ["--device", "cuda", "-q"]
+    assert {"--compile", "--no-pretrained"} <= set(command) and "7" in command
+    # later: fold 0 still runs, fold 2 timed out for good, fold 3 finished -> only fold 2 again
+    _finish(out, "synthetic", "shufflenet-scratch", 3)
+    states = {"4242_0": "RUNNING", "4242_2": "TIMEOUT", "4242_3": "COMPLETED"}
+    _fake_slurm(tmp_path, states)
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "1 cells to run, 2 finished already, 1 queued or running on SLURM" in text
+    assert "running: synthetic-shufflenet-fold0 (job 4242_0); not submitted again" in text
+    assert "submitted job 4243: 1 task(s)" in text
+    assert "synthetic-shufflenet-fold2" in text.split("submitted job 4243")[1]
+    recorded = json.loads((out / "slurm" / "cells.json").read_text())
+    assert recorded["synthetic-shufflenet-fold2"] == "4243"
+
+
+def test_a_lock_left_by_an_earlier_attempt_of_the_same_task_is_removed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv(
+        "PATH",
+        f"{_fake_slurm(tmp_path, {'77_1': 'RUNNING', '78_1': 'FAILED'})}"
+        f"{os.pathsep}{os.environ['PATH']}",
+    )
+    for name, value in {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4300",
+        "SLURM_ARRAY_JOB_ID": "4242",
+        "SLURM_ARRAY_TASK_ID": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    grid = Grid(tmp_path / "runs", 2)
+    task = Task("synthetic", "shufflenet", 1)
+    attempts = tmp_path / "runs" / "slurm" / "attempts"
+    cell = sweep.CellJob(
+        grid.command(task), task.label, grid.folder(task), grid.log(task), attempts
+    )
+    lock = grid.folder(task) / "train.lock"
+    lock.parent.mkdir(parents=True)
+    attempts.mkdir(parents=True)
+    for job, removed in (("4242_1", True), ("77_1", False), ("78_1", True)):
+        lock.write_text(json.dumps({"pid": 123, "host": "node7", "since": 0}))
+        (attempts / f"{task.label}.json").write_text(
+            json.dumps({"job": job, "host": "node7", "pid": 123})
+        )
+        # this very task requeued, or a task that has ended: its lock goes; a live one stays
+        assert cell.release_stale_lock() is removed, job
+        assert lock.exists() is not removed
+    lock.write_text(json.dumps({"pid": 999, "host": "node8", "since": 0}))
+    assert not cell.release_stale_lock() and lock.exists()  # another process's lock
+
+
+def test_a_slurm_cell_requeued_after_a_time_out_resumes_from_its_checkpoint(
+    tmp_path: Path, synthetic_ready: None
+) -> None:
+    """The array task's own object and submitit's own requeue, run by submitit's local
+    executor; USR2 is what SLURM sends the task near its time limit."""
+    grid = Grid(
+        tmp_path / "runs",
+        2,
+        run_suffix="-scratch",
+        cv_args=("--epochs", "6", *TINY, *CHECKPOINT_EVERY),
+    )
+    task = Task("synthetic", "shufflenet", 0)
+    attempts = tmp_path / "runs" / "slurm" / "attempts"
+    cell = sweep.CellJob(
+        grid.command(task, "cpu"),
+        task.label,
+        grid.folder(task),
+        grid.log(task),
+        attempts,
+        grace_s=30,
+    )
+    executor = submitit.LocalExecutor(tmp_path / "submitit", max_num_timeout=2)
+    executor.update_parameters(timeout_min=30)
+    history = grid.folder(task) / "history.json"
+    job = executor.submit(cell)
+    try:
+        _wait_for(lambda: len(_history(history)) >= 1 or job.done(), "the first epoch")
+        assert not job.done(), job.stderr()
+        before = _history(history)
+        cv_pid = json.loads((grid.folder(task) / "train.lock").read_text())["pid"]
+        task_pid = int(Path(f"/proc/{cv_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(task_pid, getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG))
+        _wait_for(job.done, "the requeued task to finish", timeout_s=600)
+    finally:
+        if not job.done():
+            job.cancel()
+    assert job.result() == {"cell": task.label, "status": "finished"}
+    assert "Requeued" in (job.stdout() or "") + (job.stderr() or "")
+    log = grid.log(task).read_text()
+    assert "stopped for a requeue" in log and log.count("$ ") == 2
+    after = _history(history)
+    assert [h["epoch"] for h in after] == [1, 2, 3, 4, 5, 6]
+    assert after[: len(before)] == before  # resumed, not trained again from epoch 1

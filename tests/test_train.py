@@ -59,13 +59,30 @@ def test_defaults_are_the_papers() -> None:
 
 
 def test_default_optimizer_is_torch_optimizer_lamb() -> None:
+    """The default is torch-optimizer's Lamb arithmetic (ForeachLamb computes it without
+    host reads): the recipe's settings, and the same step as torch-optimizer's own."""
     import torch_optimizer
 
-    optimizer = build_optimizer(nn.Linear(3, 1), TrainConfig())
-    assert type(optimizer) is torch_optimizer.Lamb
+    from ctlib.optim import ForeachLamb
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    reference = nn.Linear(3, 1)
+    reference.load_state_dict(model.state_dict())
+    optimizer = build_optimizer(model, TrainConfig())
+    assert type(optimizer) is ForeachLamb
     group = optimizer.param_groups[0]
     assert group["lr"] == 3e-4 and group["weight_decay"] == 1.0
     assert optimizer.clamp_value == 10 and optimizer.debias is False
+    other = torch_optimizer.Lamb(reference.parameters(), lr=3e-4, weight_decay=1.0)
+    x = torch.randn(8, 3)
+    for net, opt in ((model, optimizer), (reference, other)):
+        for _ in range(3):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_timm_lamb_is_an_option() -> None:
@@ -141,7 +158,8 @@ def _run(
 
 
 def _cut_after_first_epoch(frame: pd.DataFrame, out: Path, **changes: object) -> None:
-    """Train the tiny recipe into ``out`` and stop it, as a kill would, after epoch 1."""
+    """Train the tiny recipe into ``out`` and stop it, as a kill would, after epoch 1 (with a
+    checkpoint after every epoch, so that there is one to resume from)."""
     from ctlib.models import create_model
 
     class Killed(Exception):
@@ -151,7 +169,7 @@ def _cut_after_first_epoch(frame: pd.DataFrame, out: Path, **changes: object) ->
         if record["epoch"] == 1:
             raise Killed
 
-    config = TrainConfig(**{**TINY, **changes})
+    config = TrainConfig(**{**TINY, "checkpoint_every": 1, **changes})
     torch.manual_seed(config.seed)
     model = create_model(config.arch, pretrained=False, progress=False)
     train = CanvasDataset(frame.iloc[:24], config.input_size, train=True, seed=config.seed)
@@ -175,6 +193,36 @@ def test_the_number_of_workers_changes_nothing(tiny_frame: pd.DataFrame) -> None
     h2, p2 = _run(tiny_frame, None, epochs=2, num_workers=2)
     assert [h["train_loss"] for h in h0] == [h["train_loss"] for h in h2]
     assert np.array_equal(p0, p2)
+
+
+def test_the_device_data_path_trains_reproducibly_and_resumes(
+    tiny_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """data_path='device' (canvases on the device, kornia batch augmentation: the GPU path)
+    runs on the CPU too: same seed, same result; a cut run resumes to the uninterrupted one."""
+    full_history, full_probs = _run(tiny_frame, tmp_path / "full", epochs=2, data_path="device")
+    again, probs = _run(tiny_frame, None, epochs=2, data_path="device")
+    assert [h["train_loss"] for h in again] == [h["train_loss"] for h in full_history]
+    assert np.array_equal(probs, full_probs)
+    loader_history, _ = _run(tiny_frame, None, epochs=2, data_path="loader")
+    assert loader_history[0]["train_loss"] != full_history[0]["train_loss"]  # another stream
+    _cut_after_first_epoch(tiny_frame, tmp_path / "cut", epochs=2, data_path="device")
+    history, probs = _run(tiny_frame, tmp_path / "cut", epochs=2, data_path="device")
+    assert [h["train_loss"] for h in history] == [h["train_loss"] for h in full_history]
+    assert np.array_equal(probs, full_probs)
+
+
+def test_workers_default_to_none_on_the_cpu_and_some_for_a_gpu() -> None:
+    from ctlib.train import resolve_data_path, resolve_workers
+
+    config = TrainConfig()
+    assert config.num_workers is None and config.data_path == "auto"
+    assert resolve_workers(config, torch.device("cpu")) == 0
+    assert 1 <= resolve_workers(config, torch.device("cuda")) <= 8
+    assert resolve_workers(TrainConfig(num_workers=3), torch.device("cuda")) == 3
+    assert resolve_data_path(config, torch.device("cuda")) == "device"
+    assert resolve_data_path(config, torch.device("cpu")) == "loader"
+    assert resolve_data_path(TrainConfig(data_path="loader"), torch.device("cuda")) == "loader"
 
 
 def test_one_epoch_iterates_its_loader_once(
@@ -234,6 +282,37 @@ class _Payload:
 
     def __reduce__(self) -> tuple:
         return (Path.touch, (self.marker,))
+
+
+def test_the_rolling_checkpoint_is_written_every_n_epochs_and_after_the_last(
+    tiny_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ctlib.train as train_module
+
+    written: list[int] = []
+    original = train_module._atomic_save
+
+    def recorded(obj: dict, path: Path) -> None:
+        if path.name == "checkpoint.pt":
+            written.append(obj["epoch"] + 1)
+        original(obj, path)
+
+    monkeypatch.setattr(train_module, "_atomic_save", recorded)
+    _run(tiny_frame, tmp_path / "a", epochs=5, checkpoint_every=2)
+    assert written == [2, 4, 5]
+    written.clear()
+    _run(tiny_frame, tmp_path / "b", epochs=3, checkpoint_every=10, checkpoint_minutes=1e-9)
+    assert written == [1, 2, 3], "the minutes rule writes one whenever they have passed"
+    state = load_training_state(tmp_path / "a" / "checkpoint.pt")
+    assert state["epoch"] + 1 == 5 and len(state["history"]) == 5
+
+
+def test_resume_names_the_recipe_settings_that_differ(
+    tiny_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    _run(tiny_frame, tmp_path, epochs=1)
+    with pytest.raises(ValueError, match=r"differs in batch_size, lr"):
+        _run(tiny_frame, tmp_path, epochs=1, lr=1e-3, batch_size=4, num_workers=0)
 
 
 def test_a_planted_checkpoint_never_runs_its_code(tiny_frame: pd.DataFrame, tmp_path: Path) -> None:
@@ -331,6 +410,8 @@ def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
         "cpu",
         "--folds",
         "2",
+        "--checkpoint-every",
+        "1",
         "-q",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
