@@ -54,25 +54,11 @@ import torch  # noqa: E402
 from ctlib.batches import DeviceBatches  # noqa: E402
 from ctlib.canvas import fit_to_canvas  # noqa: E402
 from ctlib.models import create_model, get_spec, list_models  # noqa: E402
+from ctlib.sweep import GPU_FIGURE_COLUMNS  # noqa: E402
 from ctlib.train import TrainConfig, build_optimizer, choose_precision  # noqa: E402
 from ctlib.transforms import AugmentConfig  # noqa: E402
 
-FIELDS = [
-    "arch",
-    "canvas_width",
-    "canvas_height",
-    "batch_size",
-    "precision",
-    "channels_last",
-    "data_path",
-    "images_per_s",
-    "data_wait_share",
-    "optimizer_share",
-    "peak_memory_gib",
-    "gpu",
-    "torch",
-    "measured_at",
-]
+FIELDS = list(GPU_FIGURE_COLUMNS)  # the columns ctlib sweep reads
 DEFAULT_OUT = Path(__file__).resolve().parent / "gpu_check.csv"
 
 
