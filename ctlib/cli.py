@@ -11,6 +11,7 @@ Commands:
     train       fine-tune one architecture on one fold
     cv          cross-validate one architecture (paper / patient / official protocol)
     table       Table 2 and Fig. 9 from a results folder
+    figures     the paper's t-SNE and Grad-CAM galleries of one trained fold
     predict     probability of COVID for any image files, with a trained model
     prepare-workshop  the day before a workshop: data, the lessons' training, a rehearsal
     quickstart  the kit's main job in quick mode (synthetic data, CPU, seconds)
@@ -235,6 +236,55 @@ def _cmd_heat(args: argparse.Namespace) -> int:
     table.to_csv(path, index=False)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from ctlib.cv import fold_dir
+    from ctlib.explain import fold_gallery, fold_tsne
+    from ctlib.models import get_spec
+    from ctlib.plots import plot_outcome_gallery, plot_tsne, save_figure
+    from ctlib.results import fold_recipe, relative_paths
+
+    folder = fold_dir(args.runs, args.dataset, args.protocol, args.run, args.fold)
+    if not (folder / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"{folder / 'model.pt'} is missing: train that fold first (python -m ctlib cv "
+            f"--dataset {args.dataset} --protocol {args.protocol} --only-folds {args.fold} "
+            f"--out {args.runs} ...); exported results carry no network."
+        )
+    arch = get_spec(args.run.split("-")[0]).display_name
+    split = "image" if args.protocol == "paper" else args.protocol
+    about = (
+        f"{arch} on {DATASETS[args.dataset].title}, fold {args.fold} (split by {split}); "
+        f"recipe: {fold_recipe(folder / 'config.json')}"
+    )
+    stem = f"{args.dataset}_{args.protocol}_{args.run}_fold{args.fold}"
+    tables, figures = Path(args.out), Path(args.figures)
+    tables.mkdir(parents=True, exist_ok=True)
+
+    view = fold_tsne(folder, perplexity=args.perplexity, seed=args.seed, progress=not args.quiet)
+    points = view.points
+    figure = plot_tsne(
+        points[["x", "y"]].to_numpy(),
+        points["label"],
+        points["split"],
+        misclassified=points["misclassified"],
+        title=f"t-SNE of the penultimate features (perplexity {args.perplexity:g})\n{about}",
+    )
+    print(f"wrote {save_figure(figure, figures / f'tsne_{args.dataset}.png')}")
+    view.scores.assign(dataset=args.dataset, protocol=args.protocol, run=args.run).to_csv(
+        tables / f"tsne_{stem}.csv", index=False
+    )
+    print(view.scores.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+    gallery = fold_gallery(folder, n=args.n, method=args.method)
+    figure = plot_outcome_gallery(gallery, title=f"Grad-CAM of the predicted class\n{about}")
+    print(f"wrote {save_figure(figure, figures / f'gradcam_{args.dataset}.png')}")
+    shown = gallery.shown.assign(dataset=args.dataset, protocol=args.protocol, run=args.run)
+    shown["path"] = relative_paths(shown["path"].fillna("")).replace("", None)
+    shown.to_csv(tables / f"gallery_{stem}.csv", index=False)
+    print(f"wrote {tables / f'tsne_{stem}.csv'} and {tables / f'gallery_{stem}.csv'}")
     return 0
 
 
@@ -961,6 +1011,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_heat)
+
+    p = sub.add_parser(
+        "figures",
+        help="the paper's t-SNE (Fig. 11/12) and Grad-CAM galleries (Fig. 13-16) of a trained fold",
+    )
+    p.add_argument("runs", help="a runs folder with checkpoints (the --out of cv)")
+    p.add_argument("--dataset", required=True, help="data set of the run")
+    p.add_argument("--protocol", default="paper", help="protocol of the run (default: paper)")
+    p.add_argument(
+        "--run", default="efficientnet_lite0", help="run folder name (default: efficientnet_lite0)"
+    )
+    p.add_argument("--fold", type=int, default=0, help="the fold (default: 0)")
+    p.add_argument("--n", type=int, default=4, help="slices per outcome (default: 4)")
+    p.add_argument("--method", default="gradcam", help="CAM method (default: gradcam)")
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="t-SNE random state (default: 0)")
+    p.add_argument("--figures", default="figures", help="where the figures go (default: figures)")
+    p.add_argument(
+        "--out",
+        default="results/explain",
+        help="where their numbers go: separation scores, the slices shown (default: "
+        "results/explain)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser(
         "export-results",

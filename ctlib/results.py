@@ -34,16 +34,20 @@ __all__ = [
     "collect_predictions",
     "collect_results",
     "export_results",
+    "fold_recipe",
     "import_results",
     "load_history",
+    "relative_paths",
 ]
 
 #: The columns that name a run: its data set, protocol and run name (``arch``).
 RESULT_KEYS = ["dataset", "protocol", "arch"]
 
 
-def _recipe_of(config_file: Path) -> str:
-    """A fold's recipe in words (:func:`ctlib.recipes.describe_recipe`), "" without a config."""
+def fold_recipe(config_file: str | os.PathLike[str]) -> str:
+    """A fold's recipe in words (:func:`ctlib.recipes.describe_recipe`) from its
+    ``config.json``, e.g. ``"24 epochs, 224×162, batch 16, lr 0.001"``; "" without one."""
+    config_file = Path(config_file)
     if not config_file.is_file():
         return ""
     train = json.loads(config_file.read_text()).get("train", {})
@@ -75,11 +79,21 @@ def collect_results(out: str | os.PathLike[str]) -> pd.DataFrame:
                 "arch": arch,
                 "fold": int(fold.removeprefix("fold")),
                 **metrics,
-                "recipe": _recipe_of(path.parent / "config.json"),
+                "recipe": fold_recipe(path.parent / "config.json"),
             }
         )
     if not rows:
-        raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(base)!r}.")
+        deeper = sorted({p.parents[4] for p in base.glob("*/*/*/*/fold*/metrics.json")})
+        hint = (
+            "; it holds results one level deeper: pass one of "
+            + ", ".join(repr(str(d)) for d in deeper)
+            if deeper
+            else ""
+        )
+        raise FileNotFoundError(
+            f"No finished fold (<dataset>/<protocol>/<arch>/fold*/metrics.json) under "
+            f"{str(base)!r}{hint}."
+        )
     return pd.DataFrame(rows).sort_values(RESULT_KEYS + ["fold"]).reset_index(drop=True)
 
 
@@ -111,8 +125,9 @@ def load_history(folder: str | os.PathLike[str]) -> pd.DataFrame:
 _SMALL_FILES = ("config.json", "history.json", "metrics.json", "predictions.csv")
 
 
-def _relative(paths: pd.Series) -> pd.Series:
-    """``/any/where/<dataset>/CT_COVID/x.png`` -> ``CT_COVID/x.png`` (class folder + file)."""
+def relative_paths(paths: pd.Series) -> pd.Series:
+    """``/any/where/<dataset>/CT_COVID/x.png`` -> ``CT_COVID/x.png`` (class folder + file), so
+    that files under ``results/`` carry no machine's paths."""
     return paths.astype(str).map(lambda p: "/".join(Path(p).parts[-2:]) if os.path.isabs(p) else p)
 
 
@@ -134,7 +149,7 @@ def export_results(source: str | os.PathLike[str], dest: str | os.PathLike[str])
                 continue
             if name == "predictions.csv":
                 frame = pd.read_csv(fold / name, dtype={"patient_id": "string"})
-                frame["path"] = _relative(frame["path"])
+                frame["path"] = relative_paths(frame["path"])
                 frame.to_csv(target / name, index=False)
             else:
                 shutil.copyfile(fold / name, target / name)
@@ -142,7 +157,7 @@ def export_results(source: str | os.PathLike[str], dest: str | os.PathLike[str])
         folds_csv = fold.parent / "folds.csv"
         if folds_csv.is_file():
             frame = pd.read_csv(folds_csv, dtype=str)
-            frame["path"] = _relative(frame["path"])
+            frame["path"] = relative_paths(frame["path"])
             frame.to_csv(target.parent / "folds.csv", index=False)
             if target.parent / "folds.csv" not in written:
                 written.append(target.parent / "folds.csv")
@@ -182,7 +197,7 @@ def import_results(
         raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(source)!r}.")
 
     def lookup_of(frame: pd.DataFrame) -> dict[str, str]:
-        return dict(zip(_relative(frame["path"]), frame["path"].astype(str)))
+        return dict(zip(relative_paths(frame["path"]), frame["path"].astype(str)))
 
     absolute = {d.name: lookup_of(d.frame) for d in datasets}
 

@@ -553,3 +553,59 @@ def test_trained_fold_trains_once_then_reuses_and_fold_tsne(synth, tmp_path: Pat
     assert explain.lesion_masks(with_masks) is with_masks
     real = explain.lesion_masks(pd.DataFrame({"path": ["/elsewhere/CT_COVID/a.png"]}))
     assert real["mask_path"].isna().all()
+
+
+def test_fold_gallery_and_the_figures_command(synth, tmp_path: Path, capsys) -> None:
+    from matplotlib.figure import Figure
+
+    from ctlib.cli import main
+    from ctlib.plots import plot_outcome_gallery
+    from ctlib.train import TrainConfig
+
+    config = TrainConfig(
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64), device="cpu"
+    )
+    folder = trained_fold(tmp_path, synth, config, protocol="paper", n_folds=2)
+    test = pd.read_csv(folder / "predictions.csv")
+    gallery = explain.fold_gallery(folder, n=2)
+    assert list(gallery.items) == list(explain.GALLERY_OUTCOMES)
+    assert gallery.n_test == len(test) and gallery.arch == "shufflenet"
+    counts = gallery.shown.dropna(subset=["n_outcome"]).set_index("outcome")["n_outcome"]
+    assert int(counts.sum()) == len(test)  # the four outcomes split the test fold
+    for outcome, items in gallery.items.items():
+        expected = explain.select_outcomes(test, outcome, 2)
+        assert int(counts[outcome]) == len(explain.select_outcomes(test, outcome))
+        assert [p.name for p, _, _ in items] == [Path(p).name for p in expected["path"]]
+        for (_, image, result), prob in zip(items, expected["prob"]):
+            # explained with the fold's own network on its own canvas: the probability the CAM
+            # saw is the one saved at test time, and the class explained is the predicted one
+            assert result.prob == pytest.approx(prob, abs=1e-4)
+            assert result.target == result.predicted and result.heatmap.shape == image.shape
+    figure = plot_outcome_gallery(gallery, title="t")
+    texts = " ".join(t.get_text() for t in figure.texts)
+    assert isinstance(figure, Figure)
+    assert f"true positives: COVID slices found: {int(counts['tp'])} of {len(test)}" in texts
+    if not all(gallery.items.values()):
+        assert "none in this fold" in texts
+    empty = explain.FoldGallery(
+        items={"fp": []},
+        shown=pd.DataFrame({"outcome": ["fp"], "n_outcome": [0]}),
+        arch="x",
+        n_test=5,
+    )
+    assert "none in this fold" in " ".join(t.get_text() for t in plot_outcome_gallery(empty).texts)
+
+    figures, tables = tmp_path / "figures", tmp_path / "explain"
+    args = ["figures", str(tmp_path), "--dataset", "synthetic", "--run", "shufflenet-scratch"]
+    args += ["--n", "2", "--perplexity", "5", "--figures", str(figures), "--out", str(tables)]
+    assert main([*args, "-q"]) == 0
+    assert {p.name for p in figures.iterdir()} == {"tsne_synthetic.png", "gradcam_synthetic.png"}
+    shown = pd.read_csv(tables / "gallery_synthetic_paper_shufflenet-scratch_fold0.csv")
+    paths = shown["path"].dropna()
+    assert len(paths) == sum(len(v) for v in gallery.items.values())
+    assert not paths.map(lambda p: Path(p).is_absolute()).any()  # no machine's paths
+    scores = pd.read_csv(tables / "tsne_synthetic_paper_shufflenet-scratch_fold0.csv")
+    assert set(scores["images"]) == {"train", "test"} and scores["knn_accuracy"].between(0, 1).all()
+    capsys.readouterr()
+    assert main([*args[:-4], "--fold", "1", "-q"]) == 2  # fold 1 was never trained
+    assert "--only-folds 1" in capsys.readouterr().err

@@ -196,3 +196,22 @@ def test_committed_results_are_compared_and_labelled() -> None:
     assert set(lite["verdict"]) == {"not in the paper"}
     assert np.isfinite(lite["difference"]).all()
     assert os.fspath(results)
+
+
+def test_committed_figures_and_tables_are_found_or_named(capsys) -> None:
+    from ctlib.notebook import committed_figures, committed_table
+
+    figures = Path(__file__).resolve().parent.parent / "figures"
+    if not figures.is_dir():
+        pytest.skip("no figures/ in this checkout")
+    present = sorted(p.name for p in figures.glob("*.png"))[0]
+    found = committed_figures("no_such_figure.png", present)
+    assert [p.name for p in found] == [present] and found[0].is_file()
+    assert "no_such_figure.png" in capsys.readouterr().out  # the missing one is named
+    audits = figures.parent / "results" / "audit"
+    if any(audits.glob("*.json")):  # files that match but are not CSV are left out
+        assert committed_table("audit/*") is None
+    assert committed_table("explain/no_such_*.csv") is None
+    assert "no committed results/explain/no_such_*.csv" in capsys.readouterr().out
+    heat = committed_table("explain/heat_*.csv")
+    assert heat is not None and {"dataset", "padding_share"} <= set(heat.columns)

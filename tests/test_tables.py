@@ -94,3 +94,12 @@ def test_missing_results_folder_is_a_clear_error(tmp_path: Path) -> None:
         collect_results(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="No finished fold"):
         collect_results(tmp_path)
+
+
+def test_results_one_level_deeper_are_named_in_the_error(tmp_path: Path) -> None:
+    for point in ("e12", "e24"):
+        _write_fold(tmp_path / point, "resnet18", 0, np.array([0, 1]), np.array([0.2, 0.8]))
+    with pytest.raises(FileNotFoundError, match="one level deeper") as error:
+        collect_results(tmp_path)
+    assert str(tmp_path / "e12") in str(error.value) and str(tmp_path / "e24") in str(error.value)
+    assert len(collect_results(tmp_path / "e24")) == 1

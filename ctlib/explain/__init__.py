@@ -61,7 +61,9 @@ component, holes filled).
 **For the notebooks** (04 t-SNE, 05 Grad-CAM): :func:`ctlib.cv.trained_fold` finds a trained
 fold or trains a missing one with a given recipe; :func:`fold_tsne` makes the t-SNE of a fold
 with its separation scores and where each test image's nearest training image lies (same
-class? same patient?); :func:`lesion_masks` adds the synthetic lesion masks to a frame of
+class? same patient?); :func:`fold_gallery` explains a fold's surest and most wrong test
+slices of each outcome (true/false positives and negatives, the paper's Fig. 13-16);
+:func:`lesion_masks` adds the synthetic lesion masks to a frame of
 slices.
 
 **Modules**: :mod:`~ctlib.explain.inputs` (image lists, checkpoints, predictions),
@@ -92,7 +94,14 @@ from ctlib.explain.features import (
     select_outcomes,
     separation_scores,
 )
-from ctlib.explain.folds import FoldEmbedding, fold_tsne, lesion_masks
+from ctlib.explain.folds import (
+    GALLERY_OUTCOMES,
+    FoldEmbedding,
+    FoldGallery,
+    fold_gallery,
+    fold_tsne,
+    lesion_masks,
+)
 from ctlib.explain.inputs import expand_image_paths, load_trained, predict_files
 from ctlib.explain.scoring import (
     body_mask,
@@ -114,6 +123,8 @@ __all__ = [
     "CamResult",
     "FeatureSet",
     "FoldEmbedding",
+    "FoldGallery",
+    "GALLERY_OUTCOMES",
     "body_mask",
     "cam_layer_choices",
     "canvas_cams",
@@ -125,6 +136,7 @@ __all__ = [
     "extract_features",
     "feature_cache_key",
     "fold_split",
+    "fold_gallery",
     "fold_tsne",
     "gradcam",
     "heat_location",

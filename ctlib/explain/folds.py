@@ -1,4 +1,4 @@
-"""One trained fold for notebooks 04 and 05: find or train it, its t-SNE, lesion masks."""
+"""One trained fold for notebooks 04 and 05: its t-SNE, its Grad-CAM gallery, lesion masks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
-from ctlib.explain.features import embed_tsne, extract_features, fold_split, separation_scores
+from ctlib.data import read_grayscale
+from ctlib.explain.cam import CamResult, explain_image
+from ctlib.explain.features import (
+    embed_tsne,
+    extract_features,
+    fold_split,
+    select_outcomes,
+    separation_scores,
+)
 from ctlib.explain.inputs import load_trained
 
 
@@ -130,6 +138,98 @@ def fold_tsne(
     return FoldEmbedding(
         points=points, scores=scores, arch=info["arch"], threshold=float(info["threshold"])
     )
+
+
+GALLERY_OUTCOMES = ("tp", "tn", "fp", "fn")
+"""The paper's Fig. 13-16 in one: correctly and wrongly classified slices of each class."""
+
+
+@dataclass(frozen=True)
+class FoldGallery:
+    """Grad-CAM of a fold's test slices, by outcome (:func:`fold_gallery`).
+
+    Attributes:
+        items: outcome (``"tp"``, ``"tn"``, ``"fp"``, ``"fn"``) -> ``(path, image, result)``
+            per slice shown, surest first for correct outcomes, most wrong first for errors;
+            an outcome the fold has none of maps to an empty list.
+        shown: one row per slice shown: ``outcome``, ``path``, ``label``, ``prob``,
+            ``method``, ``target`` (the class explained), ``padding_share``; and one row per
+            outcome with its count among the fold's test images (``n_outcome``).
+        arch: the architecture.
+        n_test: the fold's test images.
+    """
+
+    items: dict[str, list[tuple[Path, np.ndarray, CamResult]]]
+    shown: pd.DataFrame
+    arch: str
+    n_test: int
+
+
+def fold_gallery(
+    fold_folder: str | os.PathLike[str],
+    *,
+    n: int = 4,
+    method: str = "gradcam",
+    outcomes: tuple[str, ...] = GALLERY_OUTCOMES,
+) -> FoldGallery:
+    """The paper's Grad-CAM galleries (Fig. 13-16) for one trained fold of a runs folder.
+
+    For each outcome, the ``n`` test slices the fold's network is surest about (correct
+    outcomes) or most wrong about (errors), from its saved ``predictions.csv``, each explained
+    for the class the network predicted, as the paper's galleries are.
+
+    Args:
+        fold_folder: ``<runs>/<dataset>/<protocol>/<run>/fold<k>`` with ``model.pt``.
+        n: slices per outcome.
+        method: a CAM method (:data:`ctlib.explain.CAM_METHODS`).
+        outcomes: which of ``tp``, ``tn``, ``fp``, ``fn``, in the figure's order.
+
+    Raises:
+        FileNotFoundError: the folder has no ``model.pt`` or no ``predictions.csv`` (a fold
+            imported from ``results/`` carries no network: train it on this machine).
+    """
+    folder = Path(fold_folder)
+    for name in ("model.pt", "predictions.csv"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"{folder / name} is missing: a Grad-CAM gallery needs a fold trained on this "
+                "machine (python -m ctlib cv ... --only-folds k); exported results carry "
+                "no network."
+            )
+    model, info = load_trained(folder / "model.pt")
+    test = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": "string"})
+    threshold = float(info["threshold"])
+    items: dict[str, list[tuple[Path, np.ndarray, CamResult]]] = {}
+    rows = []
+    for outcome in outcomes:
+        every = select_outcomes(test, outcome, None, threshold)
+        rows.append({"outcome": outcome, "n_outcome": len(every)})
+        items[outcome] = []
+        for _, row in every.head(n).iterrows():
+            image = read_grayscale(row["path"])
+            result = explain_image(
+                model,
+                image,
+                info["arch"],
+                method,
+                None,
+                canvas=tuple(info["canvas"]),
+                threshold=threshold,
+            )
+            items[outcome].append((Path(row["path"]), image, result))
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "path": str(row["path"]),
+                    "label": int(row["label"]),
+                    "prob": float(row["prob"]),
+                    "cam_prob": result.prob,
+                    "method": result.method,
+                    "target": result.target,
+                    "padding_share": result.padding_share,
+                }
+            )
+    return FoldGallery(items=items, shown=pd.DataFrame(rows), arch=info["arch"], n_test=len(test))
 
 
 def lesion_masks(frame: pd.DataFrame) -> pd.DataFrame:

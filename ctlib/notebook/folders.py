@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from ctlib.notebook.mode import Mode
@@ -21,7 +22,9 @@ from ctlib.train import TrainConfig
 __all__ = [
     "RUNS_ENV",
     "OUTPUT_ENV",
+    "committed_figures",
     "committed_results",
+    "committed_table",
     "figure_dir",
     "keep_figure",
     "output_dir",
@@ -91,6 +94,35 @@ def committed_results() -> Path:
             "clone of its repository (git clone ...; pip install -e .)."
         )
     return root / "results"
+
+
+def committed_figures(*names: str) -> list[Path]:
+    """The figures of that name in the repository's ``figures/`` (rendered from the kit's
+    real-data runs by ``python -m ctlib figures`` and committed), in the order given; those
+    missing, or all when ctlib is not installed from a clone (a wheel on Colab), are left out
+    with a note printed, so a notebook cell that shows them never fails."""
+    root = repo_root()
+    found = [root / "figures" / name for name in names] if root else []
+    found = [path for path in found if path.is_file()]
+    missing = [name for name in names if all(path.name != name for path in found)]
+    if missing:
+        where = root / "figures" if root else "this copy (ctlib is not installed from a clone)"
+        print(f"not in {where}: {', '.join(missing)}")
+    return found
+
+
+def committed_table(pattern: str) -> pd.DataFrame | None:
+    """The CSV files under the repository's ``results/`` that match ``pattern`` (e.g.
+    ``"explain/tsne_*.csv"``), one below the other; other files the pattern matches are left
+    out. None, with a note printed, when there are none or ctlib is not installed from a
+    clone."""
+    root = repo_root()
+    files = sorted((root / "results").glob(pattern)) if root else []
+    files = [path for path in files if path.suffix == ".csv"]
+    if not files:
+        print(f"no committed results/{pattern} in this copy")
+        return None
+    return pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
 
 
 def figure_dir(mode: Mode) -> Path:

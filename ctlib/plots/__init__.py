@@ -5,7 +5,8 @@ itself; :func:`save_figure` writes one atomically. By subject:
 
 * :mod:`~ctlib.plots.data` -- canvases per architecture, image sizes, examples, augmentations;
 * :mod:`~ctlib.plots.training` -- the learning-rate schedule, training curves;
-* :mod:`~ctlib.plots.explain` -- t-SNE (Fig. 11/12), Grad-CAM overlays and galleries (Fig. 13-16);
+* :mod:`~ctlib.plots.explain` -- t-SNE (Fig. 11/12), Grad-CAM overlays and galleries (Fig. 13-16,
+  :func:`plot_outcome_gallery` all four outcomes in one);
 * :mod:`~ctlib.plots.results` -- Fig. 9's confusion matrices, the honest-evaluation panel,
   near-duplicate pairs.
 """
@@ -18,7 +19,14 @@ from ctlib.plots.data import (
     plot_examples,
     plot_sizes,
 )
-from ctlib.plots.explain import TSNE_COLOURS, heat_overlay, plot_cam, plot_cam_gallery, plot_tsne
+from ctlib.plots.explain import (
+    TSNE_COLOURS,
+    heat_overlay,
+    plot_cam,
+    plot_cam_gallery,
+    plot_outcome_gallery,
+    plot_tsne,
+)
 from ctlib.plots.results import confusion_figure, honest_figure, paper_figure, plot_pairs
 from ctlib.plots.training import plot_history, plot_lr_schedule
 
@@ -38,6 +46,7 @@ __all__ = [
     "plot_examples",
     "plot_history",
     "plot_lr_schedule",
+    "plot_outcome_gallery",
     "plot_pairs",
     "plot_sizes",
     "plot_tsne",

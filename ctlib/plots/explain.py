@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
 from ctlib.data import CLASS_NAMES
-from ctlib.explain import CamResult
+from ctlib.explain import CamResult, FoldGallery
 
-__all__ = ["TSNE_COLOURS", "heat_overlay", "plot_cam", "plot_cam_gallery", "plot_tsne"]
+__all__ = [
+    "TSNE_COLOURS",
+    "heat_overlay",
+    "plot_cam",
+    "plot_cam_gallery",
+    "plot_outcome_gallery",
+    "plot_tsne",
+]
 
 
 # train/test x COVID/non-COVID: full colours for training images, light ones for test images
@@ -203,4 +211,88 @@ def plot_cam_gallery(
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
+    return figure
+
+
+_OUTCOME_TITLES = {
+    "tp": "true positives: COVID slices found",
+    "tn": "true negatives: non-COVID slices cleared",
+    "fp": "false positives: non-COVID slices called COVID",
+    "fn": "false negatives: COVID slices missed",
+}
+
+
+def plot_outcome_gallery(
+    gallery: FoldGallery,
+    *,
+    title: str | None = None,
+    alpha: float = 0.5,
+    panel: float = 2.1,
+) -> Figure:
+    """The paper's Grad-CAM galleries (Fig. 13-16) in one figure: a row per outcome.
+
+    Each slice is shown twice, as it is and with its heat map, the class explained being
+    the one the network predicted. Correct outcomes show the network's surest slices,
+    errors its most wrong ones; each row says how many of the fold's test slices it has.
+
+    Args:
+        gallery: from :func:`ctlib.explain.fold_gallery`.
+        title: figure title.
+        alpha: overlay opacity.
+        panel: width of each panel in inches.
+    """
+    outcomes = list(gallery.items)
+    if not outcomes:
+        raise ValueError("plot_outcome_gallery needs a gallery with at least one outcome.")
+    per_row = max([len(v) for v in gallery.items.values()] + [1])
+    counts = gallery.shown.dropna(subset=["n_outcome"]).set_index("outcome")["n_outcome"]
+    # laid out by hand, in inches: a heading band, then per slice a caption band over a box
+    # of panel x 0.8 panel (slices keep their aspect inside it); pairs sit closer than slices
+    gap, pair_gap, margin = 0.06, 0.22, 0.1
+    box_w, box_h, caption, heading, top = panel, 0.8 * panel, 0.3, 0.32, 0.62 if title else 0.1
+    width = 2 * margin + per_row * 2 * box_w + per_row * gap + (per_row - 1) * pair_gap
+    row_h = heading + caption + box_h
+    height = top + len(outcomes) * row_h + margin
+    figure = plt.figure(figsize=(width, height))
+    for row, outcome in enumerate(outcomes):
+        items = gallery.items[outcome]
+        count = int(counts.get(outcome, len(items)))
+        y_heading = height - top - row * row_h
+        figure.text(
+            margin / width,
+            (y_heading - 0.08) / height,
+            f"{_OUTCOME_TITLES.get(outcome, outcome)}: {count} of {gallery.n_test} test slices",
+            fontsize=10,
+            fontweight="bold",
+            va="top",
+        )
+        if not items:
+            figure.text(
+                margin / width,
+                (y_heading - heading - caption) / height,
+                "none in this fold",
+                fontsize=9,
+                va="top",
+                style="italic",
+            )
+        y = (y_heading - heading - caption - box_h) / height
+        for column, (path, image, result) in enumerate(items):
+            x = margin + column * (2 * box_w + gap + pair_gap)
+            for k, (shown, text) in enumerate(
+                (
+                    (image, Path(path).name[:26]),
+                    (
+                        heat_overlay(image, result.heatmap, alpha),
+                        f"P(COVID) {result.prob:.2f} · pad {result.padding_share:.0%}",
+                    ),
+                )
+            ):
+                ax = figure.add_axes(
+                    ((x + k * (box_w + gap)) / width, y, box_w / width, box_h / height)
+                )
+                ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=255)
+                ax.set_title(text, fontsize=7, pad=2)
+                ax.axis("off")
+    if title:
+        figure.suptitle(title, fontsize=11, y=1 - 0.08 / height, va="top")
     return figure
