@@ -20,9 +20,10 @@
 # images: about 1.7 times COVID19-CT's optimiser steps), the paper's schedule shape (drops at
 # 50/70/80/90 % of the run) scaled to start at lr 1e-3, batch 16, fp32 (bf16 autocast and
 # torch.compile were slower on these CPUs: benchmarks/bench_precision.py), and the CPU path's
-# augmentations seeded per transform (ctlib.transforms.seed_augment). The earlier runs in
-# results/ (12 and 6 epochs, coupled augmentations) were made by this script at commit
-# 50eb2f7.
+# augmentations seeded per transform (ctlib.transforms.seed_augment). The earlier runs (12 and
+# 6 epochs, coupled augmentations; in results/earlier/e12-coupled/ where a run here replaced
+# them) were made by this script at commit 50eb2f7. A run whose folds are all done is moved from
+# the stage to results/<dataset>/ by hand (git mv the older one to results/earlier/ first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -251,6 +251,8 @@ def _bad_commands(tmp: Path) -> list[list[str]]:
         ["sweep", "--executor", "slurm", "--per-gpu", "2", "--dry-run", "--out", str(tmp / "s")],
         ["sweep", "--datasets", "covid19-ct", "--root", str(empty), "--out", str(tmp / "s")],
         ["heat", str(tmp / "no-such-runs"), "--dataset", "synthetic"],
+        ["figures", str(tmp / "no-such-runs"), "--dataset", "covid19-ct"],
+        ["figures", str(empty), "--dataset", "covid19-ct", "--fold", "9"],
         ["export-results", str(tmp / "no-such-runs"), str(tmp / "e")],
         ["import-results", str(tmp / "no-such-results"), str(tmp / "i")],
         ["audit", "pseudo-patients", "covid19-ct", "--root", str(empty)],

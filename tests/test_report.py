@@ -317,3 +317,22 @@ def test_import_results_lets_cv_skip_the_exported_folds(tmp_path: Path) -> None:
         import_results(tmp_path / "results", fresh, datasets=[synth])
     with pytest.raises(FileNotFoundError, match="No finished fold"):
         import_results(tmp_path / "nothing", fresh)
+
+
+def test_key_findings_say_when_two_runs_differ_in_budget(tmp_path: Path) -> None:
+    for k, acc in enumerate([0.8, 0.9]):
+        reference = _fold(tmp_path, "covid19-ct", "paper", "efficientnet_lite0", k, acc)
+        (reference / "config.json").write_text(json.dumps({"train": {"epochs": 24}}))
+        for protocol, run in (("patient", "efficientnet_lite0"), ("paper", "resnet18-scratch")):
+            folder = _fold(tmp_path, "covid19-ct", protocol, run, k, acc - 0.1)
+            train = {"epochs": 12, "pretrained": run == "efficientnet_lite0"}
+            (folder / "config.json").write_text(json.dumps({"train": train}))
+    lines = key_findings(tmp_path)
+    assert lines[0].endswith(
+        "patient-level 5-fold 75.0 % (-10.0 points, not like for like: trained at 12 epochs, "
+        "the image-level run at 24 epochs)."
+    )
+    scratch = next(line for line in lines if "ResNet18" in line)
+    assert "from random initialisation, at 12 epochs: 75.0 %" in scratch
+    assert "the reference trained at 24 epochs, so the budgets differ too" in scratch
+    assert not any("same budget" in line for line in lines)

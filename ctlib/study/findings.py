@@ -30,6 +30,45 @@ def _accuracy(
     )
 
 
+#: The parts of a recipe in words that name a run's variant rather than its budget.
+VARIANT_PARTS = ("random init", "flat content")
+
+
+def _recipe(frame: pd.DataFrame, dataset: str, protocol: str, run: str) -> str:
+    """The recipe in words of a run's first fold ("" when not recorded)."""
+    rows = frame[
+        (frame["dataset"] == dataset) & (frame["protocol"] == protocol) & (frame["arch"] == run)
+    ]
+    return "" if rows.empty else str(rows["recipe"].iloc[0] or "")
+
+
+def _budget(recipe: str) -> str:
+    """A recipe in words without its variant parts: the budget it trained with."""
+    parts = [p for p in recipe.split(", ") if p and p not in VARIANT_PARTS]
+    return ", ".join(parts) if parts or not recipe else "the paper's"
+
+
+def _differ(budget: str, reference: str) -> tuple[str, str]:
+    """What two budgets in words differ in: the parts of each the other lacks, e.g.
+    ``("12 epochs", "24 epochs")``; a recipe not recorded is named as such."""
+    if not budget or not reference:
+        return budget or "a recipe not recorded", reference or "a recipe not recorded"
+    ours, theirs = budget.split(", "), reference.split(", ")
+    only_ours = [p for p in ours if p not in theirs]
+    only_theirs = [p for p in theirs if p not in ours]
+    return ", ".join(only_ours) or "the paper's", ", ".join(only_theirs) or "the paper's"
+
+
+def _budget_words(budget: str, reference: str) -> tuple[str, str]:
+    """How a run's budget reads beside the reference's: ``("same budget", "")``, or
+    ``("at <what differs>", "; the reference trained at <what differs>, so the budgets differ
+    too")``."""
+    if budget == reference:
+        return "same budget", ""
+    ours, theirs = _differ(budget, reference)
+    return f"at {ours}", f"; the reference trained at {theirs}, so the budgets differ too"
+
+
 def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0") -> list[str]:
     """The comparisons that matter, as sentences built from ``results`` (Markdown bullets
     without the bullet): the image-level accuracy against the grouped protocols, against
@@ -42,13 +81,21 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
         if paper is None:
             continue
         name = network_name(run)
+        reference = _budget(_recipe(frame, dataset, "paper", run))
         parts = [f"image-level folds {100 * paper[0]:.1f} %"]
         for protocol in ("patient", "pseudo-patient", "official"):
             other = _accuracy(frame, dataset, protocol, run)
             if other is not None:
+                budget = _budget(_recipe(frame, dataset, protocol, run))
+                ours, theirs = _differ(budget, reference)
+                unlike = (
+                    f", not like for like: trained at {ours}, the image-level run at {theirs}"
+                    if budget != reference
+                    else ""
+                )
                 parts.append(
                     f"{PROTOCOL_NAMES[protocol]} {100 * other[0]:.1f} % "
-                    f"({100 * (other[0] - paper[0]):+.1f} points)"
+                    f"({100 * (other[0] - paper[0]):+.1f} points{unlike})"
                 )
         lines.append(f"**{dataset}**, {name}: " + "; ".join(parts) + ".")
         best = best_rows("accuracy")
@@ -69,12 +116,16 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
                 f"({get_spec(arch).display_name}, {top:.1f} %); the paper's twelve "
                 f"architectures span {low:.1f}–{high:.1f} %."
             )
+
         scratch = _accuracy(frame, dataset, "paper", f"{run}-scratch")
         if scratch is not None:
+            same, caveat = _budget_words(
+                _budget(_recipe(frame, dataset, "paper", f"{run}-scratch")), reference
+            )
             lines.append(
-                f"**{dataset}**, the same network from random initialisation, same budget: "
+                f"**{dataset}**, the same network from random initialisation, {same}: "
                 f"{100 * scratch[0]:.1f} % ({100 * (scratch[0] - paper[0]):+.1f} points: what "
-                "ImageNet pre-training buys here)."
+                f"ImageNet pre-training buys here{caveat})."
             )
         # other architectures from random initialisation (e.g. ResNet18, the paper's family)
         here = (frame["dataset"] == dataset) & (frame["protocol"] == "paper")
@@ -86,10 +137,13 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
             spec = get_spec(arch)
             other = _accuracy(frame, dataset, "paper", other_run)
             family = " (one of the paper's twelve)" if spec.paper else ""
+            same, caveat = _budget_words(
+                _budget(_recipe(frame, dataset, "paper", other_run)), reference
+            )
             lines.append(
-                f"**{dataset}**, {spec.display_name}{family} from random initialisation, same "
-                f"budget: {100 * other[0]:.1f} % ({100 * (other[0] - paper[0]):+.1f} points "
-                f"against {name})."
+                f"**{dataset}**, {spec.display_name}{family} from random initialisation, "
+                f"{same}: {100 * other[0]:.1f} % ({100 * (other[0] - paper[0]):+.1f} points "
+                f"against {name}{caveat})."
             )
         flat = _accuracy(frame, dataset, "paper", f"{run}-flat")
         if flat is not None:
