@@ -11,6 +11,7 @@ import pytest
 from ctlib.data import load_dataset
 from ctlib.data.synthetic import SyntheticConfig
 from ctlib.explain import heat_report
+from ctlib.recipes import describe_recipe
 from ctlib.results import export_results
 from ctlib.study.audit import audit_dataset
 from ctlib.study.findings import key_findings
@@ -229,8 +230,29 @@ def test_heat_report_on_a_briefly_trained_run(tmp_path: Path) -> None:
     table.to_csv(tmp_path / "results" / "explain" / "heat_synthetic.csv", index=False)
     summary = heat_table(tmp_path / "results")
     assert summary["images"].tolist() == [6]
+    # the networks' recipe travels with the heat, so a retrained run cannot claim old maps
+    assert summary["recipe"].tolist() == [describe_recipe(config)]
     with pytest.raises(FileNotFoundError, match="model.pt"):
         heat_report(tmp_path / "runs", "synthetic", "paper", config.run_name)
+
+
+def test_the_readme_says_when_the_heat_is_from_networks_of_another_recipe() -> None:
+    from ctlib.study.readme import _heat_recipe_notes
+
+    keys = {
+        "data set": ["covid19-ct", "sars"],
+        "protocol": ["paper", "paper"],
+        "network": ["n", "n"],
+    }
+    heat = pd.DataFrame({**keys, "recipe": ["12 epochs", "6 epochs"], "CAM": ["gradcam"] * 2})
+    same = pd.DataFrame({**keys, "recipe": ["12 epochs", "6 epochs"], "accuracy": [1, 2]})
+    assert _heat_recipe_notes(heat, same) == []
+    retrained = same.assign(recipe=["24 epochs", "6 epochs"])
+    notes = _heat_recipe_notes(heat, retrained)
+    assert len(notes) == 2 and "covid19-ct" in notes[1] and "12 epochs" in notes[1]
+    assert "24 epochs" in notes[1] and "sars" not in notes[1]
+    # a report written before the recipe column: nothing to compare, nothing claimed
+    assert _heat_recipe_notes(heat.assign(recipe=""), retrained) == []
 
 
 def test_cam_score_table_reads_score_summaries_and_joins_the_readme_block(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from ctlib.canvas import Box
 from ctlib.data import CTDataset, read_grayscale
 from ctlib.explain.cam import CAM_METHODS, cam_method_key, explain_image, heat_share
 from ctlib.explain.inputs import image_frame, load_trained, spec_and_canvas
+from ctlib.results import fold_recipe
 
 
 def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 15.0) -> bool:
@@ -382,7 +383,9 @@ def heat_report(
     Returns:
         One row per fold and method: ``padding_share`` and ``outside_body_share`` of the
         heat, ``outside_body_area`` (the share of the canvas outside the body: what a flat
-        heat map would put there), ``n_images``; ``dataset, protocol, run`` columns.
+        heat map would put there), ``n_images``; ``dataset, protocol, run`` columns, and
+        ``recipe``: the fold's training recipe in words (:func:`ctlib.results.fold_recipe`),
+        so a table read later says which networks the heat came from.
     """
     base = Path(runs) / dataset / protocol / run
     folds = sorted(base.glob("fold*/model.pt"))
@@ -408,6 +411,7 @@ def heat_report(
                 dataset=dataset,
                 protocol=protocol,
                 run=run,
+                recipe=fold_recipe(checkpoint.parent / "config.json"),
             )
         )
     return pd.concat(rows, ignore_index=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from ctlib.study.audit import COSINE_MIN, HASH_MAX_DISTANCE, load_audits
 from ctlib.study.findings import key_findings
 from ctlib.study.tables import (
@@ -70,12 +72,14 @@ def readme_block(results: str | os.PathLike[str]) -> str:
                 ),
             ]
     if list(Path(results).glob("explain/heat_*.csv")):
+        heat = heat_table(results)
         parts += [
             "",
             "**Where Grad-CAM's heat goes** (each fold's network on its own test images; "
             "the last column is what a flat heat map would put outside the body):",
             "",
-            markdown_table(heat_table(results)),
+            markdown_table(heat),
+            *_heat_recipe_notes(heat, comparison_table(results)),
         ]
     if list(Path(results).glob("explain/cam_scores_*.csv")):
         parts += [
@@ -99,6 +103,22 @@ def readme_block(results: str | os.PathLike[str]) -> str:
         ]
     parts += ["", README_END]
     return "\n".join(parts)
+
+
+def _heat_recipe_notes(heat: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:
+    """A sentence for each heat row whose networks were trained with another recipe than the
+    run of the same name in the metrics table (the heat report was not redone after a retrain:
+    it needs the runs' checkpoints, which are not committed)."""
+    keys = ["data set", "protocol", "network"]
+    merged = heat.merge(comparison[[*keys, "recipe"]], on=keys, suffixes=("", " now"))
+    stale = merged[(merged["recipe"] != "") & (merged["recipe"] != merged["recipe now"])]
+    notes = [
+        f"* {row['data set']}, {row['protocol']}: the heat is from networks trained at "
+        f"{row['recipe']}; the run in the metrics table above trained at {row['recipe now']} "
+        "(`python -m ctlib heat` redoes it from a runs folder with that run's checkpoints)."
+        for _, row in stale.drop_duplicates(keys).iterrows()
+    ]
+    return ["", *notes] if notes else []
 
 
 def update_readme(

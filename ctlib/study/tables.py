@@ -302,12 +302,17 @@ def sweep_cost_table() -> pd.DataFrame:
 
 
 def heat_table(results: str | os.PathLike[str]) -> pd.DataFrame:
-    """``results/explain/heat_*.csv`` as one table: mean over folds of each share, in %."""
+    """``results/explain/heat_*.csv`` as one table: mean over folds of each share, in %, with
+    the recipe the explained networks were trained with (a heat report outlives the networks
+    it explained: when the reference run is retrained, the recipe column shows that the heat
+    is from the earlier one; "" for a report written without it)."""
     files = sorted(Path(results).glob("explain/heat_*.csv"))
     if not files:
         raise FileNotFoundError(f"No heat report (explain/heat_*.csv) under {str(results)!r}.")
     frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    grouped = frame.groupby(["dataset", "protocol", "run", "method"], sort=True)
+    frame = frame.reindex(columns=frame.columns.union(["recipe"], sort=False))
+    frame["recipe"] = frame["recipe"].fillna("")
+    grouped = frame.groupby(["dataset", "protocol", "run", "recipe", "method"], sort=True)
     table = grouped[["padding_share", "outside_body_share", "outside_body_area"]].mean() * 100
     table["images"] = grouped["n_images"].sum()
     table = table.reset_index()
@@ -316,6 +321,7 @@ def heat_table(results: str | os.PathLike[str]) -> pd.DataFrame:
             "data set": table["dataset"],
             "protocol": table["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p)),
             "network": table["run"].map(network_name),
+            "recipe": table["recipe"],
             "CAM": table["method"],
             "heat on padding, %": table["padding_share"].round(1),
             "heat outside the body, %": table["outside_body_share"].round(1),
