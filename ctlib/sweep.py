@@ -1035,7 +1035,7 @@ class CellJob(submitit.helpers.Checkpointable):
             # a thread reaps the cell, so that checkpoint(), run by the signal handler in this
             # thread while it waits, can wait for the cell too (Popen.wait is not re-entrant)
             process, exited = self._process, self._exited
-            threading.Thread(target=lambda: (process.wait(), exited.set()), daemon=True).start()
+            threading.Thread(target=_reap, args=(process, exited), daemon=True).start()
             try:
                 while not exited.wait(1.0):
                     pass
@@ -1096,6 +1096,18 @@ class CellJob(submitit.helpers.Checkpointable):
             lock.path.unlink(missing_ok=True)
             return True
         return False
+
+
+def _reap(process: subprocess.Popen, exited: threading.Event) -> None:
+    """Wait for the cell and set ``exited``. The thread blocks the signals a scheduler sends,
+    so the kernel hands them to the main thread, whose wait they interrupt at once (delivered
+    to this thread, the handler would run only when the main thread's wait times out)."""
+    signal.pthread_sigmask(
+        signal.SIG_BLOCK,
+        {getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG), signal.SIGTERM, signal.SIGINT},
+    )
+    process.wait()
+    exited.set()
 
 
 def _ignore_checkpoint_signal() -> None:

@@ -477,11 +477,14 @@ def test_a_slurm_cell_requeued_after_a_time_out_resumes_from_its_checkpoint(
 ) -> None:
     """The array task's own object and submitit's own requeue, run by submitit's local
     executor; USR2 is what SLURM sends the task near its time limit."""
+    EPOCHS = 24  # noqa: N806
     grid = Grid(
         tmp_path / "runs",
         2,
         run_suffix="-scratch",
-        cv_args=("--epochs", "6", *TINY, *CHECKPOINT_EVERY),
+        # a tiny epoch takes about 0.4 s: enough epochs that the cell cannot finish in the
+        # moments between the first epoch and the signal's effect (it did with 6)
+        cv_args=("--epochs", str(EPOCHS), *TINY, *CHECKPOINT_EVERY),
     )
     task = Task("synthetic", "shufflenet", 0)
     attempts = tmp_path / "runs" / "slurm" / "attempts"
@@ -513,5 +516,5 @@ def test_a_slurm_cell_requeued_after_a_time_out_resumes_from_its_checkpoint(
     log = grid.log(task).read_text()
     assert "stopped for a requeue" in log and log.count("$ ") == 2
     after = _history(history)
-    assert [h["epoch"] for h in after] == [1, 2, 3, 4, 5, 6]
+    assert [h["epoch"] for h in after] == list(range(1, EPOCHS + 1))
     assert after[: len(before)] == before  # resumed, not trained again from epoch 1
