@@ -771,7 +771,12 @@ def run_local(
         handle.write(f"$ {shlex.join(command)}  # attempt {outcome.attempts}, {slot.label}\n")
         handle.flush()
         process = subprocess.Popen(
-            command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_stop_signals,  # noqa: PLW1509 (the child only calls sigaction)
         )
         say(f"start {task.label} on {slot.label} (pid {process.pid}, attempt {outcome.attempts})")
         return _Attempt(task, slot, process, handle, time.monotonic())
@@ -1110,7 +1115,17 @@ def _reap(process: subprocess.Popen, exited: threading.Event) -> None:
     exited.set()
 
 
+def _default_stop_signals() -> None:
+    """In a cell, before it starts: SIGINT and SIGTERM back to their defaults, so the cell
+    answers them even when this process inherited them ignored (a command started with ``&``
+    from a script, or ``nohup``'s shell, ignores SIGINT, and a child inherits that: the cell
+    would then train on through the grace period instead of stopping)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _ignore_checkpoint_signal() -> None:
+    _default_stop_signals()
     signal.signal(getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG), signal.SIG_IGN)
 
 
