@@ -483,7 +483,7 @@ def test_a_slurm_cell_requeued_after_a_time_out_resumes_from_its_checkpoint(
         2,
         run_suffix="-scratch",
         # a tiny epoch takes about 0.4 s: enough epochs that the cell cannot finish in the
-        # moments between the first epoch and the signal's effect (it did with 6)
+        # moments between the first epoch and the signal's effect
         cv_args=("--epochs", str(EPOCHS), *TINY, *CHECKPOINT_EVERY),
     )
     task = Task("synthetic", "shufflenet", 0)
@@ -518,3 +518,19 @@ def test_a_slurm_cell_requeued_after_a_time_out_resumes_from_its_checkpoint(
     after = _history(history)
     assert [h["epoch"] for h in after] == list(range(1, EPOCHS + 1))
     assert after[: len(before)] == before  # resumed, not trained again from epoch 1
+
+
+def test_a_cell_answers_sigint_even_when_its_parent_ignores_it() -> None:
+    """A sweep started with ``&`` from a script inherits SIGINT ignored; its cells must not."""
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT))"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        inherited = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+        for start in (sweep._default_stop_signals, sweep._ignore_checkpoint_signal):  # noqa: SLF001
+            cell = subprocess.run(
+                probe, capture_output=True, text=True, check=True, preexec_fn=start
+            ).stdout
+            assert "default_int_handler" in cell, cell
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert inherited.strip() == str(int(signal.SIG_IGN))  # the probe sees an ignored SIGINT

@@ -42,11 +42,12 @@ def readme_block(results: str | os.PathLike[str]) -> str:
     parts = [README_START, ""]
     if findings:
         parts += ["**What the runs say**:", "", *[f"* {line}" for line in findings], ""]
+    comparison = comparison_table(results)
     parts += [
         "**Test-fold metrics** (mean ± std over folds, %; CPU minutes "
         "of training on this project's 2-core machine):",
         "",
-        markdown_table(comparison_table(results)),
+        markdown_table(comparison),
     ]
     audits = load_audits(results)
     if audits:
@@ -79,7 +80,7 @@ def readme_block(results: str | os.PathLike[str]) -> str:
             "the last column is what a flat heat map would put outside the body):",
             "",
             markdown_table(heat),
-            *_heat_recipe_notes(heat, comparison_table(results)),
+            *_heat_recipe_notes(heat, comparison),
         ]
     if list(Path(results).glob("explain/cam_scores_*.csv")):
         parts += [
