@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from ctlib.batches import DeviceBatches  # noqa: E402
 from ctlib.data import load_dataset  # noqa: E402
 from ctlib.models import create_model, get_spec  # noqa: E402
-from ctlib.train import TrainConfig, fit  # noqa: E402
+from ctlib.train import Runtime, TrainConfig, fit  # noqa: E402
 from ctlib.transforms import CanvasDataset, CanvasStore  # noqa: E402
 
 CANVASES = {"224x162 (CPU reference)": (224, 162), "Table 1: ResNet": (224, 224)}
@@ -90,15 +90,8 @@ def main() -> None:
         f"\n2. one training epoch, EfficientNet-Lite0 at {size[0]}x{size[1]}, {len(subset)} images"
     )
     for path in ("loader", "device"):
-        config = TrainConfig(
-            epochs=1,
-            batch_size=args.batch_size,
-            canvas=size,
-            device=args.device,
-            amp="off",
-            data_path=path,
-            num_workers=0,
-        )
+        config = TrainConfig(epochs=1, batch_size=args.batch_size, canvas=size)
+        runtime = Runtime(device=args.device, amp="off", data_path=path, num_workers=0)
         torch.manual_seed(0)
         try:
             model = create_model("efficientnet_lite0", pretrained=True, progress=False)
@@ -107,7 +100,7 @@ def main() -> None:
             model = create_model("efficientnet_lite0", pretrained=False, progress=False)
             weights = "random"
         train = CanvasDataset(subset, size, train=True, store=store, mean=spec.mean, std=spec.std)
-        history = fit(model, train, config, None, progress=False)
+        history = fit(model, train, config, None, runtime=runtime, progress=False)
         record = history[-1]
         print(
             f"  data_path={path:<7} {record['images_per_s']:>6.2f} images/s "

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         del model
     print(f"# load average at end: {load()}")
     if args.csv:
-        from ctlib.sweep import write_costs
+        from ctlib.ops.sweep.cost import write_costs
 
         write_costs(rows, args.csv)
         print(f"# wrote {args.csv}")

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from ctlib.cv import make_folds  # noqa: E402
 from ctlib.data import load_dataset  # noqa: E402
 from ctlib.models import create_model, get_spec  # noqa: E402
-from ctlib.train import TrainConfig, fit  # noqa: E402
+from ctlib.train import Runtime, TrainConfig, fit  # noqa: E402
 from ctlib.transforms import CanvasDataset  # noqa: E402
 
 VARIANTS = {
@@ -110,17 +110,13 @@ def main() -> None:
         items.precache(progress=False)
         for variant in args.variants:
             config = TrainConfig(
-                arch=arch,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                canvas=canvas,
-                device="cpu",
-                **VARIANTS[variant],
+                arch=arch, epochs=args.epochs, batch_size=args.batch_size, canvas=canvas
             ).with_lr(1e-3)
+            runtime = Runtime(device="cpu", **VARIANTS[variant])
             torch.manual_seed(0)
             model = create_model(arch, pretrained=True, progress=False)
             started = time.perf_counter()
-            history = fit(model, items, config, None, progress=False)
+            history = fit(model, items, config, None, runtime=runtime, progress=False)
             wall = time.perf_counter() - started
             first, last = history[0]["seconds"], history[-1]["seconds"]
             rate = len(items) / last

@@ -54,8 +54,9 @@ import torch  # noqa: E402
 from ctlib.batches import DeviceBatches  # noqa: E402
 from ctlib.canvas import fit_to_canvas  # noqa: E402
 from ctlib.models import create_model, get_spec, list_models  # noqa: E402
-from ctlib.sweep import GPU_FIGURE_COLUMNS  # noqa: E402
-from ctlib.train import TrainConfig, build_optimizer, choose_precision  # noqa: E402
+from ctlib.ops.sweep.figures import GPU_FIGURE_COLUMNS  # noqa: E402
+from ctlib.runtime import choose_precision  # noqa: E402
+from ctlib.train import TrainConfig, build_optimizer  # noqa: E402
 from ctlib.transforms import AugmentConfig  # noqa: E402
 
 FIELDS = list(GPU_FIGURE_COLUMNS)  # the columns ctlib sweep reads
@@ -123,7 +124,7 @@ def measure(
     spec = get_spec(arch)
     width, height = spec.canvas
     size = (max(int(width * scale), 80), max(int(height * scale), 80))
-    config = TrainConfig(arch=arch, batch_size=batch_size, canvas=size, device=str(device))
+    config = TrainConfig(arch=arch, batch_size=batch_size, canvas=size)
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
     amp_dtype = choose_precision("auto", device.type, capability)
     memory = torch.channels_last

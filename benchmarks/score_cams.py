@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from ctlib.cv import fold_dir, run_cv  # noqa: E402
 from ctlib.data import load_dataset  # noqa: E402
 from ctlib.data.synthetic import SyntheticConfig  # noqa: E402
-from ctlib.train import TrainConfig  # noqa: E402
+from ctlib.train import Runtime, TrainConfig  # noqa: E402
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam")
 
@@ -58,7 +58,6 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr,
         lr_values=tuple(v * scale for v in (1e-4, 3e-5, 1e-5, 3e-6)),
         canvas=tuple(args.canvas),
-        device="cpu",
         seed=args.seed,
     )
 
@@ -105,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     config = train_config(args)
     started = time.perf_counter()
     out = Path(args.out) / f"seed{args.seed}"
-    metrics = run_cv(dataset, config, protocol="patient", only_folds=[0], out=out)
+    metrics = run_cv(
+        dataset, config, runtime=Runtime(device="cpu"), protocol="patient", only_folds=[0], out=out
+    )
     print(metrics[["fold", "accuracy", "recall", "specificity", "roc_auc"]].to_string(index=False))
     print(f"training (or reuse): {time.perf_counter() - started:.0f} s")
     if args.train_only:

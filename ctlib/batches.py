@@ -1,52 +1,11 @@
 """The GPU data path: canvases held on the device, the paper's augmentations on whole batches.
 
-The CPU path (:class:`ctlib.transforms.CanvasDataset` in a DataLoader) augments one image at
-a time with albumentations: about 1.4 ms per image on one core, decoding, augmentation and
-collation together. A data-centre GPU trains the small networks (SqueezeNet, ShuffleNet V2,
-ResNet18) at several thousand images a second at Table 1's canvases, so on that path the GPU
-would mostly wait. Here instead:
-
-1. every canvas is decoded and drawn **once** per data set and canvas size
-   (:class:`ctlib.transforms.CanvasStore`, cached on disk) and held on the device as one
-   ``(N, 1, H, W)`` uint8 tensor (SARS-CoV-2 CT at 349 x 253: 220 MB);
-2. a batch is gathered by index on the device, and :func:`augment_batch` applies the
-   paper's augmentations to the whole batch at once -- kornia's ``gaussian_blur2d`` for the
-   blur, a sampling grid made to OpenCV's pixel-centre convention for the random crop
-   (``grid_sample``), plain tensor arithmetic for the noise, brightness, contrast and flip;
-3. :func:`normalize_batch` copies gray to R, G, B and applies the ImageNet normalisation.
-
-Every random number comes from one ``torch.Generator`` on the device, seeded from
-``(seed, epoch)``: a run is reproducible, and nothing is read back to the host. Each
-operation is drawn for every image (whether applied or not) and applied with
-``torch.where``, so that no step depends on how many images an operation hit.
-
-**The same augmentations as the CPU path.** :func:`augment_batch` follows albumentations'
-arithmetic (``ctlib.transforms.train_augment``), step by step, in the same order:
-
-=====================  ==================================================================
-operation              drawn per image, and applied
-=====================  ==================================================================
-random resized crop    with ``crop_p``: an area fraction uniform in ``crop_scale``, the
-                       canvas' own aspect ratio, width and height rounded, the corner
-                       uniform over the valid integer positions; resized back bilinearly
-                       with pixel centres aligned as OpenCV's ``resize`` does
-Gaussian blur          with ``blur_p`` (0.25, the paper): sigma uniform in ``blur_sigma``,
-                       mirrored borders (OpenCV's default)
-Gaussian noise         with ``noise_p``: a standard deviation uniform in ``noise_std``
-                       (times 255), independent noise per pixel
-brightness, contrast   with ``brightness_contrast_p``: ``x * (1 + U(-c, c)) + 255 U(-b, b)``
-horizontal flip        with ``hflip_p``
-=====================  ==================================================================
-
-After each step the values are clipped to 0..255 and made whole, as the uint8 images of the
-CPU path are: rounded after the crop and the blur (OpenCV rounds), truncated after the noise
-and the brightness and contrast change (albucore truncates; its noise is a little weaker than
-its nominal standard deviation for it, by about 0.4 gray levels, and so is this path's).
-``tests/test_batches.py`` draws thousands of images through both paths and checks that they
-agree in distribution: crop sizes, blur rate and strength, flip rate, noise level, brightness
-and contrast ranges. The CPU path stays the one notebook 01 shows and the one used on the CPU
-(``TrainConfig(data_path="auto")`` picks this one on CUDA only); ``benchmarks/bench_batches.py``
-compares the two.
+:class:`DeviceBatches` keeps a data set's canvases on the device (drawn once by
+:class:`ctlib.transforms.CanvasStore`); :func:`augment_batch` applies the paper's augmentations
+(Sec. 3.3, as :func:`ctlib.transforms.train_augment` does per image) to a whole batch, drawing
+from one device generator seeded by ``(seed, epoch)``; :func:`normalize_batch` copies gray to
+R, G, B and normalises. ``Runtime(data_path="auto")`` picks this path on CUDA. Why, and how it
+matches the CPU path: docs/DEVELOPERS.md, *The GPU data path (batches)*.
 """
 
 from __future__ import annotations

@@ -1,28 +1,10 @@
-"""Canvas padding: the paper's key preprocessing step.
+"""Canvas padding: the paper's key preprocessing step (Sec. 3.2, Table 1's canvases).
 
-Alshazly et al. (2020, Sec. 3.2 and Table 1) do not squash CT slices into a square
-network input. Each slice is scaled, with its aspect ratio kept, to fit a
-per-architecture canvas (e.g. 349 x 253 for the ResNets and DenseNets), and the rest
-of the canvas is padding. This module does exactly that, and returns the *placement
-box* so that later code can map a heat map back onto the original image and measure
-how much of it falls on padding.
-
-Conventions used throughout ctlib:
-
-* sizes are ``(width, height)``, as in the paper's Table 1;
-* arrays are ``(height, width)``, as in NumPy;
-* a box is ``(x, y, width, height)`` of the image on the canvas, in canvas pixels.
-
-The image is centred on the canvas: the left/top margin gets the floor of half the
-spare pixels, the right/bottom margin the rest. Downscaling uses area interpolation
-(no aliasing); upscaling uses bicubic interpolation (sharper than bilinear; values
-are clipped back to 0..255).
-
-Example:
-    >>> import numpy as np
-    >>> canvas, box = fit_to_canvas(np.full((100, 200), 255, np.uint8), (349, 253))
-    >>> canvas.shape, box
-    ((253, 349), (0, 39, 349, 175))
+:func:`fit_to_canvas` scales a slice, aspect ratio kept, onto its architecture's canvas (e.g.
+349 x 253 for the ResNets and DenseNets), pads the rest and returns the *placement box*, through
+which heat maps are mapped back. Conventions throughout ctlib: sizes are ``(width, height)`` as
+in Table 1, arrays ``(height, width)`` as in NumPy, a box ``(x, y, width, height)`` in canvas
+pixels. See docs/DEVELOPERS.md, *Canvas*.
 """
 
 from __future__ import annotations

@@ -1,47 +1,20 @@
-"""Cross-validation: the paper's protocol, the patient-level one, the official split.
+"""Cross-validation (Sec. 4): train on k - 1 folds, test on the held-out one, k = 5.
 
-Protocols (``protocol=``):
-
-* ``"paper"`` -- Alshazly et al. (2020, Sec. 4): stratified k-fold at *image* level
-  (k = 5); train on k - 1 folds for the whole schedule, test the final model on the
-  held-out fold, average the metrics over the k test folds. Slices of one patient can
-  land in both training and test folds.
-* ``"patient"`` -- stratified *grouped* k-fold on patient IDs: no patient in two
-  folds. Needs a data set with patient IDs (COVID19-CT, synthetic).
-* ``"pseudo-patient"`` -- stratified grouped k-fold on *derived* scan groups, for a
-  data set without patient IDs (SARS-CoV-2 CT): :func:`ctlib.study.audit.build_pseudo_patients`
-  clusters look-alike slices, and the groups ship with the kit
-  (:func:`ctlib.data.with_pseudo_patients`; the audit explains and checks the grouping).
-  An approximation of the patient protocol.
-* ``"official"`` -- COVID19-CT's official train/val/test split: train on train, pick
-  the epoch (lowest validation loss) and the threshold (best validation accuracy) on
-  val only, test once on test. One "fold", numbered 0.
-
-Results on disk are the interface to everything that reports (tables, notebooks)::
-
-    <out>/<dataset>/<protocol>/<run>/folds.csv          path, label, patient_id, fold
-    <out>/<dataset>/<protocol>/<run>/fold<k>/config.json
-                                              history.json       per-epoch loss, lr, seconds
-                                              checkpoint.pt      training state (resume;
-                                                                 removed when finished)
-                                              model.pt           the final model (ctlib checkpoint)
-                                              predictions.csv    path, label, prob, fold, patient_id
-                                              metrics.json       accuracy, precision, ... tp
-
-``<run>`` is :attr:`ctlib.train.TrainConfig.run_name`: the architecture's name, with
-``-scratch`` for a random initialisation and ``-flat`` for the padding-geometry probe.
-
-A fold with ``metrics.json`` is finished and skipped on a rerun; a fold killed at any
-moment resumes from its last epoch checkpoint. An output folder written with another
-configuration is refused rather than mixed.
+:func:`run_cv` is the paper's loop; :func:`train_and_test` is one fold. The paper splits at
+*image* level (:func:`paper_folds`); the honest protocols split by patient
+(:func:`patient_folds`), by derived scan groups (``pseudo-patient``), or use COVID19-CT's official
+train/val/test split (:func:`official_split`). Results folders, locks and resuming are described
+in ``docs/DEVELOPERS.md``; a fold with ``metrics.json`` is finished and skipped on a rerun.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,76 +25,161 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from tqdm.auto import tqdm
 
+from ctlib.config import Runtime, TrainConfig, recipe_differences
 from ctlib.data import CTDataset, check_readable, with_pseudo_patients
 from ctlib.files import FolderLock, atomic_write, write_json
+from ctlib.handlers import CHECKPOINT
 from ctlib.metrics import binary_metrics
 from ctlib.models import create_model, get_spec, save_checkpoint
-from ctlib.train import (
-    CHECKPOINT,
-    TrainConfig,
-    fit,
-    predict,
-    recipe_of,
-    resolve_device,
-    seed_everything,
-)
+from ctlib.runtime import resolve_device, seed_everything
+from ctlib.train import fit, predict
 from ctlib.transforms import CanvasDataset, CanvasStore
 
-__all__ = ["PROTOCOLS", "fold_dir", "make_folds", "run_cv", "run_fold", "trained_fold"]
+__all__ = [
+    "PROTOCOLS",
+    "fold_dir",
+    "make_folds",
+    "official_split",
+    "paper_folds",
+    "patient_folds",
+    "run_cv",
+    "run_fold",
+    "train_and_test",
+    "trained_fold",
+]
 
 log = logging.getLogger(__name__)
 
 #: held in a fold folder while a process trains that fold
 LOCK_FILE = "train.lock"
-
 PROTOCOLS = ("paper", "patient", "pseudo-patient", "official")
+
+
+def run_cv(
+    dataset: CTDataset,
+    config: TrainConfig,
+    *,
+    runtime: Runtime | None = None,
+    protocol: str = "paper",
+    n_folds: int = 5,
+    only_folds: list[int] | None = None,
+    out: str | os.PathLike[str] = "runs",
+    progress: bool = True,
+    resume: bool = True,
+) -> pd.DataFrame:
+    """Cross-validate one architecture on one data set; returns one metrics row per fold.
+
+    Args:
+        dataset: from :func:`ctlib.data.load_dataset`.
+        config: the training recipe (``config.arch`` is the architecture).
+        runtime: device, precision, workers... (default: auto).
+        protocol: ``"paper"``, ``"patient"``, ``"pseudo-patient"`` or ``"official"``.
+        n_folds: k (5 in the paper); ignored by ``official``.
+        only_folds: run only these folds (e.g. to spread folds over GPUs).
+        out: the results folder.
+        progress: progress bars.
+        resume: continue unfinished folds from their last epoch checkpoint.
+    """
+    runtime = runtime or Runtime()
+    resolve_device(runtime.device)  # a GPU asked for but absent fails before anything is written
+    dataset, folds = assign_folds(dataset, protocol, n_folds, config, out, progress)
+    how = {"protocol": protocol, "out": out, "runtime": runtime, "progress": progress}
+    run = {"dataset": dataset.name, "protocol": protocol, "arch": config.run_name}
+    rows = []
+    for fold in tqdm(fold_ids(protocol, n_folds, only_folds), desc=f"{config.arch} {protocol} CV",
+                     unit="fold", disable=not progress):  # fmt: skip
+        # train on the other folds, test on this one
+        metrics = run_fold(dataset, config, folds, fold, resume=resume, **how)
+        if metrics is not None:  # None: another process holds this fold
+            rows.append({**run, "fold": fold, **metrics})
+    return pd.DataFrame(rows)
+
+
+# --- which image is tested in which fold --------------------------------------------------
+
+
+def paper_folds(frame: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """The paper's split: stratified k-fold over *images*; returns each row's test fold."""
+    splits = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
+        np.zeros(len(frame)), frame["label"].to_numpy(dtype=int)
+    )
+    return _test_fold_of_each_row(len(frame), splits)
+
+
+def patient_folds(
+    frame: pd.DataFrame, n_folds: int = 5, seed: int = 0, column: str = "patient_id"
+) -> np.ndarray:
+    """Stratified *grouped* k-fold: all slices of a patient (``column``) in one fold."""
+    _require_groups(frame, column)
+    splits = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(
+        np.zeros(len(frame)), frame["label"].to_numpy(dtype=int), groups=frame[column].astype(str)
+    )
+    return _test_fold_of_each_row(len(frame), splits)
+
+
+def official_split(frame: pd.DataFrame) -> pd.Series:
+    """COVID19-CT's official ``train``/``val``/``test`` split of each row."""
+    if "official_split" not in frame or frame["official_split"].isna().any():
+        raise ValueError(
+            "The 'official' protocol needs an official train/val/test split, "
+            "which only covid19-ct has."
+        )
+    return frame["official_split"].astype(str).rename("fold")
 
 
 def make_folds(
     frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, seed: int = 0
 ) -> pd.Series:
-    """Assign each image to a fold.
+    """Assign each image to a fold under ``protocol``.
 
     Returns:
-        For ``paper``/``patient``: the test fold (0..k-1) of each row. For
-        ``official``: the row's official split (``train``/``val``/``test``).
+        For the k-fold protocols, the test fold (0..k-1) of each row; for ``official``, the
+        row's official split (``train``/``val``/``test``).
 
     Raises:
-        ValueError: an unknown protocol, a data set without patient IDs for
-            ``patient``, without a ``pseudo_patient`` column for ``pseudo-patient``, or
-            without an official split for ``official``.
+        ValueError: an unknown protocol, a data set without the groups or split the protocol
+            needs, or more folds than the smaller class can fill.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; choose from {PROTOCOLS}.")
-    labels = frame["label"].to_numpy(dtype=int)
     if protocol == "official":
-        if "official_split" not in frame or frame["official_split"].isna().any():
-            raise ValueError(
-                "The 'official' protocol needs an official train/val/test split, "
-                "which only covid19-ct has."
-            )
-        return frame["official_split"].astype(str).rename("fold")
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be >= 2, got {n_folds}.")
-    folds = np.full(len(frame), -1)
+        return official_split(frame)
+    _check_fold_count(frame, n_folds)
     if protocol == "paper":
-        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(len(frame)), labels)
+        folds = paper_folds(frame, n_folds, seed)
     else:
         column = "patient_id" if protocol == "patient" else "pseudo_patient"
-        if column not in frame or frame[column].isna().any():
-            if protocol == "patient":
-                raise ValueError(
-                    "The 'patient' protocol needs a patient ID for every image; this "
-                    "data set has none (sars-cov-2-ct publishes none). Use "
-                    "protocol='paper', or 'pseudo-patient' with derived groups."
-                )
-            raise ValueError(
-                "The 'pseudo-patient' protocol needs a 'pseudo_patient' group for every "
-                "image (ctlib.data.with_pseudo_patients adds the shipped ones)."
-            )
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(len(frame)), labels, groups=frame[column].astype(str))
+        folds = patient_folds(frame, n_folds, seed, column)
+    _check_each_fold_has_both_classes(folds, frame, n_folds, protocol)
+    return pd.Series(folds, index=frame.index, name="fold")
+
+
+def _test_fold_of_each_row(n: int, splits: Iterator[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    folds = np.full(n, -1)
+    for k, (_, test) in enumerate(splits):
+        folds[test] = k
+    return folds
+
+
+def _require_groups(frame: pd.DataFrame, column: str) -> None:
+    if column in frame and not frame[column].isna().any():
+        return
+    if column == "patient_id":
+        raise ValueError(
+            "The 'patient' protocol needs a patient ID for every image; this data set has "
+            "none (sars-cov-2-ct publishes none). Use protocol='paper', or 'pseudo-patient' "
+            "with derived groups."
+        )
+    raise ValueError(
+        "The 'pseudo-patient' protocol needs a 'pseudo_patient' group for every image "
+        "(ctlib.data.with_pseudo_patients adds the shipped ones)."
+    )
+
+
+def _check_fold_count(frame: pd.DataFrame, n_folds: int) -> None:
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}.")
+    labels = frame["label"].to_numpy(dtype=int)
     smallest = int(min(np.sum(labels == 0), np.sum(labels == 1)))
     if n_folds > smallest // 2:
         raise ValueError(
@@ -129,70 +187,81 @@ def make_folds(
             f"class): every test fold needs at least two images of each class. Use at most "
             f"{max(smallest // 2, 2)} folds (the paper: 5)."
         )
-    for k, (_, test) in enumerate(splits):
-        folds[test] = k
-    per_fold = pd.crosstab(folds, labels)
+
+
+def _check_each_fold_has_both_classes(
+    folds: np.ndarray, frame: pd.DataFrame, n_folds: int, protocol: str
+) -> None:
+    per_fold = pd.crosstab(folds, frame["label"].to_numpy(dtype=int))
     if (per_fold.reindex(columns=[0, 1], fill_value=0) < 2).any(axis=None):
         raise ValueError(
             f"With {n_folds} {protocol} folds some test fold holds fewer than two images of a "
             f"class ({per_fold.to_dict('index')}): its metrics would be undefined. Use fewer "
             "folds."
         )
-    return pd.Series(folds, index=frame.index, name="fold")
+
+
+def fold_ids(protocol: str, n_folds: int, only_folds: list[int] | None = None) -> list[int]:
+    """The folds a run trains: ``0..k-1`` (one fold, 0, for ``official``), or ``only_folds``."""
+    ids = [0] if protocol == "official" else list(range(n_folds))
+    if only_folds is None:
+        return ids
+    bad = sorted(set(only_folds) - set(ids))
+    if bad:
+        raise ValueError(f"Folds {bad} do not exist; this run has folds {ids}.")
+    return [f for f in ids if f in only_folds]
+
+
+def assign_folds(
+    dataset: CTDataset,
+    protocol: str,
+    n_folds: int,
+    config: TrainConfig,
+    out: str | os.PathLike[str],
+    progress: bool = True,
+) -> tuple[CTDataset, pd.Series]:
+    """The folds of a run, recorded in (or checked against) its ``folds.csv``; every image is
+    checked readable first, so a broken one is named now, not after the schedule."""
+    if protocol == "pseudo-patient" and "pseudo_patient" not in dataset.frame:
+        dataset = replace(dataset, frame=with_pseudo_patients(dataset.frame, dataset.name))
+    folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
+    check_readable(dataset.frame["path"].tolist(), name=dataset.name, progress=progress)
+    base = Path(out) / dataset.name / protocol / config.run_name
+    base.mkdir(parents=True, exist_ok=True)
+    extra = ["pseudo_patient"] if protocol == "pseudo-patient" else []
+    assignment = dataset.frame[["path", "label", "patient_id", *extra]].assign(
+        fold=folds.to_numpy()
+    )
+    folds_file = base / "folds.csv"
+    if not folds_file.is_file():
+        atomic_write(folds_file, lambda tmp: assignment.to_csv(tmp, index=False))
+    elif not _same_assignment(pd.read_csv(folds_file, dtype={"fold": str}), assignment):
+        raise ValueError(
+            f"{folds_file} holds another fold assignment (other data, seed or "
+            "number of folds); use another output folder."
+        )
+    return dataset, folds
+
+
+def _same_assignment(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """Compared by class folder and file name, so a runs folder still matches after the data
+    set (or the whole kit) moved."""
+    return [_file_key(p) for p in old["path"]] == [_file_key(p) for p in new["path"]] and old[
+        "fold"
+    ].tolist() == new["fold"].astype(str).tolist()
 
 
 def _file_key(path: str) -> str:
     """``<class folder>/<file name>`` of an image path: where the copy lies does not count."""
-    parts = Path(str(path)).parts
-    return "/".join(parts[-2:])
+    return "/".join(Path(str(path)).parts[-2:])
+
+
+# --- one fold: claimed, trained, tested ---------------------------------------------------
 
 
 def fold_dir(out: str | os.PathLike[str], dataset: str, protocol: str, run: str, fold: int) -> Path:
     """``<out>/<dataset>/<protocol>/<run>/fold<k>`` (``run``: ``TrainConfig.run_name``)."""
     return Path(out) / dataset / protocol / run / f"fold{fold}"
-
-
-def _run_record(
-    config: TrainConfig, dataset: str, protocol: str, n_folds: int, fold: int
-) -> dict[str, Any]:
-    return {
-        "dataset": dataset,
-        "protocol": protocol,
-        "n_folds": n_folds,
-        "fold": fold,
-        "train": config.to_dict(),
-    }
-
-
-def _claim(folder: Path, record: dict[str, Any]) -> None:
-    """Write ``config.json`` or check that the one there matches; refuse to mix runs."""
-    path = folder / "config.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        # a setting added to TrainConfig after the run started counts as equal when it
-        # holds its default (the run was made with that behaviour)
-        defaults = TrainConfig().to_dict()
-        for key, value in record["train"].items():
-            if key not in old.get("train", {}) and value == defaults.get(key):
-                old.setdefault("train", {})[key] = value
-        # runtime settings (device, amp, workers...) may change between sessions: the run
-        # learns the same, so it resumes
-        old_recipe = {**old, "train": recipe_of(old.get("train", {}))}
-        new_recipe = {**record, "train": recipe_of(record["train"])}
-        if old_recipe != new_recipe:
-            diff = sorted(
-                k
-                for k in set(old_recipe["train"]) | set(new_recipe["train"])
-                if old_recipe["train"].get(k) != new_recipe["train"].get(k)
-            )
-            diff += sorted(k for k in record if k != "train" and old.get(k) != record.get(k))
-            raise ValueError(
-                f"{folder} holds a run with another configuration (differs in {diff}). Use "
-                "another output folder, or delete this one to start again; nothing was changed."
-            )
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(record, path)
 
 
 def run_fold(
@@ -203,23 +272,47 @@ def run_fold(
     *,
     protocol: str,
     out: str | os.PathLike[str],
+    runtime: Runtime | None = None,
     progress: bool = True,
     resume: bool = True,
 ) -> dict[str, float] | None:
-    """Train and test one fold; returns its metrics (also in ``metrics.json``).
+    """Train and test one fold unless it is finished; returns its metrics (``metrics.json``).
 
-    ``resume=False`` restarts an unfinished fold from epoch 0 (a finished fold is
-    still skipped: delete its folder to run it again). While one process trains a fold it
-    holds ``<fold>/train.lock``: a second process given the same fold skips it (returns
-    None, with a warning) instead of training it twice; a lock left by a killed process is
-    taken over.
+    Returns None when another process holds the fold's lock (it is skipped here, with a
+    warning). ``resume=False`` restarts an unfinished fold from epoch 0; a finished fold is
+    still skipped (delete its folder to run it again).
     """
     n_folds = 1 if protocol == "official" else int(folds.max()) + 1
     folder = fold_dir(out, dataset.name, protocol, config.run_name, fold)
-    _claim(folder, _run_record(config, dataset.name, protocol, n_folds, fold))
+    record = {"dataset": dataset.name, "protocol": protocol, "n_folds": n_folds, "fold": fold}
+    with claim_fold(folder, {**record, "train": config.to_dict()}) as claimed:
+        if claimed is None:
+            return None
+        if (folder / "metrics.json").is_file():
+            log.info("%s is finished; skipped", folder)
+            return json.loads((folder / "metrics.json").read_text())
+        return train_and_test(
+            dataset,
+            config,
+            folds,
+            fold,
+            folder,
+            protocol=protocol,
+            runtime=runtime or Runtime(),
+            progress=progress,
+            resume=resume,
+        )
+
+
+@contextlib.contextmanager
+def claim_fold(folder: Path, record: dict[str, Any]) -> Iterator[Path | None]:
+    """Hold ``folder`` for this process: its ``config.json`` written (or checked to be this
+    run's: another recipe is refused, not mixed), and its lock taken unless the fold is
+    finished. Yields the folder, or None when another live process holds the lock."""
+    _check_or_write_config(folder, record)
     if (folder / "metrics.json").is_file():
-        log.info("%s is finished; skipped", folder)
-        return json.loads((folder / "metrics.json").read_text())
+        yield folder
+        return
     lock = FolderLock(folder / LOCK_FILE)
     if not lock.acquire():
         holder = lock.holder
@@ -232,21 +325,29 @@ def run_fold(
             holder.get("host", "?"),
             lock.path,
         )
-        return None
+        yield None
+        return
     with lock:
-        return _train_fold(
-            dataset,
-            config,
-            folds,
-            fold,
-            folder,
-            protocol=protocol,
-            progress=progress,
-            resume=resume,
+        yield folder
+
+
+def _check_or_write_config(folder: Path, record: dict[str, Any]) -> None:
+    path = folder / "config.json"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(record, path)
+        return
+    old = json.loads(path.read_text())
+    differ = recipe_differences(old.get("train", {}), TrainConfig.from_dict(record["train"]))
+    differ += sorted(k for k in record if k != "train" and old.get(k) != record.get(k))
+    if differ:
+        raise ValueError(
+            f"{folder} holds a run with another configuration (differs in {differ}). Use "
+            "another output folder, or delete this one to start again; nothing was changed."
         )
 
 
-def _train_fold(
+def train_and_test(
     dataset: CTDataset,
     config: TrainConfig,
     folds: pd.Series,
@@ -254,50 +355,82 @@ def _train_fold(
     folder: Path,
     *,
     protocol: str,
-    progress: bool,
-    resume: bool,
+    runtime: Runtime,
+    progress: bool = True,
+    resume: bool = True,
 ) -> dict[str, float]:
-    if (folder / "metrics.json").is_file():  # finished by another process meanwhile
-        return json.loads((folder / "metrics.json").read_text())
-    frame = dataset.frame
-    if protocol == "official":
-        train_mask, val_mask, test_mask = (folds == "train"), (folds == "val"), (folds == "test")
-    else:
-        test_mask = folds == fold
-        train_mask, val_mask = ~test_mask, None
-    spec = get_spec(config.arch)
-    size = config.input_size
-    # every image of the data set drawn on this canvas once (cached on disk for the next fold)
-    store = CanvasStore(frame["path"], size, content=config.content, progress=progress)
-    norm = {"mean": spec.mean, "std": spec.std, "content": config.content, "store": store}
-    train_set = CanvasDataset(
-        frame[train_mask.to_numpy()],
-        size,
-        train=True,
-        seed=config.seed,
-        augment=config.augment,
-        **norm,
+    """Train on every fold but ``fold`` (on ``train`` for ``official``), test on ``fold``; write
+    the fold's predictions, model and metrics, and remove its training state."""
+    train_set, val_set, test_set, test = fold_datasets(
+        dataset.frame, config, folds, fold, protocol, progress
     )
-    test_set = CanvasDataset(frame[test_mask.to_numpy()], size, **norm)
-    val_set = (
-        CanvasDataset(frame[val_mask.to_numpy()], size, **norm) if val_mask is not None else None
-    )
-    train_set.precache(progress=progress)
     seed_everything(config.seed)  # the new head's (or a random network's) initial weights
     model = create_model(
         config.arch, pretrained=config.pretrained, strategy=config.strategy, progress=progress
     )
     started = time.perf_counter()
-    fit(model, train_set, config, folder, progress=progress, val_set=val_set, resume=resume)
+    fit(
+        model,
+        train_set,
+        config,
+        folder,
+        runtime=runtime,
+        progress=progress,
+        val_set=val_set,
+        resume=resume,
+    )
     threshold = config.threshold
-    if val_set is not None and (folder / "best.pt").is_file():
+    if val_set is not None and (folder / "best.pt").is_file():  # official: chosen on val only
         model.load_state_dict(torch.load(folder / "best.pt", weights_only=True)["model"])
-        val_probs, val_labels = predict(model, val_set, config, progress=False, return_labels=True)
-        candidates = np.unique(np.concatenate([[0.5], val_probs]))
-        accuracy = [np.mean((val_probs >= t) == val_labels) for t in candidates]
-        threshold = float(candidates[int(np.argmax(accuracy))])
-    probs = predict(model, test_set, config, progress=progress)
-    test = frame[test_mask.to_numpy()]
+        threshold = _best_threshold(model, val_set, config, runtime)
+    probs = predict(model, test_set, config, runtime=runtime, progress=progress)
+    return _save_fold(folder, model, config, test, probs, threshold, fold, protocol, started)
+
+
+def fold_datasets(
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    folds: pd.Series,
+    fold: int,
+    protocol: str,
+    progress: bool = True,
+) -> tuple[CanvasDataset, CanvasDataset | None, CanvasDataset, pd.DataFrame]:
+    """The fold's training, validation (``official`` only) and test sets on the recipe's canvas,
+    and the test rows. Every image is drawn on the canvas once (cached on disk for the next
+    fold)."""
+    if protocol == "official":
+        train, val, test = (folds == "train"), (folds == "val"), (folds == "test")
+    else:
+        test = folds == fold
+        train, val = ~test, None
+    spec, size = get_spec(config.arch), config.input_size
+    store = CanvasStore(frame["path"], size, content=config.content, progress=progress)
+    norm = {"mean": spec.mean, "std": spec.std, "content": config.content, "store": store}
+    train_set = CanvasDataset(
+        frame[train.to_numpy()], size, train=True, seed=config.seed, augment=config.augment, **norm
+    )
+    val_set = CanvasDataset(frame[val.to_numpy()], size, **norm) if val is not None else None
+    test_set = CanvasDataset(frame[test.to_numpy()], size, **norm)
+    train_set.precache(progress=progress)
+    return train_set, val_set, test_set, frame[test.to_numpy()]
+
+
+def _best_threshold(
+    model: torch.nn.Module, val_set: CanvasDataset, config: TrainConfig, runtime: Runtime
+) -> float:
+    """The threshold with the best validation accuracy (0.5 among the candidates)."""
+    probs, labels = predict(
+        model, val_set, config, runtime=runtime, progress=False, return_labels=True
+    )
+    candidates = np.unique(np.concatenate([[0.5], probs]))
+    accuracy = [np.mean((probs >= t) == labels) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def _save_fold(folder, model, config, test, probs, threshold, fold, protocol, started) -> dict:  # noqa: ANN001
+    """``predictions.csv``, ``model.pt`` (with what prediction needs: canvas, normalisation,
+    threshold), then ``metrics.json``, written last: it marks the fold finished. The rolling
+    training state and the best epoch's weights are removed."""
     predictions = pd.DataFrame(
         {
             "path": test["path"].to_numpy(),
@@ -308,12 +441,11 @@ def _train_fold(
         }
     )
     atomic_write(folder / "predictions.csv", lambda tmp: predictions.to_csv(tmp, index=False))
+    spec = get_spec(config.arch)
     save_checkpoint(
         model,
         folder / "model.pt",
         config.arch,
-        # what prediction needs travels with the weights, so a model.pt moved away from its
-        # run folder still draws its images on the canvas it was trained at
         extra={
             "threshold": threshold,
             "fold": fold,
@@ -329,96 +461,9 @@ def _train_fold(
     metrics["train_seconds"] = float(sum(h["seconds"] for h in history))
     metrics["wall_seconds_this_session"] = round(time.perf_counter() - started, 2)
     write_json(metrics, folder / "metrics.json")  # last: marks the fold finished
-    # the fold's model and predictions are saved: the rolling training state (weights and
-    # both LAMB moments) and the best epoch's weights are not needed any more
     for name in (CHECKPOINT, "best.pt"):
         (folder / name).unlink(missing_ok=True)
     return metrics
-
-
-def run_cv(
-    dataset: CTDataset,
-    config: TrainConfig,
-    *,
-    protocol: str = "paper",
-    n_folds: int = 5,
-    only_folds: list[int] | None = None,
-    out: str | os.PathLike[str] = "runs",
-    progress: bool = True,
-    resume: bool = True,
-) -> pd.DataFrame:
-    """Cross-validate one architecture on one data set; returns one metrics row per fold.
-
-    Args:
-        dataset: from :func:`ctlib.data.load_dataset`.
-        config: the training recipe (``config.arch`` is the architecture).
-        protocol: ``"paper"``, ``"patient"``, ``"pseudo-patient"`` or ``"official"`` (see
-            the module docstring).
-        n_folds: k (5 in the paper); ignored by ``official``.
-        only_folds: run only these folds (e.g. to spread folds over GPUs).
-        out: the results folder.
-        progress: progress bars.
-        resume: continue unfinished folds from their last epoch checkpoint.
-    """
-    resolve_device(config.device)  # a GPU asked for but absent fails before anything is written
-    if protocol == "pseudo-patient" and "pseudo_patient" not in dataset.frame:
-        dataset = replace(dataset, frame=with_pseudo_patients(dataset.frame, dataset.name))
-    folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
-    # a broken image is found now, not after the training schedule: all of them, by name
-    check_readable(dataset.frame["path"].tolist(), name=dataset.name, progress=progress)
-    base = Path(out) / dataset.name / protocol / config.run_name
-    base.mkdir(parents=True, exist_ok=True)
-    columns = ["path", "label", "patient_id"] + (
-        ["pseudo_patient"] if protocol == "pseudo-patient" else []
-    )
-    assignment = dataset.frame[columns].assign(fold=folds.to_numpy())
-    folds_file = base / "folds.csv"
-    if folds_file.is_file():
-        old = pd.read_csv(folds_file, dtype={"fold": str})
-        # compared by class folder and file name, so a run folder still matches after the
-        # data set (or the whole kit) has moved to another place
-        if not (
-            [_file_key(p) for p in old["path"]] == [_file_key(p) for p in assignment["path"]]
-            and old["fold"].tolist() == assignment["fold"].astype(str).tolist()
-        ):
-            raise ValueError(
-                f"{folds_file} holds another fold assignment (other data, seed or "
-                "number of folds); use another output folder."
-            )
-    else:
-        atomic_write(folds_file, lambda tmp: assignment.to_csv(tmp, index=False))
-    fold_ids = [0] if protocol == "official" else list(range(n_folds))
-    if only_folds is not None:
-        bad = sorted(set(only_folds) - set(fold_ids))
-        if bad:
-            raise ValueError(f"Folds {bad} do not exist; this run has folds {fold_ids}.")
-        fold_ids = [f for f in fold_ids if f in only_folds]
-    rows = []
-    for fold in tqdm(
-        fold_ids, desc=f"{config.arch} {protocol} CV", unit="fold", disable=not progress
-    ):
-        metrics = run_fold(
-            dataset,
-            config,
-            folds,
-            fold,
-            protocol=protocol,
-            out=out,
-            progress=progress,
-            resume=resume,
-        )
-        if metrics is None:  # another process holds the fold
-            continue
-        rows.append(
-            {
-                "dataset": dataset.name,
-                "protocol": protocol,
-                "arch": config.run_name,
-                "fold": fold,
-                **metrics,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def trained_fold(
@@ -426,6 +471,7 @@ def trained_fold(
     dataset: CTDataset | str,
     config: Any = None,
     *,
+    runtime: Runtime | None = None,
     arch: str | None = None,
     protocol: str = "patient",
     fold: int = 0,
@@ -444,6 +490,7 @@ def trained_fold(
         results: the results folder.
         dataset: the :class:`ctlib.data.CTDataset` (needed to train), or its name.
         config: the training recipe, or None to only look for a finished fold.
+        runtime: where a missing fold trains (default: auto).
         arch: the architecture, or the run's folder name (``resnet18-scratch``) when no
             recipe is given; defaults to ``config.arch``.
         protocol: ``"paper"``, ``"patient"`` or ``"official"`` (see :mod:`ctlib.cv`).
@@ -468,6 +515,7 @@ def trained_fold(
         run_cv(
             dataset,
             config,
+            runtime=runtime,
             protocol=protocol,
             n_folds=n_folds,
             only_folds=[fold],

@@ -22,6 +22,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 __all__ = [
     "METRICS",
     "PAPER_METRICS",
+    "binary_cross_entropy",
     "binary_metrics",
     "bootstrap_ci",
     "confusion_counts",
@@ -75,6 +76,16 @@ def roc_auc(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndar
 
 def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else 0.0
+
+
+def binary_cross_entropy(
+    labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray, eps: float = 1e-7
+) -> float:
+    """Mean binary cross-entropy of predicted probabilities, each clipped to ``[eps, 1 - eps]``
+    (the paper's loss, Sec. 4, here on a validation set's predictions)."""
+    y, p = _as_arrays(labels, probs)
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def binary_metrics(

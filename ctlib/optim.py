@@ -1,36 +1,9 @@
 """LAMB without host reads: torch-optimizer's ``Lamb``, computed with ``torch._foreach_*`` ops.
 
-The paper (Alshazly et al. 2020, Sec. 4) trains every network with LAMB, and the kit's default
-is torch-optimizer's ``Lamb`` (0.3.0). That implementation loops over the parameter tensors
-in Python and, for each one, asks the device whether a norm is zero (``weight_norm == 0 or
-adam_norm == 0``) and turns the trust ratio into a Python number (``alpha=-step_size *
-trust_ratio``): two host reads per tensor and step. On a GPU each read waits for all the work
-queued before it, so a DenseNet-201 (604 tensors) stalls the device about a thousand times per
-step.
-
-:class:`ForeachLamb` does the same arithmetic, in the same order, on whole lists of tensors at
-once (grouped per device and dtype): the moments with ``_foreach_mul_``/``_foreach_add_``/
-``_foreach_addcmul_``, the weight and update norms with ``_foreach_norm``, and the trust ratio
-(the weight norm clamped at ``clamp_value``, divided by the update's norm, or 1 where either
-norm is zero) with ``torch.where`` on the device. Nothing is read back to the host.
-``tests/test_optim.py`` checks it against torch-optimizer's ``Lamb`` over many steps of a real
-network, checks that its state dicts load into each other and continue identically, and checks
-that ``step()`` never reads a tensor's value on the host.
-
-**State.** Per parameter, the same keys and types as torch-optimizer's: ``step`` (a Python
-``int``: the host counts steps, so counting needs no read), ``exp_avg`` and ``exp_avg_sq``
-(tensors like the parameter), and the last step's diagnostics ``weight_norm``, ``adam_norm``
-and ``trust_ratio`` (0-dimensional tensors). A state dict saved by either optimizer therefore
-loads into the other (``load_state_dict``) and continues as if nothing had changed, and it
-holds only tensors and plain Python data (``torch.load(weights_only=True)`` reads it). A
-``step`` saved as a tensor (as ``torch.optim``'s own optimizers store it) is turned into an
-``int`` once, on loading.
-
-Example:
-    >>> model = torch.nn.Linear(3, 1)
-    >>> optimizer = ForeachLamb(model.parameters(), lr=3e-4, weight_decay=1.0)
-    >>> model(torch.ones(2, 3)).sum().backward()
-    >>> optimizer.step()
+The paper (Sec. 4) trains every network with LAMB. :class:`ForeachLamb` does torch-optimizer's
+arithmetic, in its order, on whole lists of tensors, with the trust ratio kept on the device, so
+a step never waits on a host read; state dicts load from one optimizer into the other. Why and
+how: docs/DEVELOPERS.md, *LAMB without host reads (optim)*.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
-"""Where ctlib looks for data sets, caches and weights.
+"""Where ctlib looks for data sets, caches and weights; nothing touches the disk at import time.
 
-Nothing here touches the disk at import time; folders are made only when a caller
-asks for them with ``create=True``.
+Optional environment variables (folders are made only when a caller asks, ``create=True``):
 
-Environment variables (all optional):
-
-* ``CTLIB_DATA_DIR`` -- folder holding the real data sets (``covid19-ct/``,
-  ``sars-cov-2-ct/``). CI points it at ``../shared/data``.
-* ``CTLIB_CACHE_DIR`` -- folder for things ctlib makes itself (the synthetic data
-  set, decoded canvases, features). Default: ``~/.cache/ctlib`` (or
-  ``$XDG_CACHE_HOME/ctlib``).
-* ``CTLIB_WEIGHTS_DIR`` -- folder searched for offline ImageNet weights.
-  Default: ``<cache>/weights``.
+* ``CTLIB_DATA_DIR`` -- the real data sets (``covid19-ct/``, ``sars-cov-2-ct/``); default
+  ``<cache>/data`` (``.ci/run`` points it at ``../shared/data``);
+* ``CTLIB_CACHE_DIR`` -- what ctlib makes itself (the synthetic set, canvases, features);
+  default ``$XDG_CACHE_HOME/ctlib`` or ``~/.cache/ctlib``;
+* ``CTLIB_WEIGHTS_DIR`` -- offline ImageNet weights; default ``<cache>/weights``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,10 @@
 """The training recipes, each named and written once, and shown beside the paper's.
 
-Every place that trains -- the command line, the notebooks, the pre-flight, the benchmarks,
-``scripts/reproduce_cpu.sh`` -- takes its recipe from :data:`RECIPES` by name
-(:func:`recipe`), so no two of them drift apart:
-
-================= =====================================================================
-``paper``         Alshazly et al. (2020, Sec. 4): :class:`ctlib.train.TrainConfig`'s
-                  defaults -- 100 epochs, batch 32, LAMB at 3e-4 with its drops, Table 1's
-                  canvas. For a GPU.
-``quick``         the command line's ``--quick``: 2 epochs, batch 16, a 160-px-wide canvas.
-``lesson``        the notebooks in quick mode: 5 epochs, batch 16, 128 px wide, lr 1e-2.
-``explain``       notebooks 04 and 05 in quick mode (one network for both): 8 epochs,
-                  192 px wide, lr 3e-3.
-``score-cams``    ``benchmarks/score_cams.py``: 12 epochs, 256 x 186, lr 3e-3.
-``cpu-reference`` the kit's committed real-data runs (``results/``): 12 epochs, 224 x 162,
-                  batch 16, lr 1e-3.
-================= =====================================================================
-
-A canvas given by its width keeps the architecture's Table 1 aspect ratio. A learning rate
-other than the paper's scales the whole schedule (:meth:`ctlib.train.TrainConfig.with_lr`):
-the drops keep the paper's ratios. Everything but the paper's recipe runs on the CPU.
-
-:func:`recipe_table` and :func:`schedule_table` show a recipe beside the paper's;
-:func:`describe_recipe` says in a few words how it differs; :func:`recipe_id` names the
-folder its results go to, so that two recipes never share one.
+Everything that trains -- the command line, the notebooks, the pre-flight, the benchmarks,
+``scripts/reproduce_cpu.sh`` -- gets its recipe from :func:`recipe` by name, with overrides:
+``paper`` (Sec. 4, for a GPU), ``quick`` (the command line's ``--quick``), ``lesson`` and
+``explain`` (the notebooks in quick mode), ``score-cams`` and ``cpu-reference`` (the kit's
+committed CPU runs). A learning rate other than the paper's scales the whole schedule.
 """
 
 from __future__ import annotations
@@ -36,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ctlib.config import RUNTIME_SETTINGS, Runtime, TrainConfig, lr_at, recipe_of
 from ctlib.models import get_spec, list_models
-from ctlib.train import RUNTIME_SETTINGS, TrainConfig, lr_at, recipe_of
 
 __all__ = [
     "FULL_ARCH",
@@ -46,10 +27,9 @@ __all__ = [
     "RUNTIME_SETTINGS",
     "Recipe",
     "describe_recipe",
-    "finetune_config",
-    "quick_config",
     "recipe",
     "recipe_id",
+    "recipe_runtime",
     "recipe_table",
     "schedule_table",
 ]
@@ -60,7 +40,7 @@ FULL_ARCH = "resnet101"  # the paper's best on SARS-CoV-2 CT
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named training recipe, what :func:`recipe` builds a :class:`TrainConfig` from.
+    """A named recipe: what :func:`recipe` changes in the paper's :class:`TrainConfig`.
 
     Attributes:
         epochs: as in :class:`TrainConfig`.
@@ -68,7 +48,8 @@ class Recipe:
         lr: the initial learning rate; the whole schedule scales with it.
         canvas_width: a canvas this wide, in the architecture's Table 1 aspect; None: Table 1's.
         canvas: an exact ``(width, height)`` instead.
-        device: ``"cpu"`` for the CPU-sized recipes, ``"auto"`` for the paper's.
+        device: the device it is sized for (:func:`recipe_runtime`): the CPU for all but the
+            paper's, so that a quick run gives the same numbers on any machine.
         doc: what it is for.
     """
 
@@ -84,37 +65,44 @@ class Recipe:
 _PAPER = TrainConfig()
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
-        _PAPER.epochs,
-        _PAPER.batch_size,
-        _PAPER.lr,
+        epochs=_PAPER.epochs,
+        batch_size=_PAPER.batch_size,
+        lr=_PAPER.lr,
         device="auto",
         doc="the paper's (Sec. 4), for a GPU",
     ),
-    "quick": Recipe(2, 16, _PAPER.lr, canvas_width=160, doc="the command line's --quick"),
+    "quick": Recipe(
+        epochs=2, batch_size=16, lr=_PAPER.lr, canvas_width=160, doc="the command line's --quick"
+    ),
     "lesson": Recipe(
-        5,
-        16,
-        1e-2,
+        epochs=5,
+        batch_size=16,
+        lr=1e-2,
         canvas_width=128,
         doc="the notebooks in quick mode: with a few dozen LAMB steps, 3e-4 barely moves the "
         "weights, so the rate is larger",
     ),
     "explain": Recipe(
-        8, 16, 3e-3, canvas_width=192, doc="notebooks 04 and 05 in quick mode: one network"
+        epochs=8,
+        batch_size=16,
+        lr=3e-3,
+        canvas_width=192,
+        doc="notebooks 04 and 05 in quick mode: one network",
     ),
     "score-cams": Recipe(
-        12,
-        16,
-        3e-3,
+        epochs=12,
+        batch_size=16,
+        lr=3e-3,
         canvas=(256, 186),
         doc="benchmarks/score_cams.py: CAMs scored against synthetic lesions",
     ),
     "cpu-reference": Recipe(
-        12,
-        16,
-        1e-3,
+        epochs=24,
+        batch_size=16,
+        lr=1e-3,
         canvas=(224, 162),
-        doc="the kit's committed real-data runs on a 2-core CPU (results/)",
+        doc="the kit's committed real-data runs on a 2-core CPU (results/; 12 epochs on "
+        "SARS-CoV-2 CT)",
     ),
 }
 
@@ -125,7 +113,7 @@ def _canvas_of(arch: str, width: int) -> tuple[int, int]:
     return width, max(32, int(round(table_height * width / table_width)))
 
 
-def recipe(name: str, arch: str | None = None, **changes: Any) -> TrainConfig:
+def recipe(name: str, arch: str | None = None, *, mode: Any = None, **changes: Any) -> TrainConfig:
     """The :class:`TrainConfig` of a named recipe (see :data:`RECIPES`) for ``arch``.
 
     Args:
@@ -133,66 +121,42 @@ def recipe(name: str, arch: str | None = None, **changes: Any) -> TrainConfig:
             ``"cpu-reference"``.
         arch: the architecture (aliases such as ``inception_v3`` are fine); default
             EfficientNet-Lite0 for the CPU recipes, ResNet101 for the paper's.
-        changes: any :class:`TrainConfig` field; ``lr`` scales the whole schedule, and
-            ``canvas_width`` sets a canvas of the architecture's shape.
+        mode: a notebook's :class:`ctlib.notebook.Mode` (anything with a boolean ``quick``):
+            in full mode every recipe is the paper's.
+        changes: any :class:`TrainConfig` field (None: the recipe's own); ``lr`` scales the
+            whole schedule, and ``canvas_width`` sets a canvas of the architecture's shape.
 
     Example:
         >>> recipe("lesson").epochs
         5
     """
+    if mode is not None and not mode.quick:
+        name = "paper"
     try:
         spec = RECIPES[name]
     except KeyError:
         raise ValueError(
             f"Unknown recipe {name!r}; choose from {sorted(RECIPES)} (ctlib.recipes.RECIPES)."
         ) from None
+    changes = {k: v for k, v in changes.items() if v is not None}
     arch = get_spec(arch or (FULL_ARCH if name == "paper" else QUICK_ARCH)).name
-    lr = changes.pop("lr", None)
+    lr = float(changes.pop("lr", spec.lr))
     width = changes.pop("canvas_width", None) or spec.canvas_width
     canvas = changes.pop("canvas", None) or spec.canvas
     if canvas is None and width:
-        canvas = _canvas_of(arch, width)
-    fields: dict[str, Any] = {
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "device": spec.device,
-    }
-    fields.update(changes)
+        canvas = _canvas_of(arch, int(width))
+    fields = {"epochs": spec.epochs, "batch_size": spec.batch_size, **changes}
     config = TrainConfig(arch=arch, canvas=canvas, **fields)
-    target = float(lr) if lr is not None else spec.lr
-    return config.with_lr(target) if target != config.lr else config
+    return config.with_lr(lr) if lr != config.lr else config
 
 
-def quick_config(arch: str = QUICK_ARCH, **changes: Any) -> TrainConfig:
-    """The ``quick`` recipe (the command line's ``--quick``) for ``arch``."""
-    return recipe("quick", arch, **changes)
-
-
-def finetune_config(
-    mode: Any,
-    arch: str | None = None,
-    *,
-    max_epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int | None = None,
-    canvas_width: int | None = None,
-    seed: int = 0,
-) -> TrainConfig:
-    """The fine-tuning recipe of a notebook: ``lesson`` in quick mode, ``paper`` in full mode.
-
-    ``mode`` is a :class:`ctlib.notebook.Mode` (anything with a boolean ``quick``). Every
-    argument given overrides the recipe's choice; a learning rate scales the whole schedule.
-    """
-    changes: dict[str, Any] = {"seed": seed}
-    if max_epochs is not None:
-        changes["epochs"] = int(max_epochs)
-    if batch_size is not None:
-        changes["batch_size"] = int(batch_size)
-    if canvas_width is not None:
-        changes["canvas_width"] = int(canvas_width)
-    if lr is not None:
-        changes["lr"] = float(lr)
-    return recipe("lesson" if mode.quick else "paper", arch, **changes)
+def recipe_runtime(name: str, *, mode: Any = None, **changes: Any) -> Runtime:
+    """The :class:`~ctlib.config.Runtime` a named recipe is sized for: the CPU for every recipe
+    but the paper's (``device="auto"``); ``changes`` override any runtime setting."""
+    if mode is not None and not mode.quick:
+        name = "paper"
+    device = RECIPES[name].device if name in RECIPES else "auto"
+    return Runtime(**{"device": device, **{k: v for k, v in changes.items() if v is not None}})
 
 
 def recipe_id(config: TrainConfig) -> str:

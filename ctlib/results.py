@@ -1,17 +1,12 @@
 """Results on disk: the interface between training and everything that reports.
 
-A cross-validation run (:func:`ctlib.cv.run_cv`) writes, per fold,
-``<out>/<dataset>/<protocol>/<run>/fold<k>/{config,history,metrics}.json`` and
-``predictions.csv`` (and the large ``model.pt``). Everything that shows a number reads these
-files, so a notebook or a table never needs a model in memory:
-
-* :func:`collect_results` -- one row per finished fold (its ``metrics.json``);
-* :func:`collect_predictions` -- every per-image prediction of finished folds;
-* :func:`load_history` -- a fold's per-epoch training history;
-* :func:`export_results` copies the small files of finished runs from a runs folder into
-  ``results/``, in the same layout, with image paths made relative to the data set's folder
-  (no checkpoints, no machine-specific paths); :func:`import_results` is its reverse, which
-  lets a long job continue on a new machine from the folds already exported.
+A cross-validation run (:func:`ctlib.cv.run_cv`) writes each fold's ``config.json``,
+``history.json``, ``metrics.json`` and ``predictions.csv`` (layout: docs/DEVELOPERS.md,
+*Cross-validation*); :func:`collect_results`, :func:`collect_predictions` and
+:func:`load_history` read them, so no table or notebook needs a model in memory.
+:func:`export_results` copies finished runs' small files into ``results/`` (image paths made
+relative, no checkpoints); :func:`import_results` seeds a runs folder from them, so a long job
+continues on a new machine.
 """
 
 from __future__ import annotations

@@ -1,29 +1,11 @@
 """The paper's augmentations and a PyTorch ``Dataset`` that draws images on a canvas.
 
-Alshazly et al. (2020, Sec. 3.3) augment training images with random cropping,
-Gaussian blur (p = 0.25), random Gaussian noise, brightness and contrast changes and
-horizontal flips -- no rotation or shear -- and normalise with the ImageNet mean and
-standard deviation. Evaluation images are only drawn on the canvas and normalised.
-
-Pipeline per image::
-
-    file --read_grayscale--> 2-D uint8 --fit_to_canvas--> canvas (cached)
-         --augment (train only, 2-D)--> copy to R, G, B --normalise--> float tensor (3, H, W)
-
-Augmenting the single gray channel and copying it to R, G and B afterwards gives the
-same result as augmenting three identical channels, at a third of the cost.
-
-Reproducibility: albumentations 2.x ignores global seeds (only ``Compose(seed=...)``
-and ``Compose.set_random_seed`` count). :class:`CanvasDataset` therefore reseeds the
-augmentation pipeline for *every item* from ``(seed, epoch, index)``, with
-:func:`seed_augment`: ``Compose.set_random_seed(s)`` alone hands the *same* seed to every
-transform, so their draws coincide -- whether to crop, add noise, change brightness and
-contrast and flip was then one decision (all four or none), and the blur a subset of it.
-(Found by ``tests/test_batches.py``, which compares this path with the GPU one; the kit's
-runs made before the fix trained with those coupled augmentations.) The augmentation
-of an image thus depends only on those three numbers: a run is reproducible for any
-number of DataLoader workers, and no two workers (or epochs) repeat each other's
-augmentations. Call :meth:`CanvasDataset.set_epoch` at the start of each epoch.
+The paper (Sec. 3.3) augments training images with random cropping, Gaussian blur (p = 0.25),
+Gaussian noise, brightness and contrast changes and horizontal flips (:func:`train_augment`) and
+normalises with ImageNet's mean and standard deviation. :class:`CanvasDataset` draws each image
+on its canvas (:class:`CanvasStore` keeps them drawn), augments the gray channel, copies it to
+R, G, B, and seeds each item from ``(seed, epoch, index)``: call :meth:`CanvasDataset.set_epoch`
+every epoch. See docs/DEVELOPERS.md, *Augmentations (transforms)*.
 """
 
 from __future__ import annotations

@@ -1,62 +1,10 @@
-"""The notebooks' widgets, built from small named callbacks: the CAM explorer (notebook 05)
-and the slice viewer (:class:`SliceViewer`, notebook 01).
+"""The notebooks' widgets: the CAM explorer (:func:`build_explorer`, notebook 05) and the slice
+viewer (:class:`SliceViewer`, notebook 01), built from small named callbacks.
 
-::
-
-    from ctlib.widgets import build_explorer
-    explorer = build_explorer("runs")      # every model.pt under runs/, its fold's test images
-    explorer                                # display it (it is an ipywidgets.VBox)
-
-Pick an image (a fold's test images, misclassified first, or one uploaded), a trained
-network, a CAM method, a layer, the class to explain and the overlay opacity; the app
-shows the original image, the heat map mapped back onto it and the overlay, with the
-prediction and the share of heat that fell on the canvas padding.
-
-**Callbacks, testable without a browser** (as fastbook's apps are). Each control calls
-one method of :class:`Explorer`: :meth:`~Explorer.on_image_change`,
-:meth:`~Explorer.on_upload`, :meth:`~Explorer.on_model_change`,
-:meth:`~Explorer.on_method_change`, :meth:`~Explorer.on_layer_change`,
-:meth:`~Explorer.on_target_change`, :meth:`~Explorer.on_opacity_change`. Tests set a
-control's value (``explorer.method_picker.value = "hirescam"``), which runs the callback
-as a click would, or call the callback directly; then they read
-``explorer.heatmap_image.value`` (PNG bytes) and ``explorer.result`` (a
-:class:`ctlib.explain.CamResult`).
-
-**Redrawn in place.** The figure is an ``ipywidgets.Image`` whose ``value`` (PNG bytes)
-is replaced; nothing is appended to an output area, so plots never stack. The ``<img>``
-element itself carries the CSS class ``ctlib-heatmap`` (selector ``img.ctlib-heatmap``;
-its ``src`` is a ``blob:`` URL that changes with each redraw), the text below it
-``ctlib-info`` and the whole app ``ctlib-explorer``; the controls are ``ctlib-image-picker``,
-``ctlib-upload``, ``ctlib-network``, ``ctlib-method``, ``ctlib-layer``, ``ctlib-target`` and
-``ctlib-opacity`` (e.g. ``.ctlib-method select`` is the method menu, its options labelled
-``Grad-CAM``, ``Eigen-CAM``...): stable hooks for a browser test. CAMs
-are cached per (network, image, method, layer, target): changing the opacity only
-redraws.
-
-By default the images are the test images of the *first* network's fold; for networks of
-other folds some of them were training images. Pass ``images=`` to choose.
-
-**JupyterLab 4** renders ipywidgets 8 out of the box (``jupyterlab_widgets`` comes with
-ipywidgets).
-
-**Google Colab.** Notes from Colab's issue tracker (not tested here; no Colab on CI):
-
-* Colab preinstalls ipywidgets 7.7 and its frontend renders ipywidgets 7 natively. The kit
-  needs ipywidgets 8 (``pip install`` of the kit upgrades it; restart the runtime when
-  Colab asks). With ipywidgets 8, Colab renders widgets only through its *custom widget
-  manager*, loaded from a CDN, after ``from google.colab import output;
-  output.enable_custom_widget_manager()`` (googlecolab/colabtools#3020, #4525).
-  :func:`build_explorer` calls this once when it runs in Colab (``colab=False`` skips it).
-  Without it, Colab shows a "third-party widgets" notice and no app.
-* The explorer uses only core controls that work under that manager: ``Dropdown``,
-  ``ToggleButtons``, ``FloatSlider``, ``FileUpload``, ``Image``, ``HTML``, ``HBox`` and
-  ``VBox``. No ``Tab``/``Accordion`` (broken under the custom manager,
-  googlecolab/colabtools#3571) and no ``Output`` + ``clear_output`` (``Output`` widgets
-  have repeatedly failed to show in Colab, googlecolab/colab-cdn-widget-manager#4).
-* ``FileUpload`` in Colab drops files of about 1 MB and more without an error
-  (jupyter-widgets/ipywidgets#3452): the explorer then says the upload arrived empty. Pass
-  larger images as a folder instead: ``build_explorer(..., images="my_scans/")``.
-* ``FileUpload.value`` is a tuple of dicts in ipywidgets 8 and a dict in 7; both are read.
+The explorer shows the paper's Grad-CAM figures (Sec. 5) live: pick an image, a trained network,
+a CAM method, a layer, the class and the opacity, and see the original, the heat map mapped back
+and the overlay. Each control calls one ``on_*`` method of :class:`Explorer`, so tests drive it
+without a browser. Browser hooks, JupyterLab and Colab: docs/DEVELOPERS.md, *Widgets*.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
   trains again and nothing is left in the repository; set ``CTLIB_OUTPUT_DIR`` to keep them.
 * Checked outputs (cells marked ``# NBVAL_CHECK_OUTPUT``) are compared after the regular
   expressions in ``nbval_sanitize.cfg`` have been applied to both sides.
+* The default test run executes one notebook (:data:`DEFAULT_NOTEBOOK`); the others are marked
+  ``slow`` and run with ``pytest -m slow`` (``.ci/run`` runs both).
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def pytest_configure(config: pytest.Config) -> None:
         folder = tempfile.mkdtemp(prefix="ctlib-notebooks-")
         os.environ["CTLIB_OUTPUT_DIR"] = folder
         config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+#: The notebook the default run executes: it reads the committed results through most of the
+#: library (study, tables, findings, plots) in about 20 s.
+DEFAULT_NOTEBOOK = "06_honest_evaluation.ipynb"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb" and path.name != DEFAULT_NOTEBOOK:
+            item.add_marker(pytest.mark.slow)
 
 
 _SECONDS: dict[str, float] = {}

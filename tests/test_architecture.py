@@ -25,15 +25,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pure", ("ctlib.canvas", "ctlib.metrics", "ctlib.optim")),
     ("transforms", ("ctlib.transforms", "ctlib.batches")),
     ("models", ("ctlib.models",)),
+    ("recipe", ("ctlib.config", "ctlib.recipes")),
+    ("machinery", ("ctlib.runtime", "ctlib.handlers")),
     ("train", ("ctlib.train",)),
-    ("recipes", ("ctlib.recipes",)),
     ("cross-validation", ("ctlib.cv",)),
     ("results", ("ctlib.results",)),
-    ("explain, sweep", ("ctlib.explain", "ctlib.sweep")),
+    ("explain, sweep", ("ctlib.explain", "ctlib.ops")),
     ("study", ("ctlib.study",)),
     ("plots", ("ctlib.plots",)),
     ("notebook helpers, widgets", ("ctlib.notebook", "ctlib.widgets")),
-    ("command line", ("ctlib.cli", "ctlib.__main__")),
+    ("notebook tools, workshop", ("ctlib.ops.notebooks", "ctlib.ops.workshop")),
+    ("command line", ("ctlib.cli", "ctlib.options", "ctlib.__main__", "ctlib.notebook.__main__")),
 ]
 
 

@@ -25,9 +25,7 @@ from ctlib.files import FolderLock
 from ctlib.models import load_checkpoint
 from ctlib.train import TrainConfig
 
-TINY = TrainConfig(
-    arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
-)
+TINY = TrainConfig(arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48))
 
 
 def _closed_port() -> int:
@@ -67,12 +65,13 @@ def test_too_many_folds_are_refused_before_anything_is_written(synth, tmp_path: 
 def test_a_gpu_asked_for_but_absent_blocks_nothing(synth, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    from dataclasses import replace
+    from ctlib.config import Runtime
 
     with pytest.raises(ValueError, match="no CUDA GPU"):
         run_cv(
             synth,
-            replace(TINY, device="cuda"),
+            TINY,
+            runtime=Runtime(device="cuda"),
             n_folds=2,
             only_folds=[0],
             out=tmp_path,
@@ -292,6 +291,7 @@ def test_every_command_answers_bad_input_with_a_message_never_a_traceback(
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_the_real_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     done = subprocess.run(
         [

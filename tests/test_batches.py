@@ -185,6 +185,7 @@ def test_the_cpu_paths_transforms_decide_independently() -> None:
     assert off_diagonal.max() < 0.1, dict(zip(names, correlation.round(2).tolist()))
 
 
+@pytest.mark.slow
 def test_the_comparison_catches_a_wrong_setting() -> None:
     """The checks above can fail: a GPU path drawn with another blur rate or noise level
     is told apart from the paper's settings on the CPU path."""

@@ -370,7 +370,7 @@ def test_static_pages_show_every_figure_and_no_error(tmp_path: Path) -> None:
     import nbformat
     from playwright.sync_api import sync_playwright
 
-    from ctlib.notebook.pages import build_pages
+    from ctlib.ops.notebooks.pages import build_pages
 
     _require_browser()
     sources = [ROOT / "notebooks" / f"{stem}.ipynb" for stem in PAGES]

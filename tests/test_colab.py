@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from ctlib.notebook.colab import (
+from ctlib.notebook.colab import repository
+from ctlib.ops.notebooks.colab import (
     GPU_NOTEBOOKS,
     WIDGET_NOTEBOOKS,
     badge,
     colab_url,
-    repository,
     setup_cell,
     write_colab,
 )

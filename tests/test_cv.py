@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,7 @@ from ctlib.cv import fold_dir, make_folds, run_cv
 from ctlib.data import load_dataset
 from ctlib.train import TrainConfig
 
-TINY = TrainConfig(
-    arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
-)
+TINY = TrainConfig(arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48))
 
 
 def _frame(n_patients: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -99,7 +98,12 @@ def test_run_cv_writes_results_skips_finished_and_refuses_mixing(synth, tmp_path
     # another configuration in the same folder is refused, nothing changed
     with pytest.raises(ValueError, match="another configuration"):
         run_cv(
-            synth, TINY.quick(epochs=2), protocol="patient", n_folds=2, out=tmp_path, progress=False
+            synth,
+            replace(TINY, epochs=2),
+            protocol="patient",
+            n_folds=2,
+            out=tmp_path,
+            progress=False,
         )
     with pytest.raises(ValueError, match="another fold assignment"):
         run_cv(synth, TINY, protocol="patient", n_folds=3, out=tmp_path, progress=False)

@@ -512,7 +512,7 @@ def test_trained_fold_trains_once_then_reuses_and_fold_tsne(synth, tmp_path: Pat
     from ctlib.train import TrainConfig
 
     config = TrainConfig(
-        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64), device="cpu"
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64)
     )
     with pytest.raises(FileNotFoundError, match="python -m ctlib cv"):
         trained_fold(tmp_path, "synthetic", arch="shufflenet-scratch")
@@ -563,7 +563,7 @@ def test_fold_gallery_and_the_figures_command(synth, tmp_path: Path, capsys) -> 
     from ctlib.train import TrainConfig
 
     config = TrainConfig(
-        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64), device="cpu"
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64)
     )
     folder = trained_fold(tmp_path, synth, config, protocol="paper", n_folds=2)
     test = pd.read_csv(folder / "predictions.csv")

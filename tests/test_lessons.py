@@ -13,8 +13,10 @@ import pytest
 
 from ctlib.cli import build_parser
 from ctlib.notebook import get_mode
-from ctlib.notebook.preflight import LESSON_RUNS, lesson_runs, prepare_workshop
-from ctlib.notebook.tools import is_solution, run_notebooks, student_copies
+from ctlib.notebook.lessons import LESSON_RUNS, lesson_runs
+from ctlib.ops.notebooks.run import run_notebooks
+from ctlib.ops.notebooks.student import is_solution, student_copies
+from ctlib.ops.workshop import prepare_workshop
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -351,7 +351,7 @@ def test_pretrained_downloads_the_library_file(
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("CTLIB_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "_check_reachable", lambda url: None)
+    monkeypatch.setattr("ctlib.models.weights._check_reachable", lambda url: None)
     torch.manual_seed(9)
     imagenet = create_model("shufflenet", num_classes=1000)
     calls = []

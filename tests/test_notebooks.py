@@ -26,9 +26,11 @@ from ctlib.notebook import (
     output_dir,
     results_dir,
 )
-from ctlib.notebook.colab import WIDGET_NOTEBOOKS, badge, repository, setup_cell
-from ctlib.notebook.tools import is_checked, run_notebooks, strip_outputs
-from ctlib.recipes import finetune_config, recipe_table, schedule_table
+from ctlib.notebook.colab import repository
+from ctlib.ops.notebooks.colab import WIDGET_NOTEBOOKS, badge, setup_cell
+from ctlib.ops.notebooks.run import run_notebooks
+from ctlib.ops.notebooks.strip import is_checked, strip_outputs
+from ctlib.recipes import recipe, recipe_runtime, recipe_table, schedule_table
 from ctlib.study.describe import overview, padding_stats
 from ctlib.study.paper import (
     canvas_columns,
@@ -274,15 +276,16 @@ def test_output_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 # --------------------------------------------------------------------------- recipe
 def test_full_mode_is_the_papers_recipe() -> None:
-    config = finetune_config(FULL)
+    config = recipe("lesson", mode=FULL)
     assert config == TrainConfig(arch="resnet101")
     assert (recipe_table(config)["differs"] == "").all()
-    assert finetune_config(FULL, "densenet201").input_size == (349, 253)
+    assert recipe("lesson", "densenet201", mode=FULL).input_size == (349, 253)
 
 
 def test_quick_mode_says_where_it_deviates() -> None:
-    config = finetune_config(QUICK)
-    assert (config.arch, config.epochs, config.lr, config.device) == (
+    config = recipe("lesson", mode=QUICK)
+    device = recipe_runtime("lesson", mode=QUICK).device
+    assert (config.arch, config.epochs, config.lr, device) == (
         "efficientnet_lite0",
         5,
         1e-2,
@@ -304,7 +307,7 @@ def test_quick_mode_says_where_it_deviates() -> None:
 
 def test_every_override_of_a_notebook_recipe_is_taken() -> None:
     for mode in (QUICK, FULL):
-        config = finetune_config(mode, max_epochs=8, batch_size=4, canvas_width=96, seed=3)
+        config = recipe("lesson", mode=mode, epochs=8, batch_size=4, canvas_width=96, seed=3)
         assert (config.epochs, config.batch_size, config.input_size[0], config.seed) == (
             8,
             4,
@@ -316,12 +319,12 @@ def test_every_override_of_a_notebook_recipe_is_taken() -> None:
 def test_another_learning_rate_keeps_the_schedules_ratios() -> None:
     paper = TrainConfig()
     for mode in (QUICK, FULL):
-        config = finetune_config(mode, lr=6e-4)
+        config = recipe("lesson", mode=mode, lr=6e-4)
         assert config.lr == 6e-4
         np.testing.assert_allclose(
             np.array(config.lr_values) / config.lr, np.array(paper.lr_values) / paper.lr
         )
-    assert finetune_config(FULL, lr=3e-4).lr_values == paper.lr_values
+    assert recipe("lesson", mode=FULL, lr=3e-4).lr_values == paper.lr_values
 
 
 def test_schedule_table_of_the_paper() -> None:
@@ -460,6 +463,6 @@ def test_one_setting_moves_every_run_e_g_to_google_drive(
     monkeypatch.setenv("CTLIB_RUNS_DIR", str(tmp_path / "drive"))
     assert results_dir(QUICK) == tmp_path / "drive" / "quick"
     assert results_dir(FULL) == tmp_path / "drive"
-    assert results_dir(QUICK, finetune_config(QUICK)).parent == tmp_path / "drive" / "quick"
+    assert results_dir(QUICK, recipe("lesson", mode=QUICK)).parent == tmp_path / "drive" / "quick"
     for command in (["cv"], ["train"], ["sweep"]):
         assert build_parser().parse_args(command).out == str(tmp_path / "drive")

@@ -170,6 +170,7 @@ def test_cli_table_check_readme_fails_when_stale(tmp_path: Path, capsys) -> None
     assert (tmp_path / "honest_evaluation.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_audit_of_a_small_synthetic_set(tmp_path: Path) -> None:
     synth = load_dataset(
         "synthetic", tmp_path, synthetic=SyntheticConfig(n_patients=20), progress=False
@@ -210,7 +211,7 @@ def test_heat_report_on_a_briefly_trained_run(tmp_path: Path) -> None:
         "synthetic", tmp_path / "data", synthetic=SyntheticConfig(n_patients=8), progress=False
     )
     config = TrainConfig(
-        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64), device="cpu"
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(96, 64)
     )
     run_cv(synth, config, protocol="patient", n_folds=2, out=tmp_path / "runs", progress=False)
     table = heat_report(
@@ -310,7 +311,7 @@ def test_import_results_lets_cv_skip_the_exported_folds(tmp_path: Path) -> None:
         "synthetic", tmp_path / "data", synthetic=SyntheticConfig(n_patients=8), progress=False
     )
     config = TrainConfig(
-        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48), device="cpu"
+        arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48)
     )
     first = run_cv(synth, config, protocol="patient", n_folds=2, out=tmp_path / "a", progress=False)
     export_results(tmp_path / "a", tmp_path / "results")

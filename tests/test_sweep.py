@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 import submitit
 
-from ctlib import sweep
 from ctlib.cli import build_parser, main
 from ctlib.cv import fold_dir
 from ctlib.data import load_dataset
-from ctlib.sweep import Grid, Task, estimate_cost, plan_tasks
+from ctlib.ops import sweep
+from ctlib.ops.sweep import Grid, Task, estimate_cost, plan_tasks, process, slurm
 
 TINY = ["--batch-size", "8", "--canvas", "64", "48", "--no-pretrained"]
 _CV = build_parser()._subparsers._group_actions[0].choices["cv"]  # noqa: SLF001
@@ -117,7 +117,7 @@ def test_cost_estimate_arithmetic_guessed_and_measured(tmp_path: Path) -> None:
 
 def test_shipped_costs_cover_the_papers_twelve() -> None:
     from ctlib.models import list_models
-    from ctlib.sweep import COSTS_FILE
+    from ctlib.ops.sweep import COSTS_FILE
 
     table = pd.read_csv(COSTS_FILE)
     assert set(list_models(paper=True)) <= set(table["arch"])
@@ -139,7 +139,9 @@ def test_gpu_figures_are_looked_for_in_order(tmp_path: Path, monkeypatch) -> Non
     with pytest.raises(FileNotFoundError, match="CTLIB_GPU_FIGURES"):
         sweep.gpu_figures_path()
     monkeypatch.delenv(sweep.GPU_FIGURES_ENV)
-    monkeypatch.setattr(sweep, "_REPO_GPU_FIGURES", tmp_path / "benchmarks" / "gpu_check.csv")
+    monkeypatch.setattr(
+        "ctlib.ops.sweep.figures._REPO_GPU_FIGURES", tmp_path / "benchmarks" / "gpu_check.csv"
+    )
     assert sweep.gpu_figures_path() is None  # no file beside the package: the FLOP guess
     (tmp_path / "bad.csv").write_text("arch,images_per_s\nresnet18,0\n")
     with pytest.raises(ValueError, match="positive"):
@@ -199,7 +201,7 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture, data_root: Path
 ) -> None:
     monkeypatch.delenv(sweep.GPU_FIGURES_ENV, raising=False)
-    monkeypatch.setattr(sweep, "_REPO_GPU_FIGURES", tmp_path / "absent.csv")
+    monkeypatch.setattr("ctlib.ops.sweep.figures._REPO_GPU_FIGURES", tmp_path / "absent.csv")
     out = tmp_path / "runs"
     _finish(out, "covid19-ct", "resnet18", 4)
     argv = ["sweep", "--datasets", "covid19-ct", "--archs", "resnet18", "squeezenet"]
@@ -256,6 +258,7 @@ def test_bad_sweep_options_end_in_one_error_line(
 
 
 # --------------------------------------------------------------------- local executor
+@pytest.mark.slow
 def test_a_killed_cell_is_retried_and_resumes_then_a_rerun_skips_everything(
     tmp_path: Path, synthetic_ready: None, capsys: pytest.CaptureFixture
 ) -> None:
@@ -297,6 +300,7 @@ def test_a_killed_cell_is_retried_and_resumes_then_a_rerun_skips_everything(
     assert "0 cells to run, 2 finished already" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_failing_cell_fails_alone_and_a_slow_one_is_stopped_at_its_time_limit(
     tmp_path: Path, synthetic_ready: None
 ) -> None:
@@ -321,6 +325,7 @@ def test_a_failing_cell_fails_alone_and_a_slow_one_is_stopped_at_its_time_limit(
     assert not (grid.folder(slow) / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_cell_and_leaves_no_process(
     tmp_path: Path, synthetic_ready: None
 ) -> None:
@@ -472,6 +477,7 @@ def test_a_lock_left_by_an_earlier_attempt_of_the_same_task_is_removed(
     assert not cell.release_stale_lock() and lock.exists()  # another process's lock
 
 
+@pytest.mark.slow
 def test_a_slurm_cell_requeued_after_a_time_out_resumes_from_its_checkpoint(
     tmp_path: Path, synthetic_ready: None
 ) -> None:
@@ -526,7 +532,7 @@ def test_a_cell_answers_sigint_even_when_its_parent_ignores_it() -> None:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         inherited = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
-        for start in (sweep._default_stop_signals, sweep._ignore_checkpoint_signal):  # noqa: SLF001
+        for start in (process.default_stop_signals, slurm._ignore_checkpoint_signal):  # noqa: SLF001
             cell = subprocess.run(
                 probe, capture_output=True, text=True, check=True, preexec_fn=start
             ).stdout

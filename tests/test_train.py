@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +17,12 @@ import pytest
 import torch
 from torch import nn
 
+from ctlib.config import Runtime, split_settings
 from ctlib.data import load_dataset
 from ctlib.data.synthetic import SyntheticConfig
 from ctlib.errors import CheckpointError, TrainingDivergedError
-from ctlib.train import (
-    TrainConfig,
-    build_optimizer,
-    fit,
-    load_training_state,
-    lr_at,
-    predict,
-)
+from ctlib.handlers import load_training_state
+from ctlib.train import TrainConfig, build_optimizer, fit, lr_at, predict
 from ctlib.transforms import CanvasDataset
 
 TINY = dict(
@@ -110,7 +106,7 @@ def test_schedule_paper_and_scaled() -> None:
         99: 3e-6,
     }
     assert {e: lr_at(e, config) for e in expected} == expected
-    short = config.quick(epochs=20)
+    short = replace(config, epochs=20)
     assert [lr_at(e, short) for e in (9, 10, 13, 14, 15, 16, 17, 18)] == [
         3e-4,
         1e-4,
@@ -146,13 +142,17 @@ def _run(
 ) -> tuple[list, np.ndarray]:
     from ctlib.models import create_model
 
-    config = TrainConfig(**{**TINY, **changes})
+    config, runtime = split_settings(**{**TINY, **changes})
     torch.manual_seed(config.seed)
     model = create_model(config.arch, pretrained=False, progress=False)
     train = CanvasDataset(frame.iloc[:24], config.input_size, train=True, seed=config.seed)
-    history = fit(model, train, config, out, progress=False, resume=resume)
+    history = fit(model, train, config, out, runtime=runtime, progress=False, resume=resume)
     probs = predict(
-        model, CanvasDataset(frame.iloc[24:], config.input_size), config, progress=False
+        model,
+        CanvasDataset(frame.iloc[24:], config.input_size),
+        config,
+        runtime=runtime,
+        progress=False,
     )
     return history, probs
 
@@ -169,12 +169,20 @@ def _cut_after_first_epoch(frame: pd.DataFrame, out: Path, **changes: object) ->
         if record["epoch"] == 1:
             raise Killed
 
-    config = TrainConfig(**{**TINY, "checkpoint_every": 1, **changes})
+    config, runtime = split_settings(**{**TINY, "checkpoint_every": 1, **changes})
     torch.manual_seed(config.seed)
     model = create_model(config.arch, pretrained=False, progress=False)
     train = CanvasDataset(frame.iloc[:24], config.input_size, train=True, seed=config.seed)
     with pytest.raises(Killed):
-        fit(model, train, config, out, progress=False, on_epoch_end=kill_after_first_epoch)
+        fit(
+            model,
+            train,
+            config,
+            out,
+            runtime=runtime,
+            progress=False,
+            on_epoch_end=kill_after_first_epoch,
+        )
 
 
 def test_same_seed_same_result(tiny_frame: pd.DataFrame) -> None:
@@ -213,16 +221,16 @@ def test_the_device_data_path_trains_reproducibly_and_resumes(
 
 
 def test_workers_default_to_none_on_the_cpu_and_some_for_a_gpu() -> None:
-    from ctlib.train import resolve_data_path, resolve_workers
+    from ctlib.runtime import resolve_data_path, resolve_workers
 
-    config = TrainConfig()
+    config = Runtime()
     assert config.num_workers is None and config.data_path == "auto"
     assert resolve_workers(config, torch.device("cpu")) == 0
     assert 1 <= resolve_workers(config, torch.device("cuda")) <= 8
-    assert resolve_workers(TrainConfig(num_workers=3), torch.device("cuda")) == 3
+    assert resolve_workers(Runtime(num_workers=3), torch.device("cuda")) == 3
     assert resolve_data_path(config, torch.device("cuda")) == "device"
     assert resolve_data_path(config, torch.device("cpu")) == "loader"
-    assert resolve_data_path(TrainConfig(data_path="loader"), torch.device("cuda")) == "loader"
+    assert resolve_data_path(Runtime(data_path="loader"), torch.device("cuda")) == "loader"
 
 
 def test_one_epoch_iterates_its_loader_once(
@@ -287,17 +295,17 @@ class _Payload:
 def test_the_rolling_checkpoint_is_written_every_n_epochs_and_after_the_last(
     tiny_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ctlib.train as train_module
+    import ctlib.handlers as train_module
 
     written: list[int] = []
-    original = train_module._atomic_save
+    original = train_module.atomic_save
 
     def recorded(obj: dict, path: Path) -> None:
         if path.name == "checkpoint.pt":
             written.append(obj["epoch"] + 1)
         original(obj, path)
 
-    monkeypatch.setattr(train_module, "_atomic_save", recorded)
+    monkeypatch.setattr(train_module, "atomic_save", recorded)
     _run(tiny_frame, tmp_path / "a", epochs=5, checkpoint_every=2)
     assert written == [2, 4, 5]
     written.clear()
@@ -329,7 +337,7 @@ def test_a_planted_checkpoint_never_runs_its_code(tiny_frame: pd.DataFrame, tmp_
             "epoch": 0,
             "history": [],
             "rng": _Payload(marker),
-            "config": TrainConfig(**TINY).to_dict(),
+            "config": split_settings(**TINY)[0].to_dict(),
         },
         folder / "checkpoint.pt",
     )
@@ -382,10 +390,10 @@ class _NaNNet(nn.Module):
 
 
 def test_nan_loss_stops_with_a_clear_message(tiny_frame: pd.DataFrame) -> None:
-    config = TrainConfig(**{**TINY, "epochs": 1})
+    config, runtime = split_settings(**{**TINY, "epochs": 1})
     train = CanvasDataset(tiny_frame.iloc[:8], config.input_size, train=True)
     with pytest.raises(TrainingDivergedError, match="loss became nan at epoch 1"):
-        fit(_NaNNet(), train, config, None, progress=False)
+        fit(_NaNNet(), train, config, None, runtime=runtime, progress=False)
 
 
 @pytest.mark.slow
@@ -479,13 +487,13 @@ def test_killed_process_resumes_to_the_same_result(tmp_path: Path) -> None:
     ],
 )
 def test_auto_precision_fits_the_gpu(capability: tuple[int, int], expected: torch.dtype) -> None:
-    from ctlib.train import choose_precision
+    from ctlib.runtime import choose_precision
 
     assert choose_precision("auto", "cuda", capability) is expected
 
 
 def test_auto_precision_is_fp32_on_the_cpu_and_explicit_choices_are_kept() -> None:
-    from ctlib.train import choose_precision
+    from ctlib.runtime import choose_precision
 
     assert choose_precision("auto", "cpu") is None
     assert choose_precision("off", "cuda", (9, 0)) is None
@@ -505,4 +513,19 @@ def test_auto_precision_is_fp32_on_the_cpu_and_explicit_choices_are_kept() -> No
 )
 def test_bad_training_values_are_refused_with_the_fix(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{**TINY, **changes})
+        split_settings(**{**TINY, **changes})
+
+
+def test_every_epoch_is_logged_to_json_csv_and_tensorboard(
+    tiny_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    history, _ = _run(tiny_frame, tmp_path, epochs=2, tensorboard=True)
+    table = pd.read_csv(tmp_path / "history.csv")
+    assert table["epoch"].tolist() == [1, 2]
+    assert table["train_loss"].tolist() == [h["train_loss"] for h in history]
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    logged = [event.value for event in events.Scalars("train_loss")]
+    assert logged == pytest.approx([h["train_loss"] for h in history], rel=1e-6)

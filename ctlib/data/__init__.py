@@ -1,21 +1,13 @@
-"""The data layer: the registry of data sets, their manifests, reading, verification, download.
-
-Rooms, each one concern (lower ones first; each imports only those above it in this list):
+"""The data layer: the paper's data sets (Sec. 3) and a synthetic one; rooms, lower ones first.
 
 * :mod:`~ctlib.data.registry` -- the data sets as data (:data:`DATASETS`, :data:`CLASS_NAMES`);
 * :mod:`~ctlib.data.images` -- reading any image file as 2-D ``uint8`` (:func:`read_grayscale`);
 * :mod:`~ctlib.data.folders` -- where a data set's images lie, and wrong layouts explained;
-* :mod:`~ctlib.data.manifest` -- the shipped manifests (labels, patients, hashes);
-* :mod:`~ctlib.data.verify` -- a copy checked against its manifest;
+* :mod:`~ctlib.data.manifest`, :mod:`~ctlib.data.verify` -- the shipped manifests, copies checked;
 * :mod:`~ctlib.data.synthetic` -- the synthetic set with known lesion masks;
 * :mod:`~ctlib.data.dataset` -- :class:`CTDataset`, :func:`load_dataset`, :func:`load_folder`;
 * :mod:`~ctlib.data.groups` -- which slices belong together (pseudo-patients);
 * :mod:`~ctlib.data.fetch` -- :func:`download` from the public sources, resumable and safe.
-
-Example:
-    >>> from ctlib.data import load_dataset
-    >>> ds = load_dataset("synthetic")                    # doctest: +SKIP
-    >>> ds.frame[["path", "label", "patient_id"]].head()  # doctest: +SKIP
 """
 
 from ctlib.data.dataset import CTDataset, load_dataset, load_folder

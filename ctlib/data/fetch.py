@@ -1,40 +1,10 @@
-"""Download the two real data sets from their public sources.
+"""Download the two real data sets (the paper's Sec. 3) from their public sources.
 
-``download(name)`` fetches a data set and lays it out exactly as the data layer reads it
-(:func:`ctlib.data.find_dataset_folder`; ``data/README.md`` describes the layout)::
-
-    <dest>/covid19-ct/CT_COVID/*, CT_NonCOVID/*, meta/COVID-CT-MetaInfo.xlsx,
-                      meta/NonCOVID-CT-MetaInfo.csv, meta/Data-split/{COVID,NonCOVID}/*.txt
-    <dest>/sars-cov-2-ct/COVID/*.png, non-COVID/*.png
-
-Where the files come from is data, not code: ``SOURCES`` maps each data set to a tuple of
-:class:`Source` entries. Sources that share a ``provider`` are fetched together; the providers
-of a data set are alternatives, tried in table order (Kaggle first for ``sars-cov-2-ct``, then
-the GitHub mirror named in the manifest).
-
-Robustness, in the order things happen:
-
-* Files are streamed with ``urllib`` into ``<dest>/.downloads/<name>/<file>.part`` and renamed
-  into place when complete. A ``.part`` left by an interrupted run is resumed with an HTTP
-  ``Range`` request (guarded by ``If-Range`` with the ETag seen first, so a file changed
-  upstream meanwhile is not spliced) when the server answers ``206``; otherwise the download
-  restarts cleanly.
-  Every request has a timeout and failed transfers are retried with exponential backoff.
-* Archives are extracted into a hidden temporary folder inside ``dest``; the data set only
-  appears at ``<dest>/<name>`` after everything was extracted (and verified), so an interrupted
-  run never leaves half a data set. Members that would land outside the destination
-  (absolute paths, ``..``, symbolic links) make the whole archive refused.
-* Downloaded archives stay in ``<dest>/.downloads/`` until the data set is in place, so a rerun
-  after a failed extraction does not fetch them again.
-
-Environment variables (optional):
-
-* ``CTLIB_DOWNLOAD_MIRROR`` -- base URL that replaces ``scheme://host`` of every GitHub URL,
-  for a proxy cache (and for the tests, which serve a mirror on 127.0.0.1).
-
-Example:
-    >>> from ctlib.data import download
-    >>> root = download("covid19-ct")  # doctest: +SKIP
+:func:`download` fetches a data set and lays it out as the data layer reads it
+(``data/README.md``); where the files come from is data (:data:`SOURCES`), not code. Transfers
+resume and retry, archives are extracted out of sight and verified before the data set appears,
+and unsafe archive members are refused. ``CTLIB_DOWNLOAD_MIRROR`` replaces the host of every
+GitHub URL. See docs/DEVELOPERS.md, *Downloads (data.fetch)*.
 """
 
 from __future__ import annotations

@@ -1,33 +1,11 @@
 """A synthetic chest-CT data set: the kit's embedded default, needing no download.
 
-Each image is an axial chest slice drawn from scratch with numpy and OpenCV: black
-background, a body ellipse of soft tissue with a thin brighter skin rim, two dark
-lungs with bright vessel dots (in *both* classes), a heart/mediastinum between
-them, a vertebra at the bottom centre, ribs along the inner border of the body,
-light noise and a slight blur. Positive slices (label 1, "COVID") carry 1-4
-ground-glass-like lesions inside the lungs, mostly peripheral and posterior as in
-COVID-19, and a boolean **mask** says exactly where they are, so Grad-CAM heat maps
-can later be scored against lesions whose position is known.
-
-Design rules that keep the data set honest:
-
-* **No size or framing shortcut.** Frame size, body size, framing, anatomy, vessels
-  and noise come from random streams that never see the label; the lesions come
-  from streams of their own and are added last. Rendering the same patient with the
-  other label (``render_patient(config, i, label=...)``) gives the same anatomy
-  pixel for pixel, with or without lesions: a counterfactual pair.
-* **Deterministic, order-free.** Every random stream is seeded from
-  ``SeedSequence([seed, stream, patient_index, slice_index])``, so a patient's
-  pixels depend neither on the order of generation nor on ``n_patients``.
-* **Balanced by patient.** Patients come in pairs ``(2k, 2k + 1)``; one of each pair
-  is positive, which one is drawn from the seed. Any even prefix is exactly balanced.
-
-Example:
-    >>> from ctlib.data.synthetic import SyntheticConfig, generate, write_synthetic
-    >>> first = next(generate(SyntheticConfig(n_patients=2)))
-    >>> first.image.dtype, first.mask.dtype
-    (dtype('uint8'), dtype('bool'))
-    >>> frame = write_synthetic("/tmp/synth", SyntheticConfig(n_patients=6))  # doctest: +SKIP
+Axial slices drawn from scratch with numpy and OpenCV; positive slices (label 1, "COVID") carry
+ground-glass-like lesions whose boolean mask is known, so Grad-CAM maps can be scored against
+them (:func:`ctlib.explain.score_cams`). The label never touches anatomy, framing or noise, the
+pixels are seeded per patient and slice, and patients come in balanced pairs. Entry points:
+:func:`generate`, :func:`write_synthetic`, :func:`render_patient`. See docs/DEVELOPERS.md,
+*The synthetic set*.
 """
 
 from __future__ import annotations

@@ -4,14 +4,13 @@
 * :mod:`~ctlib.notebook.folders` -- output, results and figure folders (:func:`keep_figure`);
 * :mod:`~ctlib.notebook.datasets` -- which data sets are here, a notebook's data set, the
   quick cross-validation that notebook 03 reads (:func:`ensure_results`);
-* :mod:`~ctlib.notebook.colab` -- Colab: the kit's address, badges and set-up cells;
-* :mod:`~ctlib.notebook.preflight` -- the day before a workshop: data, training, a rehearsal;
-* :mod:`~ctlib.notebook.tools` -- for maintainers, not learners: run the notebooks headless,
-  strip their outputs, write the students' copies (``python -m ctlib.notebook
-  run|strip|student``).
+* :mod:`~ctlib.notebook.lessons` -- what the lessons train (:data:`LESSON_RUNS`);
+* :mod:`~ctlib.notebook.colab` -- whether this is Colab, the kit's public address.
 
 What the notebooks compute lives in the layers below: recipes in :mod:`ctlib.recipes`,
 figures in :mod:`ctlib.plots`, tables in :mod:`ctlib.study`, widgets in :mod:`ctlib.widgets`.
+The maintainers' tools (run, strip, students' copies, pages, Colab cells, the workshop
+pre-flight) are one floor down, in :mod:`ctlib.ops`.
 """
 
 from ctlib.notebook.colab import in_colab, repository

@@ -16,7 +16,7 @@ from ctlib.data import download as fetch
 from ctlib.errors import DataError
 from ctlib.notebook.mode import Mode
 from ctlib.paths import data_dir
-from ctlib.recipes import FULL_ARCH, finetune_config
+from ctlib.recipes import FULL_ARCH, recipe, recipe_runtime
 from ctlib.results import collect_results
 from ctlib.train import TrainConfig
 
@@ -146,16 +146,17 @@ def ensure_results(
     """Every finished fold under ``folder``, one row each (:func:`ctlib.results.collect_results`).
 
     Quick mode first completes the quick cross-validation of ``config`` (default:
-    :func:`ctlib.recipes.finetune_config`, the ``lesson`` recipe) on ``dataset`` (default
+    :func:`ctlib.recipes.recipe`'s ``lesson``) on ``dataset`` (default
     synthetic): folds already finished, e.g. notebook 02's or the pre-flight's, are skipped, so
     a second call costs seconds. Full mode never trains here: without results it raises,
     naming the command that makes them.
     """
     if mode.quick:
         data = get_dataset(dataset or default_dataset(mode))
-        config = config or finetune_config(mode, arch, seed=seed)
+        config = config or recipe("lesson", arch, mode=mode, seed=seed)
         log.info("completing the quick %d-fold CV of %s in %s", n_folds, config.arch, folder)
-        run_cv(data, config, n_folds=n_folds, out=folder, progress=progress)
+        runtime = recipe_runtime("lesson", mode=mode)
+        run_cv(data, config, runtime=runtime, n_folds=n_folds, out=folder, progress=progress)
         return collect_results(folder)
     try:
         return collect_results(folder)

@@ -1,24 +1,10 @@
-"""Quick or full: one environment variable decides, no cell is edited.
+"""Quick or full: the notebook's ``MODE``, else ``CTLIB_QUICK``, decides; no cell is edited.
 
-Every notebook runs either
-
-* **quick** -- on a CPU, in minutes: the synthetic data set, EfficientNet-Lite0, a few
-  epochs at a small canvas; or
-* **full** -- on a GPU, the paper's settings: its data sets, architectures and 100-epoch
-  recipe.
-
-**The lesson decides, not the runtime.** A notebook's ``MODE`` parameter (``"quick"`` or
-``"full"``, in its ``parameters`` cell) comes first; then ``CTLIB_QUICK`` (``1``/``true``/``yes``/
-``on`` quick, ``0``/``false``/``no``/``off`` full); with neither, the mode is quick, on a GPU
-runtime too -- a lesson planned for minutes never becomes an hour of training because Colab gave
-it a GPU. The mode's first printed line says which mode runs, why, about how long it takes and
-how to switch. Each notebook's ``parameters`` cell (papermill) can still override any knob.
-
-Example:
-    >>> from ctlib.notebook import get_mode
-    >>> mode = get_mode()          # doctest: +SKIP
-    >>> print(mode)                # doctest: +SKIP
-    quick mode (neither MODE nor CTLIB_QUICK chose, so quick): CPU, synthetic data, a few ...
+**quick** runs on a CPU in minutes (the synthetic set, EfficientNet-Lite0, a few epochs at a
+small canvas); **full** is the paper's Sec. 4 on a GPU (its data sets, architectures and
+100-epoch recipe). ``CTLIB_QUICK`` reads ``1``/``true``/``yes``/``on`` as quick and
+``0``/``false``/``no``/``off`` as full; with neither set, the mode is quick, on a GPU runtime
+too: the lesson decides, not the runtime. See docs/DEVELOPERS.md, *Modes (notebook.mode)*.
 """
 
 from __future__ import annotations

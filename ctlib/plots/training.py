@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ctlib.train import TrainConfig, lr_at
+from ctlib.config import TrainConfig, lr_at
 
 __all__ = ["plot_history", "plot_lr_schedule"]
 

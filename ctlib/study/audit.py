@@ -1,29 +1,10 @@
 """The leakage and shortcut audit: what else, besides lung lesions, could give 99 %?
 
-Each question a reader of the paper should ask, answered with a number stored in
-``results/audit/<dataset>.json`` (:func:`audit_dataset`, :func:`write_audit`):
-
-1. **Near-duplicates across folds.** Under the image-level protocol, slices of one scan
-   (often nearly identical neighbours) land in both training and test folds.
-   :func:`perceptual_hashes` and :func:`near_duplicate_pairs` count image pairs that look
-   alike (a 256-bit DCT perceptual hash within :data:`HASH_MAX_DISTANCE` bits) and sit on
-   both sides of a split; pixel-identical pairs are counted apart.
-2. **Look-alikes in training.** :func:`nearest_other_fold` finds each test image's most
-   similar image in the other folds (cosine similarity of untrained ImageNet features,
-   :func:`imagenet_features`); from :data:`COSINE_MIN` on it counts as a look-alike, and a
-   1-nearest-neighbour vote on those features is a baseline that needs no training.
-3. **Pseudo-patients.** SARS-CoV-2 CT publishes no patient IDs. :func:`build_pseudo_patients`
-   clusters look-alike slices per label (:func:`cluster_scans`) into derived scan groups,
-   shipped with the kit (:func:`ctlib.data.with_pseudo_patients`);
-   :func:`check_pseudo_patients` measures, where patients are known (COVID19-CT), how much
-   patient leakage the grouping removes.
-4. **Metadata shortcuts.** :func:`metadata_features` describes each file without looking at
-   the lungs (file size, width, height, aspect ratio, format, intensity statistics, share of
-   black border) and :func:`metadata_baseline` trains a random forest on that alone under the
-   same folds. Far above 50 % means the labels can be read off the file, not the anatomy.
-
-The folds are :func:`ctlib.cv.make_folds`' with the training runs' seed, so the numbers
-describe exactly the splits the networks were tested on.
+Four questions, each answered with a number in ``results/audit/<dataset>.json``
+(:func:`audit_dataset`, :func:`write_audit`): near-duplicates across folds, look-alikes in
+training, pseudo-patients for SARS-CoV-2 CT (:func:`build_pseudo_patients`), and metadata
+shortcuts (:func:`metadata_baseline`), all under the folds the networks were tested on. See
+docs/DEVELOPERS.md, *The audit*.
 """
 
 from __future__ import annotations
@@ -51,7 +32,7 @@ from ctlib.cv import make_folds
 from ctlib.data import CTDataset, read_grayscale, with_pseudo_patients
 from ctlib.explain import extract_features
 from ctlib.models import create_model
-from ctlib.train import seed_everything
+from ctlib.runtime import seed_everything
 
 __all__ = [
     "COSINE_MIN",

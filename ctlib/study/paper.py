@@ -1,26 +1,10 @@
 """The paper's published numbers, as data, each with where it was read.
 
 Alshazly, Linse, Barth, Martinetz: *Explainable COVID-19 Detection Using Chest CT Scans and
-Deep Learning*. arXiv:2011.05317 (v1, 9 Nov 2020); published in *Sensors* 21(2):455 (2021).
-
-**Table 2**, all 24 rows (the twelve architectures on both data sets), ships with the kit as
-``ctlib/study/table2.csv``: accuracy, precision, recall (the paper's *sensitivity*),
-specificity and F1, each as the mean and standard deviation over the five test folds, in %.
-They were read from the arXiv text, whose columns come out of the PDF one after another
-(accuracy and F1 as columns of their own; precision, recall and specificity as one triple per
-model). Two checks hold for every row and are tested: accuracy is the class-weighted mean of
-recall and specificity within 0.07 points, and F1 the harmonic mean of precision and recall
-within 0.1 (not exactly: each is a mean over folds of rounded numbers). The sentences of the
-paper that state cells in words agree with the table.
-
-**The best rows.** On COVID19-CT, DenseNet201 is best on all five metrics. On SARS-CoV-2 CT,
-ResNet101 has the best accuracy and F1 (99.4), InceptionV3 the highest sensitivity (99.8):
-the abstract's "best model" figures (99.4 / 99.6 / 99.8 / 99.6 / 99.4) mix the two rows.
-
-**Fig. 9 and 10** (confusion matrices, average counts per test fold) are images; only the
-counts the text states are recorded (:data:`STATED_CONFUSION_COUNTS`).
-
-Metric names follow :mod:`ctlib.metrics`: the paper's *sensitivity* is ``recall``.
+Deep Learning*. arXiv:2011.05317 (v1, 9 Nov 2020); *Sensors* 21(2):455 (2021). Table 2's 24 rows
+ship as ``ctlib/study/table2.csv`` (mean and standard deviation over the five test folds, in %),
+with the confusion counts the text states for Fig. 9/10; the paper's *sensitivity* is
+``recall``. How they were read and checked: docs/DEVELOPERS.md, *The paper's numbers*.
 """
 
 from __future__ import annotations

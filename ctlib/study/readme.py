@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ctlib.ops.sweep.cost import COSTS_FILE
 from ctlib.study.audit import COSINE_MIN, HASH_MAX_DISTANCE, load_audits
 from ctlib.study.findings import key_findings
 from ctlib.study.tables import (
@@ -21,7 +22,6 @@ from ctlib.study.tables import (
     markdown_table,
     sweep_cost_table,
 )
-from ctlib.sweep import COSTS_FILE
 
 __all__ = ["README_END", "README_START", "readme_block", "update_readme"]
 

@@ -26,10 +26,11 @@ import pandas as pd
 from ctlib.data import REAL_DATASETS
 from ctlib.metrics import PAPER_METRICS, bootstrap_ci
 from ctlib.models import get_spec, list_models
+from ctlib.ops.sweep.cost import estimate_cost
+from ctlib.ops.sweep.grid import Task
 from ctlib.results import RESULT_KEYS, collect_results
 from ctlib.study.audit import load_audits
 from ctlib.study.paper import PUBLISHED, best_rows, compare_with_paper, paper_range
-from ctlib.sweep import Task, estimate_cost
 
 __all__ = [
     "PROTOCOL_NAMES",

@@ -1,12 +1,6 @@
-"""Executed copies for readers without a kernel: the notebooks run in quick mode and written as
-static HTML pages, every figure in them, worked solutions folded.
-
-``python -m ctlib.notebook pages --out build/pages`` runs the numbered notebooks headless
-(papermill, quick mode) and converts each executed copy with nbconvert into one
-self-contained HTML file (figures embedded), plus an ``index.html`` linking them. A solution
-cell becomes a folded ``<details>`` block ("Solution: ..."), as in the teacher's JupyterLab.
-The build is not committed; the browser test opens the pages in headless Chromium and checks
-that each figure shows and that no cell shows an error.
+"""Static HTML pages of the notebooks, executed in quick mode, for readers without a kernel:
+``python -m ctlib.notebook pages --out build/pages`` (one self-contained page per notebook,
+worked solutions folded, an ``index.html``; see docs/DEVELOPERS.md, *Notebook tools*).
 """
 
 from __future__ import annotations
@@ -19,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ctlib.notebook.mode import QUICK_ENV
-from ctlib.notebook.tools import run_notebooks
+from ctlib.ops.notebooks.run import run_notebooks
 
 __all__ = ["build_pages", "fold_solutions"]
 

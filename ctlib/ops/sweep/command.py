@@ -1,0 +1,544 @@
+"""``python -m ctlib sweep``: the command's options, and what it does with them -- plan the
+grid, check the data, print the cost, then run the cells here or submit them to SLURM.
+
+Every option the sweep does not know is a ``cv`` option for its cells: the command line
+parses with ``parse_known_args`` and hands those over as ``args.pass_on``. This module loads
+the grid, torch and submitit only when the command runs, not when the parser is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ctlib.data.registry import REAL_DATASETS
+from ctlib.errors import DataError
+from ctlib.ops.sweep.figures import GPU_FIGURES_ENV, gpu_figures_path
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctlib.ops.sweep.grid import Grid, Task
+    from ctlib.train import TrainConfig
+
+__all__ = ["add_sweep_command", "cv_options", "run_sweep"]
+
+#: Options that belong to one executor only, by ``args`` name.
+_EXECUTOR_ONLY = {
+    "local": ("slots", "per_gpu", "retries", "cell_timeout"),
+    "slurm": (
+        "partition",
+        "time",
+        "gpus_per_job",
+        "cpus_per_job",
+        "mem_gb",
+        "array_parallelism",
+        "requeues",
+        "sbatch",
+        "setup",
+        "job_name",
+    ),
+}
+
+
+# -------------------------------------------------------------------------- the options
+def add_sweep_command(
+    subparsers: argparse._SubParsersAction,
+    cv: argparse.ArgumentParser,
+    train_config: Callable[[argparse.Namespace], TrainConfig],
+) -> argparse.ArgumentParser:
+    """Add ``sweep`` to the command line's subcommands.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers`` returned.
+        cv: the ``cv`` command's parser: it checks the options passed on to the cells, and
+            its ``--out`` default is the sweep's.
+        train_config: the recipe the ``cv`` command makes of its options (run folder, epochs,
+            batch, canvas).
+
+    Returns:
+        The sweep's parser; its ``func`` runs the sweep (:func:`run_sweep`).
+    """
+    p = subparsers.add_parser(
+        "sweep",
+        help="the full Table 2 grid: on this machine's GPUs or as a SLURM job array; resumable",
+        description="Train every (data set, architecture, fold) cell, each as `python -m "
+        "ctlib cv ... --only-folds k`: on this machine (--executor local) or as a SLURM job "
+        "array through submitit (--executor slurm). Rerun the same command to skip finished "
+        "cells and resume interrupted ones.",
+        epilog="Every other option is a cv option, passed to each cell unchanged and checked "
+        "by cv first: e.g. --epochs 2 --canvas 64 64 --num-workers 4 --compile --no-pretrained "
+        "(see python -m ctlib cv --help).",
+        allow_abbrev=False,  # an abbreviated cv option must not be taken for a sweep one
+    )
+    _grid_options(p, out=cv.get_default("out"))
+    _local_options(p.add_argument_group("--executor local"))
+    _slurm_options(p.add_argument_group("--executor slurm (one array task per cell)"))
+    p.set_defaults(func=functools.partial(run_sweep, cv=cv, train_config=train_config), pass_on=[])
+    return p
+
+
+def _grid_options(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: this machine's GPUs (or CPU); slurm: one submitit job array (default: local)",
+    )
+    p.add_argument(
+        "--datasets", nargs="+", default=sorted(REAL_DATASETS), help="data sets (default: both)"
+    )
+    p.add_argument(
+        "--archs",
+        nargs="+",
+        default=["paper"],
+        help="architectures, or 'paper' for the paper's twelve (default)",
+    )
+    p.add_argument("--folds", type=_at_least(2), default=5, help="folds (default: 5)")
+    p.add_argument("--out", default=out, help="results folder (default: CTLIB_RUNS_DIR or runs)")
+    p.add_argument("--root", help="folder holding the data sets (default: CTLIB_DATA_DIR)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (cells, where each runs) and its cost; run nothing",
+    )
+    p.add_argument(
+        "--gpu-figures",
+        metavar="CSV",
+        help="measured GPU throughput per architecture, from benchmarks/gpu_check.py "
+        "(default: $CTLIB_GPU_FIGURES, else benchmarks/gpu_check.csv if present, else the "
+        "FLOP guess)",
+    )
+    p.add_argument(
+        "--gpu-tflops",
+        type=_positive(float),
+        default=25.0,
+        help="assumed sustained GPU throughput of the FLOP guess (default: 25)",
+    )
+
+
+def _local_options(local: argparse._ArgumentGroup) -> None:
+    local.add_argument(
+        "--slots",
+        help="comma-separated GPU indices to use, or 'cpu' entries, one cell each at a time "
+        "(default: every visible GPU)",
+    )
+    local.add_argument(
+        "--per-gpu",
+        type=_at_least(1),
+        metavar="N",
+        help="cells sharing each GPU, where their peak memory fits (default: 1)",
+    )
+    local.add_argument(
+        "--retries",
+        type=_at_least(0),
+        metavar="N",
+        help="tries again for a failed or timed-out cell; it resumes from its checkpoint "
+        "(default: 1)",
+    )
+    local.add_argument(
+        "--cell-timeout",
+        type=_positive(float),
+        metavar="MIN",
+        help="minutes an attempt may run before it is stopped and counted failed (default: none)",
+    )
+
+
+def _slurm_options(slurm: argparse._ArgumentGroup) -> None:
+    slurm.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    slurm.add_argument(
+        "--time",
+        type=_at_least(1),
+        metavar="MIN",
+        help="time limit per task in minutes; a cell still training then is requeued and "
+        "resumes (default: 120)",
+    )
+    slurm.add_argument(
+        "--gpus-per-job", type=_at_least(0), metavar="N", help="GPUs per task (default: 1)"
+    )
+    slurm.add_argument(
+        "--cpus-per-job", type=_at_least(1), metavar="N", help="CPUs per task (default: 8)"
+    )
+    slurm.add_argument(
+        "--mem-gb", type=_positive(float), help="memory per task in GB (default: the partition's)"
+    )
+    slurm.add_argument(
+        "--array-parallelism",
+        type=_at_least(1),
+        metavar="N",
+        help="at most N tasks at a time, sbatch --array=...%%N (default: 16)",
+    )
+    slurm.add_argument(
+        "--requeues",
+        type=_at_least(0),
+        metavar="N",
+        help="requeues after a time-out (preemptions do not count; default: 3)",
+    )
+    slurm.add_argument(
+        "--sbatch",
+        action="append",
+        type=_sbatch_pair,
+        metavar="NAME=VALUE",
+        help="a further sbatch parameter, repeatable: --sbatch account=abc --sbatch qos=high "
+        "--sbatch exclusive",
+    )
+    slurm.add_argument(
+        "--setup",
+        action="append",
+        metavar="SHELL",
+        help="a shell line run before each task, repeatable: --setup 'module load cuda'",
+    )
+    slurm.add_argument("--job-name", help="SLURM job name (default: ctlib-sweep)")
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a positive finite number."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        return value
+
+    return parse
+
+
+def _sbatch_pair(text: str) -> tuple[str, object]:
+    """``name=value`` (or a bare ``name``, a flag) for ``--sbatch``."""
+    name, sep, value = text.partition("=")
+    name = name.strip().lstrip("-")
+    if not name or (sep and not value.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE (e.g. account=abc) or a bare flag (exclusive), got {text!r}"
+        )
+    return name, (value.strip() if sep else True)
+
+
+def cv_options(
+    args: argparse.Namespace,
+    cv: argparse.ArgumentParser,
+    train_config: Callable[[argparse.Namespace], TrainConfig],
+) -> tuple[list[str], argparse.Namespace, TrainConfig]:
+    """The cv options every cell gets -- whatever sweep does not know itself (``args.pass_on``),
+    checked by cv's own parser before anything runs -- and the recipe they make.
+
+    Raises:
+        ValueError: cv does not know an option either, or it is one the sweep sets per cell.
+    """
+    cv_args = [*args.pass_on, *(["--root", args.root] if args.root else [])]
+    namespace, unknown = cv.parse_known_args(cv_args)
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {' '.join(unknown)}: sweep passes every option it does not know "
+            "to each `python -m ctlib cv` cell, and cv knows none of these (see `python -m "
+            "ctlib sweep --help` and `python -m ctlib cv --help`)."
+        )
+    defaults = cv.parse_args([])
+    for key, instead in (
+        ("dataset", "--datasets"),
+        ("arch", "--archs"),
+        ("only_folds", "--folds (finished folds are skipped anyway)"),
+        ("device", "--slots / --per-gpu (local) or --gpus-per-job (slurm)"),
+    ):
+        if getattr(namespace, key) != getattr(defaults, key):
+            raise ValueError(
+                f"--{key.replace('_', '-')} is set by the sweep for each cell; use {instead}."
+            )
+    if namespace.protocol == "official":
+        raise ValueError(
+            "--protocol official has a single test set, not folds to spread over a grid; run "
+            "`python -m ctlib cv --protocol official --arch A` for each architecture instead."
+        )
+    return cv_args, namespace, train_config(namespace)
+
+
+# ------------------------------------------------------------------------- the command
+def run_sweep(
+    args: argparse.Namespace,
+    *,
+    cv: argparse.ArgumentParser,
+    train_config: Callable[[argparse.Namespace], TrainConfig],
+) -> int:
+    """What ``python -m ctlib sweep`` does; returns the exit status (1: a cell failed)."""
+    from ctlib.models import list_models  # lazy: torch and timm, once the command runs
+    from ctlib.ops.sweep.cost import cell_costs, estimate_cost, read_gpu_figures  # lazy: pandas
+    from ctlib.ops.sweep.grid import Grid, check_data  # lazy: torch, through ctlib.cv
+
+    for executor, keys in _EXECUTOR_ONLY.items():
+        given = [k for k in keys if getattr(args, k) not in (None, [])]
+        if executor != args.executor and given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ValueError(f"{flags}: only for --executor {executor} (this is {args.executor}).")
+    archs = list_models(paper=True) if args.archs == ["paper"] else args.archs
+    cv_args, namespace, config = cv_options(args, cv, train_config)
+    grid = Grid(
+        Path(args.out),
+        args.folds,
+        namespace.protocol,
+        config.run_name[len(config.arch) :],
+        tuple(cv_args),
+    )
+    todo = _plan(args, grid, archs, config)
+    if not todo:
+        return 0
+    try:  # before any cell starts: every data set there and intact
+        for line in check_data(args.datasets, args.root, progress=False):
+            print(f"data: {line}")
+    except DataError as error:
+        if not args.dry_run:
+            raise
+        print(f"data NOT READY (without --dry-run the sweep stops here): {error}")
+    figures_path = gpu_figures_path(args.gpu_figures)
+    figures = read_gpu_figures(figures_path) if figures_path else None
+    costs = {"epochs": config.epochs, "n_folds": args.folds, "gpu_tflops": args.gpu_tflops}
+    cells = cell_costs(todo, figures=figures, **costs)
+    _print_cost(estimate_cost(todo, figures=figures, **costs), figures_path, args)
+    for note in _figures_caveats(figures, config, archs):
+        print(f"  note: {note}")
+    if args.executor == "local":
+        return _run_local(args, grid, todo, cells, figures)
+    return _run_slurm(args, grid, todo, cells)
+
+
+def _plan(
+    args: argparse.Namespace, grid: Grid, archs: list[str], config: TrainConfig
+) -> list[Task]:
+    """The cells to run (neither finished nor queued on SLURM), after printing the plan."""
+    from ctlib.ops.sweep.grid import plan_tasks  # lazy: torch, through ctlib.cv
+
+    todo, done = plan_tasks(
+        args.datasets,
+        archs,
+        args.folds,
+        args.out,
+        protocol=grid.protocol,
+        run_suffix=grid.run_suffix,
+    )
+    queued: dict[str, tuple[str, str]] = {}
+    if args.executor == "slurm" and todo:
+        from ctlib.ops.sweep.slurm import slurm_queued  # lazy: submitit, --executor slurm only
+
+        queued = slurm_queued(args.out)
+    waiting = [t for t in todo if t.label in queued]
+    todo = [t for t in todo if t.label not in queued]
+    print(
+        f"{len(todo)} cells to run, {len(done)} finished already"
+        + (f", {len(waiting)} queued or running on SLURM" if waiting else "")
+        + f" ({len(args.datasets)} data sets x {len(archs)} architectures x {args.folds} "
+        f"folds, {config.epochs} epochs; results in {args.out}/<dataset>/{grid.protocol}/"
+        f"<arch>{grid.run_suffix})"
+    )
+    if done:
+        shown = ", ".join(t.label for t in done[:8])
+        print(f"  finished: {shown}" + (f" and {len(done) - 8} more" if len(done) > 8 else ""))
+    for task in waiting:
+        job, state = queued[task.label]
+        print(f"  {state.lower()}: {task.label} (job {job}); not submitted again")
+    return todo
+
+
+def _print_cost(cost: pd.DataFrame, figures_path: Path | None, args: argparse.Namespace) -> None:
+    measured = [a for a in cost.index if a != "total" and cost.loc[a, "source"] == "measured"]
+    guessed = [a for a in cost.index if a != "total" and cost.loc[a, "source"] != "measured"]
+    guess = (
+        f"the FLOP guess (3 x forward FLOPs per image at an assumed {args.gpu_tflops:g} TFLOP/s "
+        "sustained, --gpu-tflops)"
+    )
+    if figures_path is None:
+        print(
+            f"cost: GPU hours from {guess}; no GPU figures file (--gpu-figures, "
+            f"${GPU_FIGURES_ENV} or benchmarks/gpu_check.csv, written by `python "
+            "benchmarks/gpu_check.py` on the GPU)"
+        )
+    else:
+        print(
+            f"cost: GPU hours measured (training images x epochs / images_per_s) from "
+            f"{figures_path} for {len(measured)} architecture(s)"
+            + (f"; from {guess} for {', '.join(guessed)}" if guessed else "")
+        )
+    columns = {
+        "cells": "cells",
+        "images_trained": "images_trained",
+        "cpu_hours": "cpu_hours",
+        "gpu_hours_estimate": "gpu_h_flop_guess",
+        "gpu_hours_measured": "gpu_h_measured",
+        "gpu_hours": "gpu_hours",
+        "source": "source",
+    }
+    if figures_path is None:
+        del columns["gpu_hours_measured"]
+    table = cost[list(columns)].rename(columns=columns)
+    print(table.to_string(float_format=lambda v: f"{v:,.2f}", na_rep="-"))
+    print("  (cpu_hours: measured step times on this project's 2-core CPU)")
+
+
+def _figures_caveats(
+    figures: pd.DataFrame | None, config: TrainConfig, archs: list[str]
+) -> list[str]:
+    """Where the GPU figures were measured with another canvas or batch than this sweep's."""
+    if figures is None:
+        return []
+    notes = []
+    rows = figures.loc[[a for a in archs if a in figures.index]]
+    if "gpu" in rows and len(rows):
+        where = ", ".join(sorted({str(g) for g in rows["gpu"].dropna()}))
+        when = ", ".join(sorted({str(t) for t in rows.get("measured_at", [])}))[:60]
+        notes.append(f"measured on {where or 'an unnamed GPU'}" + (f" ({when})" if when else ""))
+    if "batch_size" in rows and (rows["batch_size"] != config.batch_size).any():
+        notes.append(
+            f"measured at batch {sorted(set(rows['batch_size'].astype(int)))}, this sweep "
+            f"trains at {config.batch_size}"
+        )
+    if config.canvas is not None and {"canvas_width", "canvas_height"} <= set(rows):
+        other = rows[
+            (rows["canvas_width"] != config.canvas[0]) | (rows["canvas_height"] != config.canvas[1])
+        ]
+        if len(other):
+            notes.append(
+                f"measured at each architecture's own canvas, this sweep uses "
+                f"{config.canvas[0]}x{config.canvas[1]}: time scales roughly with pixels"
+            )
+    return notes
+
+
+def _run_local(
+    args: argparse.Namespace,
+    grid: Grid,
+    todo: list[Task],
+    cells: pd.DataFrame,
+    figures: pd.DataFrame | None,
+) -> int:
+    from ctlib.ops.sweep.cost import longest_first  # lazy: pandas
+    from ctlib.ops.sweep.local import (  # lazy: torch, to see the GPUs
+        gpu_memory_gib,
+        local_slots,
+        run_local,
+        schedule_preview,
+    )
+
+    slots = local_slots(args.slots, args.per_gpu or 1)
+    on_cpu = all(s.gpu is None for s in slots)
+    hours = dict(zip(todo, cells["cpu_hours" if on_cpu else "gpu_hours"].fillna(0.0), strict=True))
+    memory = None
+    if figures is not None and "peak_memory_gib" in figures:
+        memory = figures["peak_memory_gib"].dropna().astype(float).to_dict()
+    gpu_memory = gpu_memory_gib([s.gpu for s in slots if s.gpu is not None])
+    order = longest_first(todo, hours)
+    retries = 1 if args.retries is None else args.retries
+    timeout = f"{args.cell_timeout:g} min per attempt" if args.cell_timeout else "no time limit"
+    gpus = sorted({s.gpu for s in slots if s.gpu is not None}, key=int)
+    print(
+        f"local executor: {len(slots)} slot(s)"
+        + (f" = GPU {','.join(gpus)} x {args.per_gpu or 1} cell(s) each" if gpus else " on the CPU")
+        + "; longest cells first, each to the first free slot"
+        + (" whose GPU has room (peak_memory_gib)" if memory and gpu_memory else "")
+        + f"; a failed cell is retried {retries} time(s), {timeout}; Ctrl-C stops them all"
+    )
+    if args.dry_run:
+        width = max(len(s.label) for s in slots)
+        unit = "CPU h" if on_cpu else "GPU h"
+        placed = schedule_preview(order, slots, hours, memory_gib=memory, gpu_memory=gpu_memory)
+        for slot, task, start, end in sorted(placed, key=lambda p: (slots.index(p[0]), p[2])):
+            print(f"  {slot.label:<{width}}  {task.label:<36} {start:6.2f} to {end:6.2f} {unit}")
+        last = max((end for *_, end in placed), default=0.0)
+        sharing = (
+            " (cells sharing a GPU each run slower than alone)" if (args.per_gpu or 1) > 1 else ""
+        )
+        print(f"  about {last:,.1f} h until the last cell ends{sharing}")
+        print(f"  first cell: {shlex.join(grid.command(order[0], slots[0].device))}")
+        print("dry run: nothing started")
+        return 0
+    outcomes = run_local(
+        order,
+        slots,
+        grid,
+        retries=retries,
+        cell_timeout_min=args.cell_timeout,
+        memory_gib=memory,
+        gpu_memory=gpu_memory,
+    )
+    failed = sorted(label for label, outcome in outcomes.items() if not outcome.finished)
+    print(
+        f"{len(outcomes) - len(failed)} cells finished, {len(failed)} failed"
+        + (f": {', '.join(failed)} (logs in {Path(args.out) / 'logs'})" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def _run_slurm(args: argparse.Namespace, grid: Grid, todo: list[Task], cells: pd.DataFrame) -> int:
+    from ctlib.ops.sweep.cost import longest_first  # lazy: pandas
+    from ctlib.ops.sweep.slurm import SlurmOptions, submit_array  # lazy: submitit, slurm only
+
+    options = SlurmOptions(
+        partition=args.partition,
+        time_min=120 if args.time is None else args.time,
+        gpus_per_job=1 if args.gpus_per_job is None else args.gpus_per_job,
+        cpus_per_job=8 if args.cpus_per_job is None else args.cpus_per_job,
+        mem_gb=args.mem_gb,
+        array_parallelism=16 if args.array_parallelism is None else args.array_parallelism,
+        requeues=3 if args.requeues is None else args.requeues,
+        job_name=args.job_name or "ctlib-sweep",
+        sbatch=tuple(args.sbatch or ()),
+        setup=tuple(args.setup or ()),
+    )
+    column = "gpu_hours" if options.gpus_per_job else "cpu_hours"
+    hours = dict(zip(todo, cells[column].fillna(0.0), strict=True))
+    order = longest_first(todo, hours)
+    folder = Path(args.out) / "slurm"
+    print(
+        f"slurm executor (submitit): one job array, one task per cell, at most "
+        f"{min(len(order), options.array_parallelism)} at a time; a task near its time limit "
+        f"is requeued and resumes from its checkpoint (up to {options.requeues} time-outs; "
+        "preemptions do not count)"
+    )
+    print(f"  sbatch {' '.join(options.sbatch_flags(len(order)))}")
+    device = "cuda" if options.gpus_per_job else "cpu"
+    print(f"  task 0: {shlex.join(grid.command(order[0], device))}")
+    print(f"  logs: {Path(args.out) / 'logs'}/<cell>.log; submitit's own in {folder}/<job>_<task>/")
+    longest = max(hours.values(), default=0.0)
+    if longest * 60 > options.time_min:
+        requeues = int(longest * 60 // options.time_min)
+        print(
+            f"  note: the longest cell needs about {longest:.1f} h, more than --time "
+            f"{options.time_min} min: it will be requeued about {requeues} time(s); raise "
+            "--requeues or --time if needed"
+        )
+    if args.dry_run:
+        for index, task in enumerate(order):
+            print(f"  task {index:3d}: {task.label}  ({hours[task]:.2f} h)")
+        print("dry run: nothing submitted")
+        return 0
+    jobs = submit_array(order, grid, options)
+    array = str(jobs[0].job_id).split("_")[0]
+    print(f"submitted job {array}: {len(jobs)} task(s)")
+    for job, task in zip(jobs, order, strict=True):
+        print(f"  {job.job_id}: {task.label}")
+    print(
+        f"watch: squeue -j {array}; sacct -j {array}; "
+        f"tail -f {Path(args.out) / 'logs'}/<cell>.log. "
+        "Once it has ended, run this same command again: finished cells are skipped, "
+        "failed ones are submitted again; then `python -m ctlib table {args.out}`."
+    )
+    return 0
