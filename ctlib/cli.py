@@ -102,9 +102,13 @@ def _load(args: argparse.Namespace):  # -> CTDataset
 
 def _cmd_cv(args: argparse.Namespace) -> int:
     from ctlib.cv import run_cv
+    from ctlib.data import load_dataset
 
     config, runtime = training_settings(args)
     only = [args.fold] if getattr(args, "fold", None) is not None else args.only_folds
+    if (args.protocol == "external") != (args.test_dataset is not None):
+        raise CtlibError("--test-dataset NAME goes with --protocol external, and only with it.")
+    test = args.test_dataset and load_dataset(args.test_dataset, args.root, progress=False)
     results = run_cv(
         _load(args),
         config,
@@ -115,10 +119,12 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.quiet,
         resume=not args.no_resume,
+        test_dataset=test or None,
     )
     columns = ["fold", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc"]
     print(results[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"results in {Path(args.out) / args.dataset / args.protocol / config.run_name}")
+    protocol = f"external-{args.test_dataset}" if test else args.protocol
+    print(f"results in {Path(args.out) / args.dataset / protocol / config.run_name}")
     return 0
 
 
@@ -145,15 +151,15 @@ def _cmd_table(args: argparse.Namespace) -> int:
         print(f"{'updated' if changed else 'unchanged'}: {readme}")
         return 0
     if args.honest:
-        from ctlib.plots import honest_figure
+        from ctlib.plots import honest_figure, reliability_figure
         from ctlib.study.readme import readme_block
 
         print(readme_block(args.results))
         if args.figures:
-            path = save_figure(
-                honest_figure(args.results), Path(args.figures) / "honest_evaluation.png"
-            )
-            print(f"wrote {path}")
+            for figure, name in ((honest_figure, "honest_evaluation"),
+                                 (reliability_figure, "reliability")):  # fmt: skip
+                path = save_figure(figure(args.results), Path(args.figures) / f"{name}.png")
+                print(f"wrote {path}")
         return 0
     results = collect_results(args.results)
     table = table2(results)
@@ -348,7 +354,8 @@ RUN_FOLDER = [
 ]
 PROTOCOL_HELP = (
     "paper: image-level stratified k-fold; patient: grouped by patient; pseudo-patient: grouped "
-    "by derived scan groups (sars-cov-2-ct); official: COVID19-CT's train/val/test split"
+    "by derived scan groups (sars-cov-2-ct); official: COVID19-CT's train/val/test split; "
+    "external: train on all of --dataset, test on all of --test-dataset"
 )
 #: The options of `train` and `cv`: the data, the protocol, the results folder; the recipe and
 #: runtime options are generated (:func:`ctlib.options.add_training_options`).
@@ -356,8 +363,9 @@ TRAINING = [
     _opt("--dataset", default="synthetic", help="data set (default: synthetic)"),
     ROOT,
     _opt("--arch", default="efficientnet_lite0", help="architecture: ctlib.models.list_models()"),
-    _opt("--protocol", default="paper", choices=["paper", "patient", "pseudo-patient", "official"],
-         help=PROTOCOL_HELP),
+    _opt("--protocol", default="paper", help=PROTOCOL_HELP,
+         choices=["paper", "patient", "pseudo-patient", "official", "external"]),
+    _opt("--test-dataset", help="the other data set an external run tests on"),
     _opt("--folds", type=int, default=5, help="number of folds k (default: 5)"),
     _opt("--no-resume", action="store_true", help="restart unfinished folds from epoch 0"),
     _opt("--out", default=None, help="results folder (default: CTLIB_RUNS_DIR or runs)"),

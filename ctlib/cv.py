@@ -3,7 +3,8 @@
 :func:`run_cv` is the paper's loop; :func:`train_and_test` is one fold. The paper splits at
 *image* level (:func:`paper_folds`); the honest protocols split by patient
 (:func:`patient_folds`), by derived scan groups (``pseudo-patient``), or use COVID19-CT's official
-train/val/test split (:func:`official_split`). Results folders, locks and resuming are described
+train/val/test split (:func:`official_split`); ``external`` trains on all of one data set and
+tests on all of another (:func:`external_split`). Results folders, locks and resuming are described
 in ``docs/DEVELOPERS.md``; a fold with ``metrics.json`` is finished and skipped on a rerun.
 """
 
@@ -37,6 +38,7 @@ from ctlib.transforms import CanvasDataset, CanvasStore
 
 __all__ = [
     "PROTOCOLS",
+    "external_split",
     "fold_dir",
     "make_folds",
     "official_split",
@@ -52,7 +54,9 @@ log = logging.getLogger(__name__)
 
 #: held in a fold folder while a process trains that fold
 LOCK_FILE = "train.lock"
-PROTOCOLS = ("paper", "patient", "pseudo-patient", "official")
+PROTOCOLS = ("paper", "patient", "pseudo-patient", "official", "external")
+#: the protocols with one fixed split instead of k folds
+SINGLE_SPLIT = ("official", "external")
 
 
 def run_cv(
@@ -66,6 +70,7 @@ def run_cv(
     out: str | os.PathLike[str] = "runs",
     progress: bool = True,
     resume: bool = True,
+    test_dataset: CTDataset | None = None,
 ) -> pd.DataFrame:
     """Cross-validate one architecture on one data set; returns one metrics row per fold.
 
@@ -73,16 +78,24 @@ def run_cv(
         dataset: from :func:`ctlib.data.load_dataset`.
         config: the training recipe (``config.arch`` is the architecture).
         runtime: device, precision, workers... (default: auto).
-        protocol: ``"paper"``, ``"patient"``, ``"pseudo-patient"`` or ``"official"``.
-        n_folds: k (5 in the paper); ignored by ``official``.
+        protocol: ``"paper"``, ``"patient"``, ``"pseudo-patient"``, ``"official"`` or
+            ``"external"`` (train on all of ``dataset``, test on all of ``test_dataset``; the
+            run is filed under the protocol ``external-<test set>``).
+        n_folds: k (5 in the paper); ignored by ``official`` and ``external``.
         only_folds: run only these folds (e.g. to spread folds over GPUs).
         out: the results folder.
         progress: progress bars.
         resume: continue unfinished folds from their last epoch checkpoint.
+        test_dataset: the external test set (``external`` only).
     """
     runtime = runtime or Runtime()
     resolve_device(runtime.device)  # a GPU asked for but absent fails before anything is written
-    dataset, folds = assign_folds(dataset, protocol, n_folds, config, out, progress)
+    folds = None  # from the protocol (assign_folds), except for external validation
+    if protocol == "external":
+        dataset, folds, protocol = external_split(dataset, test_dataset)
+    elif test_dataset is not None:
+        raise ValueError(f"test_dataset is for protocol='external', not {protocol!r}.")
+    dataset, folds = assign_folds(dataset, protocol, n_folds, config, out, progress, folds)
     how = {"protocol": protocol, "out": out, "runtime": runtime, "progress": progress}
     run = {"dataset": dataset.name, "protocol": protocol, "arch": config.run_name}
     rows = []
@@ -127,6 +140,44 @@ def official_split(frame: pd.DataFrame) -> pd.Series:
     return frame["official_split"].astype(str).rename("fold")
 
 
+def external_split(train: CTDataset, test: CTDataset | None) -> tuple[CTDataset, pd.Series, str]:
+    """Train on every image of ``train``, test on every image of ``test``, a data set from
+    another source (external validation).
+
+    Returns:
+        The two sets as one data set (named after ``train``, so its runs are filed under it),
+        each row's part (``train``/``test``) and the protocol's folder name,
+        ``external-<test set>``.
+
+    Raises:
+        ValueError: no test set, the two share a name or an image, or an image is unlabelled.
+    """
+    if test is None:
+        raise ValueError(
+            "The 'external' protocol needs a test data set from another source: "
+            "run_cv(..., protocol='external', test_dataset=load_dataset(NAME)) or "
+            "`--test-dataset NAME` on the command line."
+        )
+    if test.name == train.name:
+        raise ValueError(
+            f"Training and test set are both named {train.name!r}; external validation tests "
+            "on another data set (give a variant its own name: dataclasses.replace(test, "
+            "name='...'))."
+        )
+    shared = set(train.frame["path"].astype(str)) & set(test.frame["path"].astype(str))
+    if shared:
+        raise ValueError(
+            f"{len(shared)} images are in both {train.name!r} and {test.name!r} (e.g. "
+            f"{sorted(shared)[0]!r}); an external test set must not hold training images."
+        )
+    for part in (train, test):
+        if part.frame["label"].isna().any():
+            raise ValueError(f"{part.name!r} has unlabelled images; both sets need labels.")
+    frame = pd.concat([train.frame, test.frame], ignore_index=True)
+    parts = pd.Series(["train"] * len(train) + ["test"] * len(test), name="fold")
+    return replace(train, frame=frame), parts, f"external-{test.name}"
+
+
 def make_folds(
     frame: pd.DataFrame, protocol: str = "paper", n_folds: int = 5, seed: int = 0
 ) -> pd.Series:
@@ -144,6 +195,8 @@ def make_folds(
         raise ValueError(f"Unknown protocol {protocol!r}; choose from {PROTOCOLS}.")
     if protocol == "official":
         return official_split(frame)
+    if protocol == "external":
+        raise ValueError("The 'external' split needs two data sets: see external_split.")
     _check_fold_count(frame, n_folds)
     if protocol == "paper":
         folds = paper_folds(frame, n_folds, seed)
@@ -202,8 +255,9 @@ def _check_each_fold_has_both_classes(
 
 
 def fold_ids(protocol: str, n_folds: int, only_folds: list[int] | None = None) -> list[int]:
-    """The folds a run trains: ``0..k-1`` (one fold, 0, for ``official``), or ``only_folds``."""
-    ids = [0] if protocol == "official" else list(range(n_folds))
+    """The folds a run trains: ``0..k-1`` (one fold, 0, for ``official`` and ``external``), or
+    ``only_folds``."""
+    ids = [0] if _single_split(protocol) else list(range(n_folds))
     if only_folds is None:
         return ids
     bad = sorted(set(only_folds) - set(ids))
@@ -219,12 +273,15 @@ def assign_folds(
     config: TrainConfig,
     out: str | os.PathLike[str],
     progress: bool = True,
+    folds: pd.Series | None = None,
 ) -> tuple[CTDataset, pd.Series]:
-    """The folds of a run, recorded in (or checked against) its ``folds.csv``; every image is
-    checked readable first, so a broken one is named now, not after the schedule."""
+    """The folds of a run (``folds``, else :func:`make_folds`), recorded in (or checked against)
+    its ``folds.csv``; every image is checked readable first, so a broken one is named now,
+    not after the schedule."""
     if protocol == "pseudo-patient" and "pseudo_patient" not in dataset.frame:
         dataset = replace(dataset, frame=with_pseudo_patients(dataset.frame, dataset.name))
-    folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
+    if folds is None:
+        folds = make_folds(dataset.frame, protocol, n_folds, config.seed)
     check_readable(dataset.frame["path"].tolist(), name=dataset.name, progress=progress)
     base = Path(out) / dataset.name / protocol / config.run_name
     base.mkdir(parents=True, exist_ok=True)
@@ -241,6 +298,11 @@ def assign_folds(
             "number of folds); use another output folder."
         )
     return dataset, folds
+
+
+def _single_split(protocol: str) -> bool:
+    """``official`` or ``external-<test set>``: one fixed split, fold 0."""
+    return protocol.partition("-")[0] in SINGLE_SPLIT
 
 
 def _same_assignment(old: pd.DataFrame, new: pd.DataFrame) -> bool:
@@ -282,7 +344,7 @@ def run_fold(
     warning). ``resume=False`` restarts an unfinished fold from epoch 0; a finished fold is
     still skipped (delete its folder to run it again).
     """
-    n_folds = 1 if protocol == "official" else int(folds.max()) + 1
+    n_folds = 1 if _single_split(protocol) else int(folds.max()) + 1
     folder = fold_dir(out, dataset.name, protocol, config.run_name, fold)
     record = {"dataset": dataset.name, "protocol": protocol, "n_folds": n_folds, "fold": fold}
     with claim_fold(folder, {**record, "train": config.to_dict()}) as claimed:
@@ -400,6 +462,8 @@ def fold_datasets(
     fold)."""
     if protocol == "official":
         train, val, test = (folds == "train"), (folds == "val"), (folds == "test")
+    elif _single_split(protocol):  # external: no validation part
+        train, val, test = (folds == "train"), None, (folds == "test")
     else:
         test = folds == fold
         train, val = ~test, None

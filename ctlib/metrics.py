@@ -2,7 +2,8 @@
 
 The paper (Sec. 4.1) reports accuracy, precision, recall (sensitivity), specificity and
 F1, averaged over the five test folds as mean ± standard deviation. ctlib adds ROC-AUC,
-the confusion matrix, and bootstrap confidence intervals that resample *patients* where
+the confusion matrix, calibration (expected calibration error, Brier score, reliability
+bins), and bootstrap confidence intervals that resample *patients* where
 patients are known -- slices of one patient are not independent evidence.
 
 Conventions: a prediction is positive when ``prob >= threshold`` (0.5 by default); a
@@ -25,7 +26,11 @@ __all__ = [
     "binary_cross_entropy",
     "binary_metrics",
     "bootstrap_ci",
+    "brier_score",
+    "calibration",
     "confusion_counts",
+    "expected_calibration_error",
+    "reliability_bins",
     "roc_auc",
     "summarize_folds",
 ]
@@ -118,6 +123,87 @@ def binary_metrics(
         **{k: float(v) for k, v in c.items()},
         "n": float(len(y)),
         "threshold": float(threshold),
+    }
+
+
+def brier_score(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray) -> float:
+    """Mean squared difference between P(COVID) and the label: 0 is perfect, 0.25 is what
+    always saying 0.5 scores."""
+    y, p = _as_arrays(labels, probs)
+    return float(np.mean((p - y) ** 2))
+
+
+def reliability_bins(
+    labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray, n_bins: int = 10
+) -> pd.DataFrame:
+    """P(COVID) in ``n_bins`` equal-width bins on [0, 1]: per bin its edges, the number of
+    images, their mean P(COVID) and the share of them that are COVID (the reliability
+    diagram's points). Bin ``b`` holds ``b/n <= p < (b+1)/n``; the last also holds p = 1.
+    Empty bins are kept, with count 0 and NaN means."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}.")
+    y, p = _as_arrays(labels, probs)
+    if p.min() < 0 or p.max() > 1:
+        raise ValueError("probs must lie in [0, 1]: pass probabilities, not logits.")
+    index = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_prob = np.bincount(index, weights=p, minlength=n_bins) / count
+        positive = np.bincount(index, weights=y, minlength=n_bins) / count
+    edges = np.arange(n_bins + 1) / n_bins
+    return pd.DataFrame(
+        {"low": edges[:-1], "high": edges[1:], "count": count, "mean_prob": mean_prob,
+         "fraction_covid": positive}
+    )  # fmt: skip
+
+
+def expected_calibration_error(
+    labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray, n_bins: int = 10
+) -> float:
+    """Expected calibration error of P(COVID) over ``n_bins`` equal-width bins:
+
+        ECE = sum over bins b of (n_b / N) * | mean P(COVID) in b - share of COVID in b |
+
+    0 means that among the images given P(COVID) near 0.9, nine in ten are COVID (in every
+    bin); it is a fraction (0.05 = 5 points), and it depends on the bins (10 here, as usual).
+    """
+    bins = reliability_bins(labels, probs, n_bins)
+    full = bins[bins["count"] > 0]
+    gap = (full["mean_prob"] - full["fraction_covid"]).abs()
+    return float((full["count"] * gap).sum() / full["count"].sum())
+
+
+def calibration(
+    labels: Sequence[int] | np.ndarray,
+    probs: Sequence[float] | np.ndarray,
+    threshold: float = 0.5,
+    n_bins: int = 10,
+) -> dict[str, float | str]:
+    """ECE, Brier score, and whether the network is over- or under-confident.
+
+    Confidence is the probability of the class a prediction names (``max(p, 1 - p)``);
+    a network is *overconfident* when its mean confidence exceeds its accuracy (at
+    ``threshold``) by more than one image's worth, *underconfident* when it falls short by as
+    much, else *calibrated*.
+
+    Returns:
+        ``ece``, ``brier``, ``confidence`` (mean), ``accuracy``, ``n`` and ``verdict``.
+    """
+    y, p = _as_arrays(labels, probs)
+    confidence = float(np.mean(np.maximum(p, 1 - p)))
+    accuracy = float(np.mean((p >= threshold) == (y == 1)))
+    gap = confidence - accuracy
+    verdict = (
+        "overconfident" if gap > 1 / len(y) else "underconfident" if gap < -1 / len(y) else
+        "calibrated"
+    )  # fmt: skip
+    return {
+        "ece": expected_calibration_error(y, p, n_bins),
+        "brier": brier_score(y, p),
+        "confidence": confidence,
+        "accuracy": accuracy,
+        "n": float(len(y)),
+        "verdict": verdict,
     }
 
 

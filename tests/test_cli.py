@@ -110,3 +110,17 @@ def test_cv_bad_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFi
         main(["cv", "--arch", "inceptionv3", "--canvas", "40", "40", "--out", str(tmp_path)]) == 2
     )
     assert "too small" in capsys.readouterr().err
+
+
+def test_external_protocol_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "runs")
+    assert main(["cv", "--protocol", "external", "--quick", "--out", out, "-q"]) == 2
+    assert "--test-dataset NAME goes with --protocol external" in capsys.readouterr().err
+    assert main(["cv", "--test-dataset", "covid19-ct", "--quick", "--out", out, "-q"]) == 2
+    assert "--test-dataset NAME goes with --protocol external" in capsys.readouterr().err
+    # the synthetic set tested on itself is refused: external means another source
+    assert main(["cv", "--protocol", "external", "--test-dataset", "synthetic", "--quick",
+                 "--out", out, "-q"]) == 2  # fmt: skip
+    assert "both named 'synthetic'" in capsys.readouterr().err

@@ -164,3 +164,51 @@ def test_a_run_from_before_a_new_setting_still_resumes(synth, tmp_path: Path) ->
         run_cv(
             synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
         )
+
+
+def _other_source(root: Path):  # -> CTDataset
+    """A synthetic set from another 'hospital': other patients, wider margins, more noise."""
+    from ctlib.data.synthetic import SyntheticConfig
+
+    other = SyntheticConfig(n_patients=8, seed=7, fill_range=(0.55, 0.7), noise_sigma=(6.0, 8.0))
+    return replace(load_dataset("synthetic", root, synthetic=other, progress=False), name="other")
+
+
+def test_external_protocol_trains_on_one_set_and_tests_on_the_other(synth, tmp_path: Path) -> None:
+    other = _other_source(tmp_path / "other")
+    table = run_cv(synth, TINY, protocol="external", test_dataset=other, out=tmp_path / "runs",
+                   progress=False)  # fmt: skip
+    assert table[["dataset", "protocol", "fold"]].values.tolist() == [
+        ["synthetic", "external-other", 0]
+    ]
+    folder = fold_dir(tmp_path / "runs", "synthetic", "external-other", TINY.run_name, 0)
+    predictions = pd.read_csv(folder / "predictions.csv")
+    assert sorted(predictions["path"]) == sorted(other.frame["path"])  # all of the other set
+    assert predictions["patient_id"].notna().all()  # its patients, for the intervals
+    folds = pd.read_csv(folder.parent / "folds.csv")
+    assert (folds["fold"] == "train").sum() == len(synth)
+    assert (folds["fold"] == "test").sum() == len(other)
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["protocol"], config["n_folds"]) == ("external-other", 1)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["n"] == len(other)
+    # finished: a second call reads it
+    again = run_cv(synth, TINY, protocol="external", test_dataset=other, out=tmp_path / "runs",
+                   progress=False)  # fmt: skip
+    assert again["accuracy"].tolist() == table["accuracy"].tolist()
+
+
+def test_external_protocol_refuses_what_is_not_external(synth, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    with pytest.raises(ValueError, match="needs a test data set"):
+        run_cv(synth, TINY, protocol="external", out=out, progress=False)
+    with pytest.raises(ValueError, match="both named 'synthetic'"):
+        run_cv(synth, TINY, protocol="external", test_dataset=synth, out=out, progress=False)
+    with pytest.raises(ValueError, match=r"images are in both 'synthetic' and 'copy'"):
+        copy = replace(synth, name="copy")
+        run_cv(synth, TINY, protocol="external", test_dataset=copy, out=out, progress=False)
+    with pytest.raises(ValueError, match="test_dataset is for protocol='external'"):
+        run_cv(synth, TINY, protocol="patient", test_dataset=copy, out=out, progress=False)
+    with pytest.raises(ValueError, match="needs two data sets"):
+        make_folds(synth.frame, "external")
+    assert not out.exists(), "nothing is written before the check"

@@ -7,7 +7,17 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from ctlib.metrics import binary_metrics, bootstrap_ci, confusion_counts, roc_auc, summarize_folds
+from ctlib.metrics import (
+    binary_metrics,
+    bootstrap_ci,
+    brier_score,
+    calibration,
+    confusion_counts,
+    expected_calibration_error,
+    reliability_bins,
+    roc_auc,
+    summarize_folds,
+)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -66,3 +76,40 @@ def test_bootstrap_contains_estimate_and_groups_widen() -> None:
     assert est == est_g and lo <= est <= hi and lo_g <= est_g <= hi_g
     assert (hi_g - lo_g) > 2 * (hi - lo)  # slices are not independent evidence
     assert bootstrap_ci(y, p, n_boot=200, seed=3) == bootstrap_ci(y, p, n_boot=200, seed=3)
+
+
+def test_calibration_against_hand_computed_values() -> None:
+    labels = [0, 0, 1, 1, 1]
+    probs = [0.05, 0.35, 0.35, 0.9, 1.0]
+    # bins (10, equal width): [0, .1): 0.05 (0 COVID); [.3, .4): 0.35, 0.35 (one COVID);
+    # [.9, 1]: 0.9, 1.0 (both COVID; p = 1 falls in the last bin)
+    bins = reliability_bins(labels, probs)
+    assert bins["count"].tolist() == [1, 0, 0, 2, 0, 0, 0, 0, 0, 2]
+    assert bins.loc[3, "mean_prob"] == pytest.approx(0.35)
+    assert bins.loc[3, "fraction_covid"] == pytest.approx(0.5)
+    assert np.isnan(bins.loc[1, "mean_prob"])
+    # ECE = (1 * |0.05 - 0| + 2 * |0.35 - 0.5| + 2 * |0.95 - 1|) / 5 = (0.05 + 0.3 + 0.1) / 5
+    assert expected_calibration_error(labels, probs) == pytest.approx(0.09)
+    # Brier = (0.05² + 0.35² + 0.65² + 0.1² + 0²) / 5
+    assert brier_score(labels, probs) == pytest.approx((0.0025 + 0.1225 + 0.4225 + 0.01) / 5)
+    # confidence (0.95 + 0.65 + 0.65 + 0.9 + 1.0) / 5 = 0.83; accuracy 4/5 (0.35 for a COVID
+    # slice is wrong): 0.03 is less than one image (0.2): calibrated
+    result = calibration(labels, probs)
+    assert result["confidence"] == pytest.approx(0.83)
+    assert result["accuracy"] == pytest.approx(0.8)
+    assert result["verdict"] == "calibrated"
+    assert expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0
+
+
+def test_calibration_verdicts_and_bad_input() -> None:
+    sure_and_wrong = calibration([1, 0, 1, 0], [0.99, 0.99, 0.01, 0.01])
+    assert sure_and_wrong["verdict"] == "overconfident"
+    timid = calibration([1] * 10 + [0] * 10, [0.6] * 10 + [0.4] * 10)
+    assert timid["verdict"] == "underconfident"  # always right, only 60 % sure
+    assert expected_calibration_error([1] * 10 + [0] * 10, [0.6] * 10 + [0.4] * 10) == (
+        pytest.approx(0.4)
+    )
+    with pytest.raises(ValueError, match="probabilities, not logits"):
+        reliability_bins([0, 1], [-2.0, 3.0])
+    with pytest.raises(ValueError, match="n_bins must be at least 1"):
+        expected_calibration_error([0, 1], [0.2, 0.8], n_bins=0)

@@ -359,3 +359,60 @@ def test_key_findings_say_when_two_runs_differ_in_budget(tmp_path: Path) -> None
     assert "from random initialisation, at 12 epochs: 75.0 %" in scratch
     assert "the reference trained at 24 epochs, so the budgets differ too" in scratch
     assert not any("same budget" in line for line in lines)
+
+
+def test_external_and_calibration_tables_and_sentences(tmp_path: Path) -> None:
+    from ctlib.study.honest import calibration_frame, external_frame, external_table
+
+    for k, acc in enumerate([0.8, 0.9]):
+        _fold(tmp_path, "sars-cov-2-ct", "paper", "efficientnet_lite0", k, acc)
+        _fold(tmp_path, "covid19-ct", "paper", "efficientnet_lite0", k, acc - 0.1)
+    external = _fold(tmp_path, "sars-cov-2-ct", "external-covid19-ct", "efficientnet_lite0", 0, 0.5)
+    # the external test set: four patients, two slices each; half the slices right
+    pd.DataFrame(
+        {
+            "path": [f"CT_COVID/{i}.png" for i in range(8)],
+            "label": [1, 1, 0, 0, 1, 1, 0, 0],
+            "prob": [0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1],
+            "fold": 0,
+            "patient_id": ["a", "a", "b", "b", "c", "c", "d", "d"],
+        }
+    ).to_csv(external / "predictions.csv", index=False)
+    _fold(tmp_path / "none", "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
+    with pytest.raises(FileNotFoundError, match="No external run"):
+        external_frame(tmp_path / "none")
+
+    row = external_frame(tmp_path, n_boot=200).iloc[0]
+    assert (row["train"], row["test"], row["resampled"]) == (
+        "sars-cov-2-ct",
+        "covid19-ct",
+        "patients",
+    )
+    assert row["train_cv_accuracy"].tolist() == [0.8, 0.9]
+    assert row["test_cv_accuracy"].round(2).tolist() == [0.7, 0.8]
+    assert 0.0 <= row["ci_low"] <= 0.5 <= row["ci_high"] <= 1.0
+    table = external_table(tmp_path)
+    assert table["trained on (all of it)"].item() == "sars-cov-2-ct"
+    assert table["tested on (all of it)"].item() == "covid19-ct"
+    assert table["CV on the training set, %"].item() == "85.0 ± 7.1"
+    assert table["CV on the test set, %"].item() == "75.0 ± 7.1"
+
+    calibration = calibration_frame(tmp_path).set_index(["dataset", "protocol"])
+    ext = calibration.loc[("sars-cov-2-ct", "external-covid19-ct")]
+    # mean confidence (0.9+0.8+0.7+0.6+0.6+0.7+0.8+0.9)/8 = 0.75, accuracy 4/8: overconfident
+    assert ext["confidence"] == pytest.approx(0.75) and ext["accuracy"] == 0.5
+    assert ext["verdict"] == "overconfident"
+    lines = key_findings(tmp_path)
+    sentence = next(line for line in lines if "external validation" in line)
+    assert sentence.startswith(
+        "**sars-cov-2-ct → covid19-ct** (external validation), EfficientNet-Lite0 (ImageNet) "
+        "trained on all of sars-cov-2-ct and tested on all of covid19-ct: 50.0 % (95 % CI "
+    )
+    assert sentence.endswith(
+        "patients resampled; sensitivity 50.0 %, specificity 50.0 %), against 85.0 % on "
+        "sars-cov-2-ct's own image-level folds and 75.0 % on covid19-ct's own image-level folds."
+    )
+    assert any(line.startswith("**Calibration**") and "overconfident" in line for line in lines)
+    block = readme_block(tmp_path)
+    assert "**External validation**" in block and "**Calibration of P(COVID)**" in block
+    assert "external: all of it, tested on covid19-ct" in block

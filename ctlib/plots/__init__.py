@@ -8,7 +8,7 @@ itself; :func:`save_figure` writes one atomically. By subject:
 * :mod:`~ctlib.plots.explain` -- t-SNE (Fig. 11/12), Grad-CAM overlays and galleries (Fig. 13-16,
   :func:`plot_outcome_gallery` all four outcomes in one);
 * :mod:`~ctlib.plots.results` -- Fig. 9's confusion matrices, the honest-evaluation panel,
-  near-duplicate pairs.
+  reliability diagrams, near-duplicate pairs.
 """
 
 from ctlib.plots.base import figure_png, image_grid, save_figure
@@ -27,7 +27,13 @@ from ctlib.plots.explain import (
     plot_outcome_gallery,
     plot_tsne,
 )
-from ctlib.plots.results import confusion_figure, honest_figure, paper_figure, plot_pairs
+from ctlib.plots.results import (
+    confusion_figure,
+    honest_figure,
+    paper_figure,
+    plot_pairs,
+    reliability_figure,
+)
 from ctlib.plots.training import plot_history, plot_lr_schedule
 
 __all__ = [
@@ -50,5 +56,6 @@ __all__ = [
     "plot_pairs",
     "plot_sizes",
     "plot_tsne",
+    "reliability_figure",
     "save_figure",
 ]

@@ -1,4 +1,5 @@
-"""Figures of results: Fig. 9's confusion matrices, the honest-evaluation panel, look-alikes."""
+"""Figures of results: Fig. 9's confusion matrices, the honest-evaluation panel, reliability
+diagrams, look-alikes."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ from ctlib.models import get_spec, list_models
 from ctlib.results import collect_results
 from ctlib.study.audit import load_audits
 from ctlib.study.paper import compare_with_paper, paper_table
-from ctlib.study.tables import PROTOCOL_NAMES, mean_confusion, network_name
+from ctlib.study.tables import PROTOCOL_NAMES, mean_confusion, network_name, protocol_name
 
-__all__ = ["confusion_figure", "honest_figure", "paper_figure", "plot_pairs"]
+__all__ = [
+    "confusion_figure",
+    "honest_figure",
+    "paper_figure",
+    "plot_pairs",
+    "reliability_figure",
+]
 
 
 def confusion_figure(results: pd.DataFrame, *, columns: int = 4) -> Figure:
@@ -71,11 +78,17 @@ def honest_figure(results: str | os.PathLike[str]) -> Figure:
             ["protocol", "arch"], key=lambda c: c.map(order) if c.name == "protocol" else c
         )
         labels = [
-            f"{network_name(a)}\n{PROTOCOL_NAMES.get(p, p)}"
+            f"{network_name(a)}\n{protocol_name(p)}"
             for p, a in zip(stats["protocol"], stats["arch"], strict=True)
         ]
         colours = [
-            "#8c8c8c" if "-" in a else "#4c72b0" if p == "paper" else "#dd8452"
+            "#c44e52"
+            if p.startswith("external-")
+            else "#8c8c8c"
+            if "-" in a
+            else "#4c72b0"
+            if p == "paper"
+            else "#dd8452"
             for p, a in zip(stats["protocol"], stats["arch"], strict=True)
         ]
         y = np.arange(len(stats))
@@ -99,7 +112,7 @@ def honest_figure(results: str | os.PathLike[str]) -> Figure:
                 color=colour,
                 linestyle="--",
                 linewidth=1,
-                label=f"metadata only, {PROTOCOL_NAMES.get(protocol, protocol)}",
+                label=f"metadata only, {protocol_name(protocol)}",
             )
         ax.set_xlim(0, 105)
         ax.set_xlabel("test accuracy, % (mean ± std over folds)")
@@ -177,8 +190,7 @@ def paper_figure(
                 own = row.compared_with == "own row"
                 kind = "beside its own row" if own else "not in the paper"
                 labels.append(
-                    f"kit: {network_name(row.arch)}\n"
-                    f"{PROTOCOL_NAMES.get(row.protocol, row.protocol)}, {kind}"
+                    f"kit: {network_name(row.arch)}\n{protocol_name(row.protocol)}, {kind}"
                 )
                 means.append(row.ours_mean)
                 sds.append(0.0 if np.isnan(row.ours_std) else row.ours_std)
@@ -198,5 +210,54 @@ def paper_figure(
         ax.set_xlabel(f"{metric}, % (mean ± SD over test folds)")
         ax.set_title(f"{dataset}: the paper's Table 2 (grey) and the kit's runs")
         ax.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
+def reliability_figure(
+    results: str | os.PathLike[str], n_bins: int = 10, *, columns: int = 3
+) -> Figure:
+    """Reliability diagrams, one panel per run and protocol: the share of COVID slices against
+    the mean P(COVID) in ``n_bins`` equal-width bins (test folds pooled; a point's area grows
+    with its images; the grey bars are how many images fall in each bin). On the diagonal a
+    network's 0.9 means COVID nine times in ten; below it, it says COVID more surely than it is
+    right; above it, less surely."""
+    from ctlib.metrics import reliability_bins
+    from ctlib.results import collect_predictions
+    from ctlib.study.honest import calibration_frame
+
+    predictions = collect_predictions(results)
+    summary = calibration_frame(results, n_bins)
+    summary = summary.sort_values(["dataset", "protocol", "arch"], ascending=[False, True, True])
+    n = len(summary)
+    columns = min(columns, n)
+    rows = int(np.ceil(n / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.7 * rows), squeeze=False)
+    for ax, run in zip(axes.flat, summary.itertuples(), strict=False):
+        group = predictions[(predictions["dataset"] == run.dataset)
+                            & (predictions["protocol"] == run.protocol)
+                            & (predictions["arch"] == run.arch)]  # fmt: skip
+        bins = reliability_bins(group["label"], group["prob"], n_bins)
+        ax.bar(bins["low"], bins["count"] / len(group), width=1 / n_bins, align="edge",
+               color="0.88", edgecolor="white", label="images in the bin")  # fmt: skip
+        ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1, label="calibrated")
+        full = bins[bins["count"] > 0]
+        ax.plot(full["mean_prob"], full["fraction_covid"], color="#4c72b0", linewidth=1.2)
+        ax.scatter(full["mean_prob"], full["fraction_covid"], color="#4c72b0",
+                   s=10 + 150 * full["count"] / len(group), zorder=3)  # fmt: skip
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal")
+        ax.set_title(f"{run.dataset}, {protocol_name(run.protocol)}\n{network_name(run.arch)}\n"
+                     f"ECE {100 * run.ece:.1f} %, Brier {run.brier:.3f}: {run.verdict}",
+                     fontsize=7.5)  # fmt: skip
+        ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("mean P(COVID) in the bin", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of COVID slices", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6.5, loc="upper left")
+    figure.suptitle(f"Reliability of P(COVID): {n_bins} equal-width bins, test folds pooled",
+                    fontsize=10)  # fmt: skip
     figure.tight_layout()
     return figure

@@ -10,7 +10,7 @@ from ctlib.models import get_spec
 from ctlib.results import collect_results
 from ctlib.study.audit import load_audits
 from ctlib.study.paper import best_rows, paper_range
-from ctlib.study.tables import PROTOCOL_NAMES, network_name
+from ctlib.study.tables import PROTOCOL_NAMES, network_name, protocol_name
 
 __all__ = ["key_findings"]
 
@@ -72,7 +72,8 @@ def _budget_words(budget: str, reference: str) -> tuple[str, str]:
 def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0") -> list[str]:
     """The comparisons that matter, as sentences built from ``results`` (Markdown bullets
     without the bullet): the image-level accuracy against the grouped protocols, against
-    random initialisation, the padding probe and the metadata-only classifier."""
+    random initialisation, the padding probe and the metadata-only classifier; then external
+    validation and calibration."""
     frame = collect_results(results)
     audits = load_audits(results)
     lines = []
@@ -184,4 +185,58 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
                     else "."
                 )
             )
+    return lines + _external_lines(results, run) + _calibration_lines(results, run)
+
+
+def _external_lines(results: str | os.PathLike[str], run: str) -> list[str]:
+    """A sentence per external run of ``run``: its accuracy with its interval beside the
+    training set's and the test set's own image-level folds."""
+    from ctlib.study.honest import external_frame
+
+    try:
+        frame = external_frame(results)
+    except FileNotFoundError:
+        return []
+    lines = []
+    for row in frame[frame["arch"] == run].itertuples():
+        sides = ((row.train_cv_accuracy, row.train), (row.test_cv_accuracy, row.test))
+        own = [
+            f"{100 * folds.mean():.1f} % on {where}'s own image-level folds"
+            for folds, where in sides
+            if len(folds)
+        ]
+        same = "" if row.recipe == row.train_cv_recipe else (
+            f" (recipes differ: {row.recipe or 'not recorded'} here, "
+            f"{row.train_cv_recipe or 'not recorded'} in the folds)"
+        )  # fmt: skip
+        lines.append(
+            f"**{row.train} → {row.test}** (external validation), {network_name(run)} trained "
+            f"on all of {row.train} and tested on all of {row.test}: "
+            f"{100 * row.accuracy:.1f} % (95 % CI {100 * row.ci_low:.1f}–{100 * row.ci_high:.1f}, "
+            f"{row.resampled} resampled; sensitivity {100 * row.recall:.1f} %, specificity "
+            f"{100 * row.specificity:.1f} %)"
+            + (", against " + " and ".join(own) if own else "")
+            + f"{same}."
+        )
     return lines
+
+
+def _calibration_lines(results: str | os.PathLike[str], run: str) -> list[str]:
+    """One sentence: the calibration of ``run`` under each protocol, with its verdict."""
+    from ctlib.study.honest import calibration_frame
+
+    frame = calibration_frame(results)
+    frame = frame[frame["arch"] == run].sort_values(
+        ["dataset", "protocol"], ascending=[False, True]
+    )
+    if frame.empty:
+        return []
+    parts = [
+        f"{r.dataset}, {protocol_name(r.protocol)}: ECE {100 * r.ece:.1f} %, {r.verdict} "
+        f"(mean confidence {100 * r.confidence:.1f} %, accuracy {100 * r.accuracy:.1f} %)"
+        for r in frame.itertuples()
+    ]
+    return [
+        f"**Calibration** of {network_name(run)}'s P(COVID) (expected calibration error over "
+        "10 equal-width bins, test folds pooled): " + "; ".join(parts) + "."
+    ]

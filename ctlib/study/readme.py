@@ -14,6 +14,7 @@ import pandas as pd
 from ctlib.ops.sweep.cost import COSTS_FILE
 from ctlib.study.audit import COSINE_MIN, HASH_MAX_DISTANCE, load_audits
 from ctlib.study.findings import key_findings
+from ctlib.study.honest import calibration_table, external_table
 from ctlib.study.tables import (
     audit_table,
     cam_score_table,
@@ -49,6 +50,7 @@ def readme_block(results: str | os.PathLike[str]) -> str:
         "",
         markdown_table(comparison),
     ]
+    parts += _honest_tables(results)
     audits = load_audits(results)
     if audits:
         parts += [
@@ -104,6 +106,33 @@ def readme_block(results: str | os.PathLike[str]) -> str:
         ]
     parts += ["", README_END]
     return "\n".join(parts)
+
+
+def _honest_tables(results: str | os.PathLike[str]) -> list[str]:
+    """External validation (where run) and calibration, as Markdown parts."""
+    parts = []
+    try:
+        external = external_table(results)
+    except FileNotFoundError:
+        external = None
+    if external is not None:
+        parts += [
+            "",
+            "**External validation** (trained on all of one data set, tested on all of the "
+            "other; the 95 % interval resamples patients where the test set knows them; beside "
+            "it, each set's own image-level cross-validation of the same network):",
+            "",
+            markdown_table(external),
+        ]
+    parts += [
+        "",
+        "**Calibration of P(COVID)** (test folds pooled; ECE: expected calibration error over "
+        "10 equal-width bins; Brier: mean squared error of P(COVID); overconfident: mean "
+        "confidence above accuracy by more than one image; `figures/reliability.png`):",
+        "",
+        markdown_table(calibration_table(results)),
+    ]
+    return parts
 
 
 def _heat_recipe_notes(heat: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:

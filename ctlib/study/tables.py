@@ -43,6 +43,7 @@ __all__ = [
     "mean_confusion",
     "mean_std",
     "network_name",
+    "protocol_name",
     "sweep_cost_table",
     "table2",
     "with_confidence",
@@ -139,6 +140,14 @@ PROTOCOL_NAMES = {
 }
 
 
+def protocol_name(protocol: str) -> str:
+    """A protocol in words (:data:`PROTOCOL_NAMES`); an external run, ``external-<test set>``,
+    names the set it was tested on."""
+    if protocol.startswith("external-"):
+        return f"external: all of it, tested on {protocol.removeprefix('external-')}"
+    return PROTOCOL_NAMES.get(protocol, protocol)
+
+
 def network_name(run: str) -> str:
     arch, *variants = run.split("-")
     words = {"scratch": "random init", "fe": "head only", "flat": "flat box: padding probe"}
@@ -201,7 +210,7 @@ def comparison_table(results: str | os.PathLike[str], *, with_paper: bool = True
         rows.append(
             {
                 "data set": dataset,
-                "protocol": PROTOCOL_NAMES.get(protocol, protocol),
+                "protocol": protocol_name(protocol),
                 "network": network_name(run),
                 **{label: mean_std(group[m]) for label, m in _SHOWN},
                 "folds": int(len(group)),
@@ -262,7 +271,7 @@ def audit_table(results: str | os.PathLike[str]) -> pd.DataFrame:
             rows.append(
                 {
                     "data set": name,
-                    "split": PROTOCOL_NAMES.get(protocol, protocol),
+                    "split": protocol_name(protocol),
                     "identical pairs across folds": entry.get("identical_pairs", 0),
                     "near-duplicate pairs across folds": entry["near_duplicate_pairs"],
                     "test images with a look-alike in training": (
@@ -320,7 +329,7 @@ def heat_table(results: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "data set": table["dataset"],
-            "protocol": table["protocol"].map(lambda p: PROTOCOL_NAMES.get(p, p)),
+            "protocol": table["protocol"].map(protocol_name),
             "network": table["run"].map(network_name),
             "recipe": table["recipe"],
             "CAM": table["method"],
