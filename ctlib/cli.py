@@ -3,7 +3,7 @@
 Each command imports the parts of ctlib it needs inside its own function, on purpose:
 ``python -m ctlib --help`` or ``datasets`` then answers in a second, without loading torch.
 Commands: data (``datasets``, ``verify``, ``download``, ``canvases``), training (``train``,
-``cv``; ``sweep`` from :mod:`ctlib.ops.sweep`), reports (``table``, ``audit``, ``heat``,
+``cv``; ``sweep`` from :mod:`ctlib.ops.sweep`), reports (``table``, ``audit``, ``heat``, ``road``,
 ``figures``, ``predict``, ``export-results``, ``import-results``), ``prepare-workshop`` and
 ``quickstart``.
 """
@@ -211,6 +211,42 @@ def _cmd_heat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_road(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from ctlib.cv import fold_dir
+    from ctlib.explain import load_trained
+    from ctlib.explain.faithfulness import faithfulness, summarize_faithfulness
+    from ctlib.results import fold_recipe, relative_paths
+
+    folder = fold_dir(args.runs, args.dataset, args.protocol, args.run, args.fold)
+    if not (folder / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"{folder / 'model.pt'} is missing: train that fold first (python -m ctlib cv "
+            f"--dataset {args.dataset} --protocol {args.protocol} --only-folds {args.fold} "
+            f"--out {args.runs} ...); exported results carry no network."
+        )
+    model, _ = load_trained(folder / "model.pt")
+    test = pd.read_csv(folder / "predictions.csv")
+    per_image = faithfulness(model, test, max_images=args.images, percentiles=args.percentiles,
+                             seed=args.seed, progress=not args.quiet)  # fmt: skip
+    accuracy = json.loads((folder / "metrics.json").read_text())["accuracy"]
+    per_image = per_image.assign(
+        path=relative_paths(per_image["path"]), dataset=args.dataset, protocol=args.protocol,
+        run=args.run, fold=args.fold, test_accuracy=accuracy,
+        recipe=fold_recipe(folder / "config.json"),
+        percentiles=" ".join(str(p) for p in args.percentiles),
+    )  # fmt: skip
+    path = Path(args.out) / f"road_{args.dataset}_{args.protocol}_{args.run}_fold{args.fold}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    per_image.to_csv(path, index=False)
+    print(summarize_faithfulness(per_image).to_string(index=False, float_format="{:.3f}".format))
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_figures(args: argparse.Namespace) -> int:
     from ctlib.cv import fold_dir
     from ctlib.explain import fold_gallery, fold_tsne
@@ -414,6 +450,16 @@ def _commands() -> dict[str, tuple[str, object, list]]:
         "heat": ("Grad-CAM heat on padding and outside the body, per trained fold", _cmd_heat, [
             *RUN_FOLDER,
             _opt("--images", type=int, default=20, help="test images per fold (default: 20)"),
+            _opt("--out", default="results/explain", help="output folder (default: %(default)s)"),
+            QUIET]),
+        "road": ("faithfulness of the CAMs (ROAD, confidence change) on a trained fold's test "
+                 "images", _cmd_road, [
+            *RUN_FOLDER,
+            _opt("--fold", type=int, default=1, help="the fold (default: 1, the figures' fold)"),
+            _opt("--images", type=int, default=100, help="test images (default: 100)"),
+            _opt("--percentiles", type=int, nargs="+", default=[20, 40, 60, 80],
+                 help="removal thresholds (default: 20 40 60 80)"),
+            _opt("--seed", type=int, default=0, help="sample, random map, noise (default: 0)"),
             _opt("--out", default="results/explain", help="output folder (default: %(default)s)"),
             QUIET]),
         "figures": ("the paper's t-SNE (Fig. 11/12) and Grad-CAM galleries (Fig. 13-16) of a fold",

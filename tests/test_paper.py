@@ -215,3 +215,24 @@ def test_committed_figures_and_tables_are_found_or_named(capsys) -> None:
     assert "no committed results/explain/no_such_*.csv" in capsys.readouterr().out
     heat = committed_table("explain/heat_*.csv")
     assert heat is not None and {"dataset", "padding_share"} <= set(heat.columns)
+
+
+def test_citation_file_names_the_paper_and_both_data_sets_as_the_readme_does() -> None:
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    citation = yaml.safe_load((repo / "CITATION.cff").read_text())
+    readme = (repo / "README.md").read_text()
+    paper = citation["preferred-citation"]
+    assert [a["family-names"] for a in paper["authors"]] == [
+        "Alshazly", "Linse", "Barth", "Martinetz"
+    ]  # fmt: skip
+    assert f"doi:{paper['doi']}" in readme
+    assert {r["type"] for r in citation["references"]} == {"data"}
+    first_authors = [r["authors"][0]["family-names"] for r in citation["references"]]
+    assert first_authors == ["Soares", "Zhao"]
+    for reference in citation["references"]:
+        assert reference["notes"].strip() and "Licence" in reference["notes"]
+        ids = [reference.get("doi", "")] + [i["value"] for i in reference.get("identifiers", [])]
+        assert any(i and i.removeprefix("arXiv:") in readme for i in ids), reference["title"]
+    assert citation["license"] == "MIT"

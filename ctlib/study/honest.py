@@ -4,12 +4,15 @@
   the other (``results/<train set>/external-<test set>/<run>/``), beside the same recipe's
   cross-validation on each set;
 * :func:`calibration_table` -- per run and protocol: expected calibration error, Brier score,
-  and whether the network is over- or under-confident (:func:`ctlib.metrics.calibration`).
+  and whether the network is over- or under-confident (:func:`ctlib.metrics.calibration`);
+* :func:`faithfulness_table` -- the CAMs' ROAD scores on real test images
+  (``results/explain/road_*.csv``, :func:`ctlib.explain.faithfulness.faithfulness`).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,13 @@ from ctlib.metrics import bootstrap_ci, calibration
 from ctlib.results import RESULT_KEYS, collect_predictions, collect_results
 from ctlib.study.tables import mean_std, network_name, protocol_name
 
-__all__ = ["calibration_frame", "calibration_table", "external_frame", "external_table"]
+__all__ = [
+    "calibration_frame",
+    "calibration_table",
+    "external_frame",
+    "external_table",
+    "faithfulness_table",
+]
 
 
 def _with_thresholds(results: str | os.PathLike[str]) -> pd.DataFrame:
@@ -161,3 +170,42 @@ def external_table(results: str | os.PathLike[str]) -> pd.DataFrame:
             "CPU min": frame["cpu_minutes"].map(lambda m: f"{m:.0f}" if np.isfinite(m) else ""),
         }
     )
+
+
+def faithfulness_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """``results/explain/road_*.csv`` (``python -m ctlib road``) as one table: per data set
+    and map, the mean ROAD score (higher: the map's top pixels are the ones the prediction
+    needs; about 0 for a random ranking), removal of the most and of the least relevant
+    pixels first, and the confidence change under the map, as changes in P(explained class)
+    in percentage points, with the network's fold, test accuracy and recipe.
+
+    Raises:
+        FileNotFoundError: no ROAD file under ``results/explain``.
+    """
+    files = sorted(Path(results).glob("explain/road_*.csv"))
+    if not files:
+        raise FileNotFoundError(
+            f"No ROAD scores (explain/road_*.csv) under {str(results)!r}; run "
+            "`python -m ctlib road RUNS --dataset NAME --fold 1`."
+        )
+    frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    rows = []
+    keys = ["dataset", "protocol", "run", "fold"]
+    for (dataset, protocol, run, fold), group in frame.groupby(keys, sort=False):
+        for name, scores in group.groupby("map", sort=False):
+            rows.append(
+                {
+                    "data set": dataset,
+                    "network": f"{network_name(run)}, {protocol_name(protocol)}, fold {fold}",
+                    "map": name,
+                    "ROAD (higher: faithful)": f"{100 * scores['road'].mean():.1f}",
+                    "most relevant removed": f"{100 * scores['morf'].mean():.1f}",
+                    "least relevant removed": f"{100 * scores['lerf'].mean():.1f}",
+                    "input × map": f"{100 * scores['mult_change'].mean():.1f}",
+                    "images": scores["path"].nunique(),
+                    "thresholds, %": str(scores["percentiles"].iloc[0]).replace(" ", "/"),
+                    "test accuracy, %": f"{100 * scores['test_accuracy'].iloc[0]:.1f}",
+                    "recipe": scores["recipe"].iloc[0],
+                }
+            )
+    return pd.DataFrame(rows)

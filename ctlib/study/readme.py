@@ -14,7 +14,7 @@ import pandas as pd
 from ctlib.ops.sweep.cost import COSTS_FILE
 from ctlib.study.audit import COSINE_MIN, HASH_MAX_DISTANCE, load_audits
 from ctlib.study.findings import key_findings
-from ctlib.study.honest import calibration_table, external_table
+from ctlib.study.honest import calibration_table, external_table, faithfulness_table
 from ctlib.study.tables import (
     audit_table,
     cam_score_table,
@@ -83,6 +83,17 @@ def readme_block(results: str | os.PathLike[str]) -> str:
             "",
             markdown_table(heat),
             *_heat_recipe_notes(heat, comparison),
+        ]
+    if list(Path(results).glob("explain/road_*.csv")):
+        parts += [
+            "",
+            "**Do the CAMs explain? Faithfulness on real test images** (ROAD, Rong et al. 2022: "
+            "pixels removed in the map's order and filled in from their neighbours; changes in "
+            "P(explained class), points, mean over images and removal thresholds; "
+            "ROAD = (least relevant removed − most relevant removed) / 2, about 0 for a random "
+            "ranking; input × map: the image multiplied by the map; `python -m ctlib road`):",
+            "",
+            markdown_table(faithfulness_table(results)),
         ]
     if list(Path(results).glob("explain/cam_scores_*.csv")):
         parts += [
