@@ -65,9 +65,9 @@ def test_the_label_pattern_refuses_an_unlabelled_exercise() -> None:
     assert not LABEL.match("**Exercise 3** `[TPU · 5 min]` Do this.")
 
 
-def test_the_kit_has_its_33_exercises() -> None:
+def test_the_kit_has_its_36_exercises() -> None:
     counts = {p.stem[:2]: len(_exercises(_read(p))) for p in NOTEBOOKS}
-    assert sum(counts.values()) == 33, counts
+    assert sum(counts.values()) == 36, counts
 
 
 def _commands(text: str, program: str) -> list[str]:
