@@ -163,6 +163,9 @@ def test_the_guide_is_linked_and_defines_the_notebooks_terms() -> None:
         "Grad-CAM",
         "Pointing game",
         "Shortcut",
+        "ROAD",
+        "External validation",
+        "Calibration",
     ):
         assert f"**{term}" in guide, term
 
