@@ -74,7 +74,7 @@ def main() -> None:
     frame = dataset.frame.sample(min(args.images, len(dataset)), random_state=0)
     print(f"{name}: {len(frame)} images, batch {args.batch_size}, {args.threads} threads")
     print(f"\n1. data path alone (images/s; {args.device} for the batch path)")
-    print(f"{'canvas':<40} {'albumentations/image':>21} {'batch (kornia)':>15} {'ratio':>7}")
+    print(f"{'canvas':<40} {'albumentations/image':>21} {'batch (device)':>15} {'ratio':>7}")
     for label, size in CANVASES.items():
         store = CanvasStore(frame["path"], size, cache=False, progress=False)
         train = CanvasDataset(frame, size, train=True, store=store)

