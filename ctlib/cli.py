@@ -11,6 +11,7 @@ Commands: data (``datasets``, ``verify``, ``download``, ``canvases``), training 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -212,9 +213,7 @@ def _cmd_heat(args: argparse.Namespace) -> int:
 
 
 def _cmd_road(args: argparse.Namespace) -> int:
-    import json
-
-    import pandas as pd
+    import pandas as pd  # lazy: `--help` answers without loading pandas
 
     from ctlib.cv import fold_dir
     from ctlib.explain import load_trained

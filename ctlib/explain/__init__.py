@@ -4,6 +4,7 @@
 * :mod:`~ctlib.explain.features` -- penultimate features, t-SNE, separation (Fig. 11/12);
 * :mod:`~ctlib.explain.cam` -- CAMs on the network's canvas, mapped back to the image (Fig. 13-16);
 * :mod:`~ctlib.explain.scoring` -- CAMs scored against known lesions, heat on padding and body;
+* :mod:`~ctlib.explain.faithfulness` -- CAMs tested for faithfulness (ROAD; import from there);
 * :mod:`~ctlib.explain.folds` -- one trained fold's t-SNE and gallery, for notebooks 04 and 05.
 
 The public names are imported from ``ctlib.explain``. See docs/DEVELOPERS.md, *Explain*.

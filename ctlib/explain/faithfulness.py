@@ -144,6 +144,10 @@ def faithfulness(
         One row per image and map: ``path``, ``label``, ``map``, ``prob`` (P(explained class)),
         ``target``, ``morf``, ``lerf``, ``road``, ``mult_change``.
     """
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be at least 1 (or None for all), got {max_images}.")
+    if not percentiles or any(not 0 < p < 100 for p in percentiles):
+        raise ValueError(f"percentiles must lie strictly between 0 and 100, got {percentiles}.")
     spec, size = spec_and_canvas(model, arch, canvas)
     frame = image_frame(data)
     if max_images is not None and len(frame) > max_images:

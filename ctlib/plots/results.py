@@ -12,9 +12,11 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ctlib.data import CLASS_NAMES, read_grayscale
+from ctlib.metrics import reliability_bins
 from ctlib.models import get_spec, list_models
-from ctlib.results import collect_results
+from ctlib.results import collect_predictions, collect_results
 from ctlib.study.audit import load_audits
+from ctlib.study.honest import calibration_frame
 from ctlib.study.paper import compare_with_paper, paper_table
 from ctlib.study.tables import PROTOCOL_NAMES, mean_confusion, network_name, protocol_name
 
@@ -222,10 +224,6 @@ def reliability_figure(
     with its images; the grey bars are how many images fall in each bin). On the diagonal a
     network's 0.9 means COVID nine times in ten; below it, it says COVID more surely than it is
     right; above it, less surely."""
-    from ctlib.metrics import reliability_bins
-    from ctlib.results import collect_predictions
-    from ctlib.study.honest import calibration_frame
-
     predictions = collect_predictions(results)
     summary = calibration_frame(results, n_bins)
     summary = summary.sort_values(["dataset", "protocol", "arch"], ascending=[False, True, True])

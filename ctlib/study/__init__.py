@@ -7,6 +7,7 @@
   pseudo-patients, metadata-only classifiers);
 * :mod:`~ctlib.study.tables` -- every table: Table 2's layout, the comparison of protocols,
   the audit, Grad-CAM's heat, CAM scores, the grid's cost; Markdown;
+* :mod:`~ctlib.study.honest` -- external validation, calibration and the CAMs' faithfulness;
 * :mod:`~ctlib.study.findings` -- the findings in sentences;
 * :mod:`~ctlib.study.readme` -- the README's generated block.
 

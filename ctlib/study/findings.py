@@ -9,6 +9,7 @@ import pandas as pd
 from ctlib.models import get_spec
 from ctlib.results import collect_results
 from ctlib.study.audit import load_audits
+from ctlib.study.honest import calibration_frame, external_frame
 from ctlib.study.paper import best_rows, paper_range
 from ctlib.study.tables import PROTOCOL_NAMES, network_name, protocol_name
 
@@ -191,8 +192,6 @@ def key_findings(results: str | os.PathLike[str], run: str = "efficientnet_lite0
 def _external_lines(results: str | os.PathLike[str], run: str) -> list[str]:
     """A sentence per external run of ``run``: its accuracy with its interval beside the
     training set's and the test set's own image-level folds."""
-    from ctlib.study.honest import external_frame
-
     try:
         frame = external_frame(results)
     except FileNotFoundError:
@@ -223,8 +222,6 @@ def _external_lines(results: str | os.PathLike[str], run: str) -> list[str]:
 
 def _calibration_lines(results: str | os.PathLike[str], run: str) -> list[str]:
     """One sentence: the calibration of ``run`` under each protocol, with its verdict."""
-    from ctlib.study.honest import calibration_frame
-
     frame = calibration_frame(results)
     frame = frame[frame["arch"] == run].sort_values(
         ["dataset", "protocol"], ascending=[False, True]
