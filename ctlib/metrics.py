@@ -221,6 +221,30 @@ def summarize_folds(per_fold: pd.DataFrame, metrics: Sequence[str] = METRICS) ->
     return pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1), "folds": table.count()})
 
 
+def _one_metric(name: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    """One of :data:`METRICS` as a function of (labels, probs), computed alone (a bootstrap
+    calls it thousands of times); equal to ``binary_metrics(...)[name]``."""
+    if name == "roc_auc":
+        return roc_auc
+
+    def score(y: np.ndarray, p: np.ndarray) -> float:
+        predicted = p >= threshold
+        tp = float(np.sum(predicted & (y == 1)))
+        fp = float(np.sum(predicted & (y == 0)))
+        fn = float(np.sum(~predicted & (y == 1)))
+        tn = float(np.sum(~predicted & (y == 0)))
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        return {
+            "accuracy": lambda: _ratio(tp + tn, len(y)),
+            "precision": lambda: precision,
+            "recall": lambda: recall,
+            "specificity": lambda: _ratio(tn, tn + fp),
+            "f1": lambda: _ratio(2 * precision * recall, precision + recall),
+        }[name]()
+
+    return score
+
+
 def bootstrap_ci(
     labels: Sequence[int] | np.ndarray,
     probs: Sequence[float] | np.ndarray,
@@ -247,10 +271,7 @@ def bootstrap_ci(
     else:
         if metric not in METRICS:
             raise ValueError(f"Unknown metric {metric!r}; choose from {METRICS}.")
-        name = metric
-
-        def score(yy: np.ndarray, pp: np.ndarray) -> float:
-            return binary_metrics(yy, pp, threshold)[name]
+        score = _one_metric(metric, threshold)
 
     rng = np.random.default_rng(seed)
     if groups is None:

@@ -113,3 +113,20 @@ def test_calibration_verdicts_and_bad_input() -> None:
         reliability_bins([0, 1], [-2.0, 3.0])
     with pytest.raises(ValueError, match="n_bins must be at least 1"):
         expected_calibration_error([0, 1], [0.2, 0.8], n_bins=0)
+
+
+@pytest.mark.parametrize(
+    "metric", ["accuracy", "precision", "recall", "specificity", "f1", "roc_auc"]
+)
+def test_the_bootstrap_scores_each_metric_as_binary_metrics_does(metric: str) -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 60)
+    probs = np.clip(labels * 0.3 + rng.random(60) * 0.7, 0, 1)
+    groups = [f"p{i // 3}" for i in range(60)]
+
+    def reference(y: np.ndarray, p: np.ndarray) -> float:
+        return binary_metrics(y, p, 0.4)[metric]
+
+    fast = bootstrap_ci(labels, probs, groups=groups, metric=metric, threshold=0.4, n_boot=200)
+    slow = bootstrap_ci(labels, probs, groups=groups, metric=reference, n_boot=200)
+    assert fast == pytest.approx(slow, abs=1e-12, nan_ok=True)
