@@ -212,13 +212,9 @@ def _cmd_heat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_road(args: argparse.Namespace) -> int:
-    import pandas as pd  # lazy: `--help` answers without loading pandas
-
+def _trained_folder(args: argparse.Namespace) -> Path:
+    """The fold folder a command's run options name, which must hold a trained network."""
     from ctlib.cv import fold_dir
-    from ctlib.explain import load_trained
-    from ctlib.explain.faithfulness import faithfulness, summarize_faithfulness
-    from ctlib.results import fold_recipe, relative_paths
 
     folder = fold_dir(args.runs, args.dataset, args.protocol, args.run, args.fold)
     if not (folder / "model.pt").is_file():
@@ -227,6 +223,17 @@ def _cmd_road(args: argparse.Namespace) -> int:
             f"--dataset {args.dataset} --protocol {args.protocol} --only-folds {args.fold} "
             f"--out {args.runs} ...); exported results carry no network."
         )
+    return folder
+
+
+def _cmd_road(args: argparse.Namespace) -> int:
+    import pandas as pd  # lazy: `--help` answers without loading pandas
+
+    from ctlib.explain import load_trained
+    from ctlib.explain.faithfulness import faithfulness, summarize_faithfulness
+    from ctlib.results import fold_recipe, relative_paths
+
+    folder = _trained_folder(args)
     model, _ = load_trained(folder / "model.pt")
     test = pd.read_csv(folder / "predictions.csv")
     per_image = faithfulness(model, test, max_images=args.images, percentiles=args.percentiles,
@@ -247,19 +254,12 @@ def _cmd_road(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from ctlib.cv import fold_dir
     from ctlib.explain import fold_gallery, fold_tsne
     from ctlib.models import get_spec
     from ctlib.plots import plot_outcome_gallery, plot_tsne, save_figure
     from ctlib.results import fold_recipe, relative_paths
 
-    folder = fold_dir(args.runs, args.dataset, args.protocol, args.run, args.fold)
-    if not (folder / "model.pt").is_file():
-        raise FileNotFoundError(
-            f"{folder / 'model.pt'} is missing: train that fold first (python -m ctlib cv "
-            f"--dataset {args.dataset} --protocol {args.protocol} --only-folds {args.fold} "
-            f"--out {args.runs} ...); exported results carry no network."
-        )
+    folder = _trained_folder(args)
     arch = get_spec(args.run.split("-")[0]).display_name
     split = "image" if args.protocol == "paper" else args.protocol
     about = (
