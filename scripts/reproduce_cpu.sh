@@ -48,6 +48,12 @@ runs=(
   "covid-official|${COVID[*]} --protocol official"
   "sars-paper|${SARS[*]} --protocol paper"
   "sars-pseudo|${SARS[*]} --protocol pseudo-patient"
+  # The probes beside them, at the same recipe (issue 29): random initialisation (what ImageNet
+  # pre-training buys) and the padding-geometry probe (the slice replaced by a flat gray box).
+  "covid-resnet18-scratch|${COVID[*]} --protocol paper --arch resnet18 --no-pretrained"
+  "covid-scratch|${COVID[*]} --protocol paper --no-pretrained"
+  "covid-flat|${COVID[*]} --protocol paper --content flat"
+  "sars-flat|${SARS[*]} --protocol paper --content flat"
 )
 
 if [[ "${1:-}" != "--list" ]] && compgen -G "$STAGE/*/*/*/fold*/metrics.json" > /dev/null; then

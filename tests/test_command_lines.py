@@ -3,8 +3,9 @@
 The commands are collected from README.md, docs/, the notebooks' text and scripts/ (the scripts'
 own ``--list`` output, where their variables are filled in). ``fixtures/command_lines.json``
 holds the configuration each gave *before* the recipe and the runtime were split (written by
-``python tests/test_command_lines.py --write`` with that version of the kit on the path); each
-must give the same recipe and runtime now.
+``python tests/test_command_lines.py --write`` with that version of the kit on the path; a line
+documented later is added with ``--add``, the same way); each must give the same recipe and
+runtime now.
 """
 
 from __future__ import annotations
@@ -123,8 +124,13 @@ def test_each_training_option_is_generated_with_its_help(flag: str) -> None:
     assert "default" in line
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+if __name__ == "__main__" and sys.argv[1:] in (["--write"], ["--add"]):
+    # --write: every line anew; --add: only the lines the fixture lacks (a line documented after
+    # the split), the others kept as written. Both need the kit from before the split on the
+    # path: PYTHONPATH=<a worktree at c3dfb1e> python tests/test_command_lines.py --add
     FIXTURE.parent.mkdir(exist_ok=True)
-    table = {as_before(c): _old_settings(as_before(c)) for c in collect_commands()}
+    table = json.loads(FIXTURE.read_text()) if sys.argv[1] == "--add" and FIXTURE.exists() else {}
+    added = {as_before(c) for c in collect_commands()} - set(table)
+    table.update({line: _old_settings(line) for line in added})
     FIXTURE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {len(table)} command lines to {FIXTURE}")
+    print(f"wrote {len(added)} command lines to {FIXTURE} ({len(table)} in all)")
