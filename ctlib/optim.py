@@ -8,6 +8,7 @@ how: docs/DEVELOPERS.md, *LAMB without host reads (optim)*.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,6 +45,17 @@ class ForeachLamb(torch.optim.Optimizer):
         clamp_value: Upper bound of the weight norm in the trust ratio.
         adam: Use a trust ratio of 1 (plain Adam with decoupled weight decay), for comparison.
         debias: Apply Adam's bias correction; the LAMB paper's version 3 does not.
+        multi_tensor: Scale every tensor's update by its own trust ratio in one multi-tensor
+            kernel, by reading the ratios from a buffer the size of the parameters (one more
+            optimizer state's worth of memory), instead of one kernel per tensor (CUDA's
+            ``_foreach`` fast path needs operands of equal shapes; a 0-d ratio is not). None:
+            on CUDA, where it saves hundreds of launches a step; the CPU has no fast path.
+
+    With a :class:`torch.amp.GradScaler` (fp16), ``scaler.step(optimizer)`` hands the scale and
+    an overflow flag to :meth:`step` as device tensors (``_step_supports_amp_scaling``): the
+    gradients are unscaled and an overflowing step leaves parameters and moments unchanged
+    without the scaler reading the flag back each step (its ``step`` counter still advances,
+    which only ``debias`` would notice).
 
     Raises:
         ValueError: If an argument is out of range.
@@ -53,6 +65,9 @@ class ForeachLamb(torch.optim.Optimizer):
         >>> loss_fn(model(images), labels).backward()
         >>> optimizer.step()
     """
+
+    #: torch.amp.GradScaler hands ``grad_scale`` and ``found_inf`` over instead of syncing
+    _step_supports_amp_scaling = True
 
     def __init__(
         self,
@@ -64,6 +79,7 @@ class ForeachLamb(torch.optim.Optimizer):
         clamp_value: float = 10,
         adam: bool = False,
         debias: bool = False,
+        multi_tensor: bool | None = None,
     ) -> None:
         if not lr > 0.0:
             raise ValueError(f"Invalid learning rate {lr!r}: expected lr > 0.")
@@ -81,6 +97,9 @@ class ForeachLamb(torch.optim.Optimizer):
         self.clamp_value = clamp_value
         self.adam = adam
         self.debias = debias
+        self.multi_tensor = multi_tensor
+        # per parameter layout: the ratio buffer and its views shaped like the parameters
+        self._scale_buffers: dict[tuple, tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]] = {}
         super().__init__(params, defaults)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -128,6 +147,8 @@ class ForeachLamb(torch.optim.Optimizer):
         """One step for parameters of one group on one device with one dtype."""
         beta1, beta2 = group["betas"]
         grads, exp_avgs, exp_avg_sqs, states, step_sizes = [], [], [], [], []
+        grad_scale = getattr(self, "grad_scale", None)  # set by GradScaler.step, else absent
+        found_inf = getattr(self, "found_inf", None)
         for p in params:
             state = self.state[p]
             if len(state) == 0:
@@ -146,11 +167,22 @@ class ForeachLamb(torch.optim.Optimizer):
             states.append(state)
             step_sizes.append(-group["lr"] * bias_correction)
 
+        keep = None
+        if grad_scale is not None:  # fp16: the gradients arrive scaled (p.grad stays so)
+            grads = torch._foreach_div(grads, grad_scale.to(grads[0].device))
+        if found_inf is not None:  # an overflowing step changes nothing, decided on the device
+            found_inf = found_inf.to(grads[0].device)
+            skip = found_inf > 0
+            grads = [g.masked_fill(skip, 0.0) for g in grads]  # inf * 0 would be NaN
+            keep = 1.0 - found_inf.to(params[0].dtype)
+            beta1 = 1.0 - keep * (1.0 - beta1)  # 1 on overflow: the moments stay
+            beta2 = 1.0 - keep * (1.0 - beta2)
+
         # m_t and v_t
         torch._foreach_mul_(exp_avgs, beta1)
-        torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
+        torch._foreach_add_(exp_avgs, grads, alpha=1 - group["betas"][0])
         torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - group["betas"][1])
 
         weight_norms = torch.stack(torch._foreach_norm(params)).clamp(0, self.clamp_value)
         denominators = torch._foreach_sqrt(exp_avg_sqs)
@@ -170,14 +202,49 @@ class ForeachLamb(torch.optim.Optimizer):
             state["adam_norm"] = adam_norm
             state["trust_ratio"] = trust_ratio
 
-        if self.adam:
+        if keep is not None:
+            trust_ratios = trust_ratios * keep  # 0 on overflow: the parameters stay
+        if self.adam and keep is None:
             # torch-optimizer: p.add_(adam_step, alpha=-step_size), one scalar per tensor
             for step_size in set(step_sizes):
                 same = [i for i, s in enumerate(step_sizes) if s == step_size]
                 torch._foreach_add_(
                     [params[i] for i in same], [adam_steps[i] for i in same], alpha=step_size
                 )
+            return
+        if self.adam:  # with a scaler: the "trust ratio" is 1, or 0 on overflow
+            trust_ratios = torch.ones_like(trust_ratios) * keep
+        multi = self.multi_tensor if self.multi_tensor is not None else params[0].is_cuda
+        if multi and len(set(step_sizes)) == 1 and all(map(_dense, params)):
+            # the same arithmetic, p + u * s, with s read from a tensor shaped like p
+            scales = self._ratio_views(params, trust_ratios * step_sizes[0])
         else:
             # torch-optimizer: p.add_(adam_step, alpha=-step_size * trust_ratio)
             scales = torch._foreach_mul(list(trust_ratios.unbind()), step_sizes)
-            torch._foreach_addcmul_(params, adam_steps, scales)
+        torch._foreach_addcmul_(params, adam_steps, scales)
+
+    def _ratio_views(self, params: list[torch.Tensor], ratios: torch.Tensor) -> list[torch.Tensor]:
+        """Each of ``ratios`` (one per parameter) spread over a tensor shaped (and strided) like
+        its parameter: views of one buffer, filled by two kernels. The buffer, its views and the
+        per-parameter sizes are made once per parameter layout (a host-to-device copy then)."""
+        key = tuple((id(p), p.shape, p.stride()) for p in params)
+        if key not in self._scale_buffers:
+            if len(self._scale_buffers) >= 4:  # layouts that come and go: keep the newest
+                self._scale_buffers.clear()
+            sizes = [p.numel() for p in params]
+            buffer = torch.empty(sum(sizes), dtype=ratios.dtype, device=ratios.device)
+            offsets = [0, *itertools.accumulate(sizes[:-1])]
+            views = [buffer.as_strided(p.shape, p.stride(), offset)
+                     for p, offset in zip(params, offsets)]  # fmt: skip
+            repeats = torch.tensor(sizes, device=ratios.device)
+            self._scale_buffers[key] = (buffer, repeats, views)
+        buffer, repeats, views = self._scale_buffers[key]
+        buffer.copy_(torch.repeat_interleave(ratios, repeats, output_size=buffer.numel()))
+        return views
+
+
+def _dense(p: torch.Tensor) -> bool:
+    """Whether ``p`` fills its memory without gaps or overlaps in a layout a view can copy."""
+    return p.is_contiguous() or (
+        p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
+    )

@@ -77,7 +77,12 @@ def network(name: str) -> torch.nn.Module:
 
 
 def train_both(
-    name: str, size: int, steps: int, kwargs: dict[str, float], lr_change: tuple[int, float] | None
+    name: str,
+    size: int,
+    steps: int,
+    kwargs: dict[str, float],
+    lr_change: tuple[int, float] | None,
+    **options: object,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Initial, torch-optimizer's and ForeachLamb's parameters after ``steps`` steps of two
     copies of a network (BatchNorm in train mode) on the same random batches of 8."""
@@ -86,7 +91,7 @@ def train_both(
     initial = [p.detach().clone() for p in reference.parameters()]
     optimizers = [
         (reference, torch_optimizer.Lamb(reference.parameters(), **kwargs)),
-        (model, ForeachLamb(model.parameters(), **kwargs)),
+        (model, ForeachLamb(model.parameters(), **kwargs, **options)),
     ]
     generator = torch.Generator().manual_seed(1)
     for step in range(steps):
@@ -108,13 +113,15 @@ def train_both(
         ("resnet18", 32, 10, RECIPE, (5, 1e-4)),
         ("shufflenet_v2_x0_5", 64, 30, RECIPE, (15, 1e-4)),
         ("shufflenet_v2_x0_5", 64, 30, {}, None),
+        ("shufflenet_v2_x0_5", 64, 30, {**RECIPE, "multi_tensor": True}, (15, 1e-4)),
     ],
-    ids=["resnet18-recipe", "shufflenet-recipe", "shufflenet-defaults"],
+    ids=["resnet18-recipe", "shufflenet-recipe", "shufflenet-defaults", "shufflenet-multi-tensor"],
 )
 def test_matches_torch_optimizer_on_a_network(
     name: str, size: int, steps: int, kwargs: dict[str, float], lr_change: tuple[int, float] | None
 ) -> None:
-    initial, expected, actual = train_both(name, size, steps, kwargs, lr_change)
+    options = {"multi_tensor": kwargs.pop("multi_tensor")} if "multi_tensor" in kwargs else {}
+    initial, expected, actual = train_both(name, size, steps, kwargs, lr_change, **options)
     norms = torch.stack([p.norm() for p in initial])
     # the network exercises all three branches of the trust ratio
     assert (norms > 10).any() and (norms == 0).any() and ((norms > 0) & (norms < 10)).any()
@@ -204,10 +211,13 @@ def assert_same(expected: torch.optim.Optimizer, actual: torch.optim.Optimizer) 
                     torch.testing.assert_close(a_value, e_value, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("multi_tensor", [False, True], ids=["per-tensor", "multi-tensor"])
 @pytest.mark.parametrize("kwargs", LAMB_VARIANTS, ids=str)
-def test_matches_torch_optimizer_on_hard_cases(kwargs: dict[str, object]) -> None:
+def test_matches_torch_optimizer_on_hard_cases(
+    kwargs: dict[str, object], multi_tensor: bool
+) -> None:
     expected_params, expected = run(torch_optimizer.Lamb, 30, kwargs)
-    actual_params, actual = run(ForeachLamb, 30, kwargs)
+    actual_params, actual = run(ForeachLamb, 30, {**kwargs, "multi_tensor": multi_tensor})
     assert_same(expected, actual)
     big, small, no_grad = expected_params[0], expected_params[1], expected_params[4]
     assert big.norm() > 10 and 0 < small.norm() < 10
@@ -279,6 +289,84 @@ def test_step_reads_nothing_back_to_the_host(
     for step in range(3):
         set_grads(params, step, generator)
         optimizer.step()
+
+
+def test_the_multi_tensor_path_spreads_each_ratio_over_its_own_parameter() -> None:
+    optimizer = ForeachLamb(hard_params(), multi_tensor=True)
+    params = [p for g in optimizer.param_groups for p in g["params"]][:3]
+    views = optimizer._ratio_views(params, torch.tensor([2.0, 3.0, 5.0]))
+    for view, p, ratio in zip(views, params, (2.0, 3.0, 5.0), strict=True):
+        assert view.shape == p.shape and view.stride() == p.stride()
+        assert torch.equal(view, torch.full_like(p, ratio))
+    again = optimizer._ratio_views(params, torch.tensor([7.0, 1.0, 0.0]))
+    assert again is views  # one buffer and its views, made once, refilled each step
+    assert torch.equal(again[2], torch.zeros_like(params[2]))
+
+
+@pytest.mark.parametrize("multi_tensor", [False, True], ids=["per-tensor", "multi-tensor"])
+@pytest.mark.parametrize("kwargs", [{"weight_decay": 1.0}, {"weight_decay": 0.1, "adam": True}],
+                         ids=str)  # fmt: skip
+def test_a_grad_scaler_hands_over_scale_and_overflow_without_host_reads(
+    kwargs: dict[str, object],
+    multi_tensor: bool,
+    trap_host_reads: Callable[[], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fp16's loss scaling, on the CPU: the scaled step equals the unscaled one, an overflowing
+    step changes nothing, and neither reads a value back (GradScaler skips its own read)."""
+    expected_params, _ = run(ForeachLamb, 4, kwargs)
+    optimizer = ForeachLamb(hard_params(), **kwargs, multi_tensor=multi_tensor)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1000)
+    generator = torch.Generator().manual_seed(1)
+    trap_host_reads()
+    for step in range(4):
+        set_grads(params, step, generator)
+        for p in params:  # as a scaled loss's backward leaves them
+            if p.grad is not None:
+                p.grad = scaler.scale(p.grad)
+        scaler.step(optimizer)
+        scaler.update()
+    monkeypatch.undo()  # the trap's end: the checks below read values
+    for e, a in zip(expected_params, params, strict=True):
+        torch.testing.assert_close(a.detach(), e.detach(), rtol=RTOL, atol=ATOL)
+    unchanged = [p.detach().clone() for p in params]
+    moments = {k: [optimizer.state[p][n].clone() for n in ("exp_avg", "exp_avg_sq")]
+               for k, p in enumerate(params) if optimizer.state[p]}  # fmt: skip
+    set_grads(params, 4, generator)
+    for p in params:
+        if p.grad is not None:
+            p.grad = scaler.scale(p.grad)
+    params[0].grad[0] = float("inf")  # an overflow in one tensor skips the whole step
+    params[6].grad[0, 1, 2, 0] = float("nan")
+    trap_host_reads()
+    scaler.step(optimizer)
+    scaler.update()
+    monkeypatch.undo()
+    for p, before in zip(params, unchanged, strict=True):
+        torch.testing.assert_close(p.detach(), before, rtol=0, atol=0)
+    for k, (exp_avg, exp_avg_sq) in moments.items():
+        assert torch.equal(optimizer.state[params[k]]["exp_avg"], exp_avg), k
+        assert torch.equal(optimizer.state[params[k]]["exp_avg_sq"], exp_avg_sq), k
+    assert scaler.get_scale() == 512.0  # the scaler saw the overflow: halved
+
+
+def test_host_read_trap_catches_a_scaler_with_an_optimizer_that_cannot_take_its_flag(
+    trap_host_reads: Callable[[], None],
+) -> None:
+    class Plain(ForeachLamb):
+        _step_supports_amp_scaling = False
+
+    optimizer = Plain(hard_params())
+    scaler = torch.amp.GradScaler("cpu")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    set_grads(params, 0, torch.Generator().manual_seed(0))
+    for p in params:
+        if p.grad is not None:
+            p.grad = scaler.scale(p.grad)
+    trap_host_reads()
+    with pytest.raises(HostRead):
+        scaler.step(optimizer)
 
 
 def test_host_read_trap_catches_torch_optimizer(trap_host_reads: Callable[[], None]) -> None:
