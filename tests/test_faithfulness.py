@@ -16,6 +16,7 @@ from ctlib.explain.faithfulness import (
     ClassProbability,
     faithfulness,
     map_faithfulness,
+    road_beside_pointing,
     smooth_random_map,
     summarize_faithfulness,
 )
@@ -81,3 +82,38 @@ def test_faithfulness_of_a_tiny_network_on_synthetic_slices(tmp_path) -> None:
     pd.testing.assert_frame_equal(per_image, again)  # seeded: the sample and the noise
     with pytest.raises(ValueError, match="Unknown CAM method 'nope'"):
         faithfulness(model, data.frame, methods=("gradcam", "nope"), progress=False)
+
+
+def _road_rows(path: str, scores: dict[str, float]) -> list[dict]:
+    return [{"path": path, "map": name, "road": value, "morf": -value, "lerf": value,
+             "mult_change": 0.0} for name, value in scores.items()]  # fmt: skip
+
+
+def test_road_beside_pointing_splits_each_methods_road_by_its_pointing_game() -> None:
+    cams = pd.DataFrame(
+        {
+            "path": ["a", "b", "c", "a", "b", "c"],
+            "method": ["gradcam"] * 3 + ["eigencam"] * 3,
+            "pointing": [True, True, False, False, False, False],
+        }
+    )
+    road = pd.DataFrame(
+        _road_rows("a", {"Grad-CAM": 0.3, "Eigen-CAM": 0.1, RANDOM_MAP: 0.0, RANDOM_NETWORK: 0.02})
+        + _road_rows("b", {"Grad-CAM": 0.1, "Eigen-CAM": 0.2, RANDOM_MAP: 0.02, RANDOM_NETWORK: 0})
+        + _road_rows("c", {"Grad-CAM": -0.1, "Eigen-CAM": 0.3, RANDOM_MAP: 0.04, RANDOM_NETWORK: 0})
+        + _road_rows("elsewhere", {"Grad-CAM": 9.0, RANDOM_MAP: 9.0, RANDOM_NETWORK: 9.0})
+    )
+    table = road_beside_pointing(cams, road).set_index("method")
+    assert table.index.tolist() == ["gradcam", "eigencam"]
+    grad = table.loc["gradcam"]
+    assert grad["road"] == pytest.approx(0.1)  # (0.3 + 0.1 - 0.1) / 3: "elsewhere" left out
+    assert grad["road_hit"] == pytest.approx(0.2) and grad["road_miss"] == pytest.approx(-0.1)
+    assert (grad["hits"], grad["misses"]) == (2, 1)
+    eigen = table.loc["eigencam"]
+    assert np.isnan(eigen["road_hit"]) and eigen["road_miss"] == pytest.approx(0.2)
+    assert table["road_random_map"].tolist() == pytest.approx([0.02, 0.02])
+    assert table["road_random_network"].tolist() == pytest.approx([0.02 / 3] * 2)
+    with pytest.raises(ValueError, match="baseline map"):
+        road_beside_pointing(cams, road[road["map"] != RANDOM_MAP])
+    with pytest.raises(ValueError, match="Eigen-CAM"):
+        road_beside_pointing(cams, road[road["map"] != "Eigen-CAM"])

@@ -300,6 +300,38 @@ def test_cam_score_table_reads_score_summaries_and_joins_the_readme_block(tmp_pa
     assert table.iloc[0]["test accuracy, %"] == "95.0 ± 7.1"
     _fold(results, "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
     assert "**Grad-CAM scored against known lesions**" in readme_block(results)
+    assert "**Points at the lesion, or depends on it?**" not in readme_block(results)  # no ROAD
+
+
+def test_pointing_road_table_sets_each_cams_road_beside_its_pointing_game(tmp_path: Path) -> None:
+    from ctlib.study.honest import pointing_road_table
+
+    results = tmp_path / "results"
+    (results / "explain").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="--road"):
+        pointing_road_table(results)
+    base = {"arch": "efficientnet_lite0", "method": "gradcam", "method_name": "Grad-CAM",
+            "pointing_game": 0.75, "n_images": 4, "dataset": "synthetic", "test_accuracy": 1.0,
+            "random_baseline": 0.1, "body_baseline": 0.2, "random_net_pointing": 0.0,
+            "energy_in_lesions": 0.3, "lesion_area": 0.02, "sanity_spearman": 0.1}  # fmt: skip
+    pd.DataFrame([base]).to_csv(results / "explain" / "cam_scores_synthetic_x-seed0.csv")
+    with pytest.raises(FileNotFoundError):  # a file written without --road is not read
+        pointing_road_table(results)
+    for seed, road in ((1, 0.10), (2, 0.14)):
+        row = {**base, "road": road, "road_hit": road + 0.02, "road_miss": float("nan"),
+               "road_random_map": 0.001, "road_random_network": -0.004}  # fmt: skip
+        path = results / "explain" / f"cam_scores_synthetic_x-seed{seed}.csv"
+        pd.DataFrame([row]).to_csv(path, index=False)
+    table = pointing_road_table(results)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["networks"] == 2 and row["pointing game, %"] == "75.0 ± 0.0"
+    assert row["ROAD"] == "12.0 ± 2.8" and row["ROAD where it points at a lesion"] == "14.0 ± 2.8"
+    assert row["ROAD where it misses"] == ""  # no slice missed
+    assert row["ROAD, random map"] == "0.1 ± 0.0"
+    assert row["ROAD, randomised network"] == "-0.4 ± 0.0"
+    _fold(results, "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
+    assert "**Points at the lesion, or depends on it?**" in readme_block(results)
 
 
 def test_import_results_lets_cv_skip_the_exported_folds(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "ClassProbability",
     "faithfulness",
     "map_faithfulness",
+    "road_beside_pointing",
     "smooth_random_map",
     "summarize_faithfulness",
 ]
@@ -193,3 +194,51 @@ def summarize_faithfulness(per_image: pd.DataFrame) -> pd.DataFrame:
     table = grouped[["road", "morf", "lerf", "mult_change"]].mean()
     table["images"] = grouped["path"].nunique()
     return table.loc[order].reset_index()
+
+
+def road_beside_pointing(cam_scores: pd.DataFrame, road: pd.DataFrame) -> pd.DataFrame:
+    """Does "points at the lesion" agree with "the network depends on it"? Per CAM method.
+
+    Args:
+        cam_scores: :func:`ctlib.explain.score_cams` rows (``per_image=True``): ``path``,
+            ``method`` (a key of :data:`ctlib.explain.CAM_METHODS`), ``pointing`` (hit or not).
+        road: :func:`faithfulness` rows on the same images (``path``, ``map``, ``road``, ...).
+
+    Returns:
+        One row per method of ``cam_scores`` (in their order): ``road``, ``morf``, ``lerf``,
+        ``mult_change`` (means over the images), ``road_hit`` and ``road_miss`` (mean ROAD
+        over the images whose pointing game the method wins or loses; NaN where there are
+        none), ``hits`` and ``misses``, and the two maps that explain nothing:
+        ``road_random_map`` and ``road_random_network``.
+
+    Raises:
+        ValueError: a method (or a baseline map) has no ROAD rows on the scored images.
+    """
+    scored = road[road["path"].isin(cam_scores["path"])]
+    baselines = {}
+    for column, name in (("road_random_map", RANDOM_MAP), ("road_random_network", RANDOM_NETWORK)):
+        values = scored.loc[scored["map"] == name, "road"]
+        if values.empty:
+            raise ValueError(f"No ROAD rows for the baseline map {name!r}: run faithfulness() "
+                             "on the images score_cams scored.")  # fmt: skip
+        baselines[column] = float(values.mean())
+    rows = []
+    for key, group in cam_scores.groupby("method", sort=False):
+        name = CAM_METHODS[key][1]
+        own = scored[scored["map"] == name].set_index("path")
+        if own.empty:
+            raise ValueError(f"No ROAD rows for {name!r} ({key}) on the scored images.")
+        hit = group.set_index("path")["pointing"].astype(bool).reindex(own.index)
+        hits, misses = hit.eq(True), hit.eq(False)
+        rows.append(
+            {
+                "method": key,
+                **own[["road", "morf", "lerf", "mult_change"]].mean().to_dict(),
+                "road_hit": float(own.loc[hits, "road"].mean()),
+                "road_miss": float(own.loc[misses, "road"].mean()),
+                "hits": int(hits.sum()),
+                "misses": int(misses.sum()),
+                **baselines,
+            }
+        )
+    return pd.DataFrame(rows)

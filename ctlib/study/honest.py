@@ -6,7 +6,10 @@
 * :func:`calibration_table` -- per run and protocol: expected calibration error, Brier score,
   and whether the network is over- or under-confident (:func:`ctlib.metrics.calibration`);
 * :func:`faithfulness_table` -- the CAMs' ROAD scores on real test images
-  (``results/explain/road_*.csv``, :func:`ctlib.explain.faithfulness.faithfulness`).
+  (``results/explain/road_*.csv``, :func:`ctlib.explain.faithfulness.faithfulness`);
+* :func:`pointing_road_table` -- on the synthetic set, where the lesions are known, each CAM's
+  pointing game beside its ROAD (``results/explain/cam_scores_*.csv`` written with
+  ``benchmarks/score_cams.py --road``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "external_frame",
     "external_table",
     "faithfulness_table",
+    "pointing_road_table",
 ]
 
 
@@ -208,4 +212,47 @@ def faithfulness_table(results: str | os.PathLike[str]) -> pd.DataFrame:
                     "recipe": scores["recipe"].iloc[0],
                 }
             )
+    return pd.DataFrame(rows)
+
+
+def pointing_road_table(results: str | os.PathLike[str]) -> pd.DataFrame:
+    """Points at the lesion, or depends on it? Per CAM method on the synthetic set: the
+    pointing game beside ROAD (points of P(explained class)), ROAD split by whether the
+    method's peak hits a lesion, and the ROAD of the two maps that explain nothing; mean ±
+    std over the networks trained with different seeds. Read from the
+    ``results/explain/cam_scores_*.csv`` files that hold ROAD columns
+    (``benchmarks/score_cams.py --road --results results``).
+
+    Raises:
+        FileNotFoundError: no CAM-score file with ROAD columns under ``results/explain``.
+    """
+    files = [f for f in sorted(Path(results).glob("explain/cam_scores_*.csv"))
+             if "road" in pd.read_csv(f, nrows=0).columns]  # fmt: skip
+    if not files:
+        raise FileNotFoundError(
+            f"No CAM scores with ROAD under {str(results)!r}/explain; run "
+            "benchmarks/score_cams.py --road --results results."
+        )
+    frame = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
+    frame = frame.reindex(columns=frame.columns.union(["dataset"], sort=False))
+    frame["dataset"] = frame["dataset"].fillna("synthetic")
+    rows = []
+    for (dataset, arch, method), group in frame.groupby(
+        ["dataset", "arch", "method_name"], sort=False
+    ):
+        rows.append(
+            {
+                "data set": dataset,
+                "network": network_name(arch),
+                "CAM": method,
+                "networks": group["file"].nunique(),
+                "pointing game, %": mean_std(group["pointing_game"]),
+                "ROAD": mean_std(group["road"]),
+                "ROAD where it points at a lesion": mean_std(group["road_hit"]),
+                "ROAD where it misses": mean_std(group["road_miss"]),
+                "ROAD, random map": mean_std(group["road_random_map"]),
+                "ROAD, randomised network": mean_std(group["road_random_network"]),
+                "images": int(group["n_images"].max()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -14,7 +14,12 @@ import pandas as pd
 from ctlib.ops.sweep.cost import COSTS_FILE
 from ctlib.study.audit import COSINE_MIN, HASH_MAX_DISTANCE, load_audits
 from ctlib.study.findings import key_findings
-from ctlib.study.honest import calibration_table, external_table, faithfulness_table
+from ctlib.study.honest import (
+    calibration_table,
+    external_table,
+    faithfulness_table,
+    pointing_road_table,
+)
 from ctlib.study.tables import (
     audit_table,
     cam_score_table,
@@ -106,6 +111,20 @@ def readme_block(results: str | os.PathLike[str]) -> str:
             "",
             markdown_table(cam_score_table(results)),
         ]
+        try:
+            pointing_road = pointing_road_table(results)
+        except FileNotFoundError:  # CAM scores written without --road
+            pointing_road = None
+        if pointing_road is not None:
+            parts += [
+                "",
+                "**Points at the lesion, or depends on it?** (the same networks and slices: "
+                "each CAM's pointing game beside its ROAD, in points of P(explained class); "
+                "ROAD also split by whether the map's peak hits a lesion; "
+                "`benchmarks/score_cams.py --road --seed k`):",
+                "",
+                markdown_table(pointing_road),
+            ]
     if COSTS_FILE.is_file():
         parts += [
             "",
