@@ -182,8 +182,8 @@ class DivergenceGuard:
     is recorded on the device and read once, at the end of the epoch (:meth:`check`).
     """
 
-    def __init__(self, device: torch.device) -> None:
-        self.sync_free = device.type == "cuda"
+    def __init__(self, device: torch.device, sync_free: bool | None = None) -> None:
+        self.sync_free = device.type == "cuda" if sync_free is None else sync_free
         self.step = torch.full((), -1, dtype=torch.long, device=device)
         self.loss = torch.zeros((), device=device)
 
@@ -217,17 +217,24 @@ def epoch_bar(start: int, config: TrainConfig, enabled: bool) -> tqdm:
 
 
 class BatchProgress:
-    """The batch bar of one epoch, showing the running loss (on a GPU only every 25 steps,
-    each a host read)."""
+    """The batch bar of one epoch: on the CPU with the running loss; on a GPU it counts batches
+    only (the loss would be a host read: it is read once, at the end of the epoch)."""
 
-    def __init__(self, total: int, epoch: int, device: torch.device, enabled: bool) -> None:
-        self.enabled, self.every = enabled, 25 if device.type == "cuda" else 1
+    def __init__(
+        self,
+        total: int,
+        epoch: int,
+        device: torch.device,
+        enabled: bool,
+        sync_free: bool | None = None,
+    ) -> None:
+        self.show_loss = enabled and not (device.type == "cuda" if sync_free is None else sync_free)
         self.bar = tqdm(
             total=total, desc=f"epoch {epoch + 1}", leave=False, disable=not enabled, unit="batch"
         )
 
     def update(self, step: int, total_loss: torch.Tensor, seen: int) -> None:
-        if self.enabled and step % self.every == 0:
+        if self.show_loss:
             self.bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", refresh=False)
         self.bar.update(1)
 
