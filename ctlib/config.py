@@ -173,6 +173,11 @@ class Runtime:
         checkpoint_every: write the rolling ``checkpoint.pt`` every this many epochs...
         checkpoint_minutes: ...or once this many minutes passed since the last one, whichever
             is first (and always after the last epoch).
+        gpu_checkpoint_minutes: on a GPU, where an epoch takes seconds, the checkpoint goes by
+            time only: every this many minutes and after the last epoch, written from a copy on
+            a background thread while training goes on.
+        deterministic: bit-identical reruns on a GPU: deterministic algorithms (warnings where
+            an op has none) and cuDNN's autotuner off; slower.
         tensorboard: also log every epoch's record to TensorBoard (``<out>/tensorboard``).
     """
 
@@ -184,6 +189,8 @@ class Runtime:
     data_path: str = "auto"
     checkpoint_every: int = 5
     checkpoint_minutes: float = 5.0
+    gpu_checkpoint_minutes: float = 10.0
+    deterministic: bool = False
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
@@ -192,6 +199,10 @@ class Runtime:
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(
                 f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
+            )
+        if not self.gpu_checkpoint_minutes > 0:
+            raise ValueError(
+                f"gpu_checkpoint_minutes must be > 0, got {self.gpu_checkpoint_minutes}."
             )
         if self.checkpoint_every < 1 or not self.checkpoint_minutes > 0:
             raise ValueError(

@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import random
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -258,27 +259,96 @@ class BestWeights:
 
 
 class RollingCheckpoint:
-    """The full training state in one rolling ``checkpoint.pt``, written atomically every
-    ``runtime.checkpoint_every`` epochs or once ``checkpoint_minutes`` passed, and after the
-    last epoch: a kill loses at most that much training."""
+    """The full training state in one rolling ``checkpoint.pt``, written atomically, and always
+    after the last epoch: a kill loses at most the training since the last one.
 
-    def __init__(self, folder: Path | None, runtime: Runtime, start_epoch: int) -> None:
+    On the CPU it is written every ``runtime.checkpoint_every`` epochs or once
+    ``checkpoint_minutes`` passed, in the training's own thread. On a GPU an epoch takes
+    seconds and a checkpoint of a large network is a gigabyte: it goes by time only
+    (``runtime.gpu_checkpoint_minutes``), and the state is copied to the host and written on a
+    background thread while the GPU trains on. One write at a time; :meth:`wait` joins the
+    writer (and raises its error), and :func:`ctlib.train.fit` calls it before it returns, so a
+    finished fold never has a write in flight. ``by_time`` and ``background`` default to
+    whether ``device`` is a GPU.
+    """
+
+    def __init__(
+        self,
+        folder: Path | None,
+        runtime: Runtime,
+        start_epoch: int,
+        device: torch.device | None = None,
+        *,
+        by_time: bool | None = None,
+        background: bool | None = None,
+    ) -> None:
+        gpu = device is not None and device.type == "cuda"
         self.folder, self.runtime = folder, runtime
+        self.by_time = gpu if by_time is None else by_time
+        self.background = gpu if background is None else background
         self.saved_epochs, self.saved_at = start_epoch, time.monotonic()
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def due(self, epoch: int, epochs: int) -> bool:
         """Whether the state after 0-based ``epoch`` (of ``epochs``) is to be written."""
-        return self.folder is not None and (
-            epoch + 1 == epochs
-            or epoch + 1 - self.saved_epochs >= self.runtime.checkpoint_every
-            or time.monotonic() - self.saved_at >= 60 * self.runtime.checkpoint_minutes
-        )
+        if self.folder is None:
+            return False
+        if epoch + 1 == epochs:
+            return True
+        minutes = self.runtime.gpu_checkpoint_minutes if self.by_time else None
+        if minutes is None:
+            if epoch + 1 - self.saved_epochs >= self.runtime.checkpoint_every:
+                return True
+            minutes = self.runtime.checkpoint_minutes
+        return time.monotonic() - self.saved_at >= 60 * minutes
 
     def save(self, epoch: int, state: dict[str, Any]) -> None:
         """Write ``state`` (model, optimizer, scaler, history, best_val, config) with the epoch
-        and every random state."""
-        atomic_save({**state, "epoch": epoch, "rng": rng_state()}, self.folder / CHECKPOINT)
+        and every random state; in the background, from a copy on the host."""
+        payload = {**state, "epoch": epoch, "rng": rng_state()}
+        if self.background:
+            self.wait()  # the previous write first: one at a time
+            payload = _to_host(payload)  # training goes on changing the tensors in place
+            self._writer = threading.Thread(
+                target=self._write, args=(payload,), name="ctlib-checkpoint"
+            )
+            self._writer.start()
+        else:
+            atomic_save(payload, self.folder / CHECKPOINT)
         self.saved_epochs, self.saved_at = epoch + 1, time.monotonic()
+
+    def _write(self, payload: dict[str, Any]) -> None:
+        try:
+            atomic_save(payload, self.folder / CHECKPOINT)
+        except BaseException as error:  # raised in the training thread by wait()
+            self._error = error
+
+    def wait(self) -> None:
+        """Join the background writer, if any, and raise what it failed with."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            error.add_note(
+                f"ctlib: writing {self.folder / CHECKPOINT} in the background failed; the "
+                "previous checkpoint is still in place: check the disk (space, permissions) "
+                "and resume."
+            )
+            raise error
+
+
+def _to_host(value: Any) -> Any:
+    """``value`` with every tensor copied to the host (one copy each: the originals may change
+    while the copy is written)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _to_host(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(item) for item in value)
+    return value
 
 
 class EpochLog:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, roc_auc_score
 
 __all__ = [
     "METRICS",
@@ -65,6 +64,9 @@ def confusion_counts(
 ) -> dict[str, int]:
     """``tn, fp, fn, tp`` for binary labels and predictions (1 = COVID), from scikit-learn's
     ``confusion_matrix`` with both classes fixed (so a fold without one class still counts)."""
+    # lazy: scikit-learn (joblib, cloudpickle) is slow to import; training needs none of it
+    from sklearn.metrics import confusion_matrix
+
     y = np.asarray(labels).astype(np.int64)
     yhat = np.asarray(preds).astype(np.int64)
     tn, fp, fn, tp = confusion_matrix(y, yhat, labels=[0, 1]).ravel()
@@ -76,6 +78,9 @@ def roc_auc(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndar
     y, p = _as_arrays(labels, probs)
     if y.min() == y.max():
         return float("nan")
+    # lazy: scikit-learn (joblib, cloudpickle) is slow to import; training needs none of it
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, p))
 
 

@@ -38,6 +38,7 @@ FLAGS: dict[str, dict[str, Any]] = {
     "seed": {"default": 0},
     "checkpoint_every": {"metavar": "N"},
     "checkpoint_minutes": {"metavar": "M"},
+    "gpu_checkpoint_minutes": {"metavar": "M"},
 }
 #: Fields with no option: the schedule's shape, the augmentations and the threshold are the
 #: paper's; ``arch`` is its own option; channels-last is always on.

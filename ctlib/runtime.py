@@ -66,14 +66,100 @@ def memory_format(runtime: Runtime) -> torch.memory_format:
 def place_model(model: nn.Module, runtime: Runtime) -> torch.device:
     """Move ``model`` to the runtime's device and memory format; returns the device. On the
     CPU denormals are flushed to zero (pretrained weights otherwise ran 5-25 % slower); on
-    CUDA cuDNN may pick its fastest kernels (the canvas never changes size in a run)."""
+    CUDA cuDNN may pick its fastest kernels (the canvas never changes size in a run), unless
+    ``runtime.deterministic`` (:func:`set_deterministic`)."""
     device = resolve_device(runtime.device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
-    if device.type == "cuda":
+    if runtime.deterministic:
+        set_deterministic(True)
+    if device.type == "cuda" and not runtime.deterministic:
         torch.backends.cudnn.benchmark = True
     model.to(device=device, memory_format=memory_format(runtime))
     return device
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic algorithms everywhere (``warn_only``: an op without one warns and runs as
+    before; :data:`NONDETERMINISTIC_ON_CUDA`), cuDNN's deterministic kernels without its
+    autotuner, and cuBLAS's fixed workspace (read when cuBLAS starts, so set before the first
+    matrix product); ``False`` undoes the first two."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    if on:
+        torch.backends.cudnn.benchmark = False
+
+
+#: The backward (and a few forward) kernels torch.use_deterministic_algorithms names as having no
+#: deterministic CUDA version (the ops that "throw" in its documentation, torch 2.14), as the
+#: aten ops a training step dispatches.
+NONDETERMINISTIC_ON_CUDA = frozenset(
+    {
+        "aten._adaptive_avg_pool2d_backward.default",
+        "aten._adaptive_avg_pool3d_backward.default",
+        "aten.adaptive_max_pool2d_backward.default",
+        "aten.avg_pool3d_backward.default",
+        "aten.fractional_max_pool2d_backward.default",
+        "aten.fractional_max_pool3d_backward.default",
+        "aten.max_unpool2d.default",
+        "aten.max_unpool3d.default",
+        "aten.upsample_linear1d_backward.default",
+        "aten.upsample_bilinear2d_backward.default",
+        "aten.upsample_bicubic2d_backward.default",
+        "aten.upsample_trilinear3d_backward.default",
+        "aten.reflection_pad1d_backward.default",
+        "aten.reflection_pad2d_backward.default",
+        "aten.reflection_pad3d_backward.default",
+        "aten.nll_loss_forward.default",
+        "aten.nll_loss2d_forward.default",
+        "aten._ctc_loss_backward.default",
+        "aten.embedding_bag.default",
+        "aten.put_.default",
+        "aten.histc.default",
+        "aten.bincount.default",
+        "aten.median.dim",
+        "aten.grid_sampler_2d_backward.default",
+    }
+)
+
+
+def nondeterministic_ops(
+    model: nn.Module, canvas: tuple[int, int], batch_size: int = 2
+) -> list[str]:
+    """The ops of one training step of ``model`` (forward, binary cross-entropy, backward) at
+    ``canvas = (width, height)`` that have no deterministic CUDA kernel: recorded on the CPU,
+    where the same ops are dispatched (``[]``: ``deterministic`` makes its steps bit-identical
+    on a GPU, given the same inputs)."""
+    # lazy: a developer's tool; the dispatch mode is not needed to train
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            self.ops.add(str(func))
+            return func(*args, **(kwargs or {}))
+
+    width, height = canvas
+    images = torch.randn(batch_size, 3, height, width)
+    labels = torch.arange(batch_size) % 2
+    was_training = model.training
+    model.train()
+    try:
+        with _Record() as record:
+            logits = model(images)
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                logits[:, 0].float(), labels.float()
+            )
+            loss.backward()
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return sorted(record.ops & NONDETERMINISTIC_ON_CUDA)
 
 
 def choose_precision(

@@ -131,35 +131,38 @@ def fit(
     start = resume_run(folder if resume else None, config, model, optimizer, precision, device)
     batches = TrainingBatches(train_set, config, runtime, device, progress)
     step_model = torch.compile(model) if runtime.compile else model
-    checkpoint = RollingCheckpoint(folder, runtime, start.epoch)
+    checkpoint = RollingCheckpoint(folder, runtime, start.epoch, device)
     best = BestWeights(folder, start.best_val)
     log, history = EpochLog(folder, runtime), start.history
     epochs = epoch_bar(start.epoch, config, progress)
-    for epoch in epochs:
-        lr = lr_at(epoch, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        started, guard = time.perf_counter(), DivergenceGuard(device)
-        bar = BatchProgress(len(batches), epoch, device, progress)
-        loss, seen = train_one_epoch(
-            step_model, batches.epoch(epoch), optimizer, precision, guard, bar
-        )
-        guard.check(epoch, lr)
-        seconds = time.perf_counter() - started
-        record = epoch_record(epoch, lr, loss, seen, seconds)
-        if val_set is not None:
-            record.update(validate(model, val_set, config, runtime))
-            best.update(record["val_loss"], model, epoch)
-        history.append(record)
-        epochs.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:g}")
-        if checkpoint.due(epoch, config.epochs):
-            checkpoint.save(
-                epoch, _training_state(model, optimizer, precision, history, best, config)
+    try:
+        for epoch in epochs:
+            lr = lr_at(epoch, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            started, guard = time.perf_counter(), DivergenceGuard(device)
+            bar = BatchProgress(len(batches), epoch, device, progress)
+            loss, seen = train_one_epoch(
+                step_model, batches.epoch(epoch), optimizer, precision, guard, bar
             )
-        log.write(history)
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-    log.close()
+            guard.check(epoch, lr)
+            seconds = time.perf_counter() - started
+            record = epoch_record(epoch, lr, loss, seen, seconds)
+            if val_set is not None:
+                record.update(validate(model, val_set, config, runtime))
+                best.update(record["val_loss"], model, epoch)
+            history.append(record)
+            epochs.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:g}")
+            if checkpoint.due(epoch, config.epochs):
+                checkpoint.save(
+                    epoch, _training_state(model, optimizer, precision, history, best, config)
+                )
+            log.write(history)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+    finally:
+        checkpoint.wait()  # a write in flight ends before the fold does
+        log.close()
     model.eval()
     return history
 

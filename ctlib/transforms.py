@@ -16,20 +16,25 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no PyPI version check on import
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
-import albumentations as A  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import Dataset  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from ctlib.canvas import Box, fit_to_canvas
+from ctlib.data import CTDataset, read_grayscale
+from ctlib.files import atomic_write
+from ctlib.paths import cache_dir
 
-from ctlib.canvas import Box, fit_to_canvas  # noqa: E402
-from ctlib.data import CTDataset, read_grayscale  # noqa: E402
-from ctlib.files import atomic_write  # noqa: E402
-from ctlib.paths import cache_dir  # noqa: E402
+if TYPE_CHECKING:
+    import albumentations as A
+
+# albumentations checks PyPI for a newer version when imported, unless this is set; set here,
+# before any import of it (ours is lazy: see train_augment), as it was when it was eager
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __all__ = [
     "FLAT_FILL",
@@ -95,6 +100,9 @@ def train_augment(
 
     Works on 2-D uint8 canvases and returns 2-D uint8 canvases of the same size.
     """
+    # lazy: only the CPU path augments with albumentations; a bare GPU machine lacks it
+    import albumentations as A
+
     width, height = size
     ratio = width / height
     return A.Compose(

@@ -148,6 +148,53 @@ def test_gpu_figures_are_looked_for_in_order(tmp_path: Path, monkeypatch) -> Non
         sweep.read_gpu_figures(tmp_path / "bad.csv")
 
 
+#: The GPU figures' header before peak_reserved_gib, sync_debug and device (old files).
+OLD_FIGURE_HEADER = (
+    "arch,canvas_width,canvas_height,batch_size,precision,channels_last,data_path,images_per_s,"
+    "data_wait_share,optimizer_share,peak_memory_gib,gpu,torch,measured_at"
+)
+
+
+def test_cells_are_packed_by_reserved_memory_and_old_files_by_allocated(tmp_path: Path) -> None:
+    columns = ",".join(sweep.GPU_FIGURE_COLUMNS)
+    new = tmp_path / "new.csv"
+    new.write_text(
+        f"{columns}\n"
+        "resnet18,349,253,32,bfloat16,True,device,1000,0.1,0.1,3.0,3.5,pass,cuda,H100,2.5,2025\n"
+        "resnet50,349,253,32,bfloat16,True,device,500,0.1,0.1,6.0,,pass,cuda,H100,2.5,2025\n"
+        "squeezenet,335,255,32,bfloat16,True,device,900,0.1,0.1,,nan,pass,cuda,H100,2.5,2025\n"
+    )
+    figures = sweep.read_gpu_figures(new)
+    # reserved where measured; the allocated peak where not; nothing where neither is known
+    assert sweep.packing_memory_gib(figures.to_dict("index")) == {"resnet18": 3.5, "resnet50": 6.0}
+    old = tmp_path / "old.csv"
+    old.write_text(
+        OLD_FIGURE_HEADER
+        + "\nresnet18,349,253,32,bf16,True,device,1000,0.1,0.1,3.0,NVIDIA H200,2.5.1,2025\n"
+    )
+    figures = sweep.read_gpu_figures(old)
+    assert "peak_reserved_gib" not in figures
+    assert sweep.packing_memory_gib(figures.to_dict("index")) == {"resnet18": 3.0}
+    assert sweep.packing_memory_gib({"a": {"peak_reserved_gib": "0"}, "b": {}}) == {}
+
+
+@pytest.mark.parametrize(
+    "row, on_gpu",
+    [
+        ({"device": "cuda", "gpu": "NVIDIA H100"}, True),
+        ({"device": "cuda:1"}, True),
+        ({"device": "cpu", "gpu": "NVIDIA H100"}, False),  # the device column decides
+        ({"device": "mps", "gpu": "Apple M2"}, False),
+        ({"gpu": "CPU x86_64 (2 threads)"}, False),  # an old file: the script's CPU example
+        ({"device": float("nan"), "gpu": "NVIDIA H200"}, True),  # an old file: a GPU's row
+        ({"device": pd.NA, "gpu": "CPU x86_64 (2 threads)"}, False),
+        ({"gpu": "NVIDIA H200"}, True),
+    ],
+)
+def test_only_rows_measured_on_a_cuda_gpu_cost_the_grid(row: dict, on_gpu: bool) -> None:
+    assert sweep.measured_on_gpu(row) is on_gpu
+
+
 def test_cells_share_a_gpu_only_where_their_memory_fits() -> None:
     slots = sweep.local_slots("0,1", per_gpu=2)
     assert [s.label for s in slots] == ["GPU 0 #1", "GPU 0 #2", "GPU 1 #1", "GPU 1 #2"]
@@ -214,8 +261,8 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     assert "GPU 0 #1" in text and "GPU 0 #2" in text and "dry run: nothing started" in text
     assert not (out / "logs").exists()
     figures = tmp_path / "gpu_check.csv"
-    row = "resnet18,349,253,32,bf16,True,device,1000,0.1,0.1,3.0,NVIDIA H200,2.5.1,2025-01-01"
-    figures.write_text(",".join(sweep.GPU_FIGURE_COLUMNS) + "\n" + row + "\n")
+    row = "resnet18,349,253,32,bfloat16,True,device,1000,0.1,0.1,3.0,3.5,pass,cuda,NVIDIA H200,"
+    figures.write_text(",".join(sweep.GPU_FIGURE_COLUMNS) + "\n" + row + "2.5.1,2025-01-01\n")
     assert main([*argv, "--executor", "slurm", "--gpu-figures", str(figures)]) == 0
     text = capsys.readouterr().out
     assert f"GPU hours measured (training images x epochs / images_per_s) from {figures}" in text
@@ -224,6 +271,24 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     assert re.search(r"resnet18\s.*measured", table) and re.search(r"squeezenet\s.*FLOP", table)
     assert "--array=0-8%9" in text and "task   8:" in text and "dry run: nothing submitted" in text
     assert "NVIDIA H200" in text
+    # a file written before peak_reserved_gib, sync_debug and device existed is read as before
+    old = tmp_path / "old_gpu_check.csv"
+    old_row = "resnet18,349,253,32,bf16,True,device,1000,0.1,0.1,3.0,NVIDIA H200,2.5.1,2025-01-01"
+    old.write_text(OLD_FIGURE_HEADER + "\n" + old_row + "\n")
+    assert main([*argv, "--executor", "slurm", "--gpu-figures", str(old)]) == 0
+    table = capsys.readouterr().out.split("cost:")[1]
+    assert re.search(r"resnet18\s.*measured", table) and re.search(r"squeezenet\s.*FLOP", table)
+    # the script's CPU example never costs the grid, wherever the file lies
+    cpu = tmp_path / "cpu.csv"
+    cpu.write_text(
+        ",".join(sweep.GPU_FIGURE_COLUMNS)
+        + "\nresnet18,80,80,32,fp32,True,device,90,0.1,0.1,,,skipped,cpu,CPU x86_64,2.5.1,2025\n"
+    )
+    assert main([*argv, "--executor", "slurm", "--gpu-figures", str(cpu)]) == 0
+    text = capsys.readouterr().out
+    assert f"left out the row(s) of resnet18 in {cpu}: not measured on a CUDA GPU" in text
+    table = text.split("cost:")[1]
+    assert re.search(r"resnet18\s.*FLOP", table) and not re.search(r"resnet18\s.*measured", table)
 
 
 @pytest.mark.parametrize(

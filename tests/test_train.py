@@ -315,6 +315,59 @@ def test_the_rolling_checkpoint_is_written_every_n_epochs_and_after_the_last(
     assert state["epoch"] + 1 == 5 and len(state["history"]) == 5
 
 
+def test_on_a_gpu_the_checkpoint_goes_by_time_only_and_is_written_in_the_background(
+    tmp_path: Path,
+) -> None:
+    from ctlib.handlers import RollingCheckpoint
+
+    runtime = Runtime(checkpoint_every=1, gpu_checkpoint_minutes=60)
+    gpu = RollingCheckpoint(tmp_path, runtime, 0, torch.device("cuda"))
+    assert gpu.by_time and gpu.background
+    assert not gpu.due(0, 10), "every epoch on the CPU; on a GPU, not before 60 minutes"
+    assert gpu.due(9, 10), "always after the last epoch"
+    cpu = RollingCheckpoint(tmp_path, runtime, 0, torch.device("cpu"))
+    assert cpu.due(0, 10) and not cpu.background
+    gpu.saved_at -= 3601
+    assert gpu.due(0, 10)
+
+    weights = torch.arange(6.0)
+    writer = RollingCheckpoint(tmp_path, runtime, 0, background=True)
+    writer.save(0, {"model": {"w": weights}, "history": [{"epoch": 1}]})
+    weights.add_(100)  # training goes on at once: the write holds the copy made at save()
+    writer.wait()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert torch.equal(state["model"]["w"], torch.arange(6.0)) and state["epoch"] == 0
+    assert not list(tmp_path.glob("*.tmp*")), "nothing half-written left behind"
+
+    (tmp_path / "a-file").write_text("")
+    broken = RollingCheckpoint(tmp_path / "a-file" / "run", runtime, 0, background=True)
+    broken.save(0, {"model": {"w": weights}})
+    with pytest.raises(OSError) as failed:
+        broken.wait()
+    assert "previous checkpoint is still in place" in "".join(failed.value.__notes__)
+    broken.wait()  # the error is raised once
+
+
+def test_a_run_checkpointed_in_the_background_resumes_to_the_same_numbers(
+    tiny_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU's checkpoints (by time, from a copy, on a thread), run on the CPU: a run cut
+    after its first epoch resumes to the uninterrupted run's numbers."""
+    import functools
+
+    import ctlib.train
+    from ctlib.handlers import RollingCheckpoint
+
+    full_history, full_probs = _run(tiny_frame, tmp_path / "full", epochs=2)
+    gpu_like = functools.partial(RollingCheckpoint, by_time=True, background=True)
+    monkeypatch.setattr(ctlib.train, "RollingCheckpoint", gpu_like)
+    _cut_after_first_epoch(tiny_frame, tmp_path / "cut", epochs=2, gpu_checkpoint_minutes=1e-9)
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file()
+    history, probs = _run(tiny_frame, tmp_path / "cut", epochs=2, gpu_checkpoint_minutes=1e-9)
+    assert [h["train_loss"] for h in history] == [h["train_loss"] for h in full_history]
+    assert np.array_equal(probs, full_probs)
+
+
 def test_resume_names_the_recipe_settings_that_differ(
     tiny_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -529,3 +582,64 @@ def test_every_epoch_is_logged_to_json_csv_and_tensorboard(
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
     logged = [event.value for event in events.Scalars("train_loss")]
     assert logged == pytest.approx([h["train_loss"] for h in history], rel=1e-6)
+
+
+def test_deterministic_mode_sets_the_flags_and_leaves_them_alone_otherwise() -> None:
+    from ctlib.runtime import place_model, set_deterministic
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        place_model(nn.Linear(2, 1), Runtime(device="cpu"))
+        assert not torch.are_deterministic_algorithms_enabled()
+        place_model(nn.Linear(2, 1), Runtime(device="cpu", deterministic=True))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+class _Upsampling(nn.Module):
+    """A head that upsamples bilinearly and pools to 2 x 2: two backward kernels CUDA runs
+    with atomics (no deterministic version)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pool, self.fc = (
+            nn.Conv2d(3, 4, 3),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Linear(16, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.interpolate(self.conv(x), scale_factor=2, mode="bilinear")
+        return self.fc(self.pool(x).flatten(1))
+
+
+def test_nondeterministic_ops_finds_the_kernels_without_a_deterministic_version() -> None:
+    from ctlib.models import create_model
+    from ctlib.runtime import nondeterministic_ops
+
+    assert nondeterministic_ops(_Upsampling(), (32, 24)) == [
+        "aten._adaptive_avg_pool2d_backward.default",
+        "aten.upsample_bilinear2d_backward.default",
+    ]
+    # a 1 x 1 adaptive pool is computed as a mean: deterministic
+    assert nondeterministic_ops(create_model("squeezenet", pretrained=False, progress=False),
+                                (64, 48)) == []  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_twelve_architectures_run_no_nondeterministic_kernel() -> None:
+    """What docs/DEVELOPERS.md says of --deterministic: with it, each of the paper's twelve
+    networks trains bit-identically on a GPU (no op of its step lacks a deterministic kernel)."""
+    from ctlib.models import create_model, list_models
+    from ctlib.runtime import nondeterministic_ops
+
+    found = {}
+    for arch in list_models(paper=True):  # on a small canvas: the ops, not the sizes, matter
+        model = create_model(arch, pretrained=False, progress=False)
+        found[arch] = nondeterministic_ops(model, (160, 120))
+    assert len(found) == 12 and found == {arch: [] for arch in found}

@@ -24,6 +24,8 @@ _HOMES = {
     "GPU_FIGURES_ENV": "figures",
     "GPU_FIGURE_COLUMNS": "figures",
     "gpu_figures_path": "figures",
+    "measured_on_gpu": "figures",
+    "packing_memory_gib": "figures",
     "COSTS_FILE": "cost",
     "cell_costs": "cost",
     "estimate_cost": "cost",

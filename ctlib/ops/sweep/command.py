@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 
 from ctlib.data.registry import REAL_DATASETS
 from ctlib.errors import DataError
-from ctlib.ops.sweep.figures import GPU_FIGURES_ENV, gpu_figures_path
+from ctlib.ops.sweep.figures import (
+    GPU_FIGURES_ENV,
+    gpu_figures_path,
+    measured_on_gpu,
+    packing_memory_gib,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -283,7 +288,7 @@ def run_sweep(
 ) -> int:
     """What ``python -m ctlib sweep`` does; returns the exit status (1: a cell failed)."""
     from ctlib.models import list_models  # lazy: torch and timm, once the command runs
-    from ctlib.ops.sweep.cost import cell_costs, estimate_cost, read_gpu_figures  # lazy: pandas
+    from ctlib.ops.sweep.cost import cell_costs, estimate_cost  # lazy: pandas
     from ctlib.ops.sweep.grid import Grid, check_data  # lazy: torch, through ctlib.cv
 
     for executor, keys in _EXECUTOR_ONLY.items():
@@ -311,7 +316,7 @@ def run_sweep(
             raise
         print(f"data NOT READY (without --dry-run the sweep stops here): {error}")
     figures_path = gpu_figures_path(args.gpu_figures)
-    figures = read_gpu_figures(figures_path) if figures_path else None
+    figures = _read_figures(figures_path) if figures_path else None
     costs = {"epochs": config.epochs, "n_folds": args.folds, "gpu_tflops": args.gpu_tflops}
     cells = cell_costs(todo, figures=figures, **costs)
     _print_cost(estimate_cost(todo, figures=figures, **costs), figures_path, args)
@@ -357,6 +362,24 @@ def _plan(
         job, state = queued[task.label]
         print(f"  {state.lower()}: {task.label} (job {job}); not submitted again")
     return todo
+
+
+def _read_figures(path: Path) -> pd.DataFrame:
+    """The GPU figures in ``path`` (:func:`~ctlib.ops.sweep.cost.read_gpu_figures`) less the
+    rows not measured on a CUDA GPU (:func:`~ctlib.ops.sweep.figures.measured_on_gpu`, e.g.
+    the script's CPU example): those are named and left to the FLOP guess."""
+    from ctlib.ops.sweep.cost import read_gpu_figures  # lazy: pandas
+
+    figures = read_gpu_figures(path)
+    on_gpu = [measured_on_gpu(row) for row in figures.to_dict("records")]
+    if not all(on_gpu):
+        ignored = [str(arch) for arch, keep in zip(figures.index, on_gpu) if not keep]
+        print(
+            f"GPU figures: left out the row(s) of {', '.join(ignored)} in {path}: not measured "
+            "on a CUDA GPU (the CPU example of benchmarks/gpu_check.py?)"
+        )
+        figures = figures[on_gpu]
+    return figures
 
 
 def _print_cost(cost: pd.DataFrame, figures_path: Path | None, args: argparse.Namespace) -> None:
@@ -441,9 +464,7 @@ def _run_local(
     slots = local_slots(args.slots, args.per_gpu or 1)
     on_cpu = all(s.gpu is None for s in slots)
     hours = dict(zip(todo, cells["cpu_hours" if on_cpu else "gpu_hours"].fillna(0.0), strict=True))
-    memory = None
-    if figures is not None and "peak_memory_gib" in figures:
-        memory = figures["peak_memory_gib"].dropna().astype(float).to_dict()
+    memory = packing_memory_gib(figures.to_dict("index")) if figures is not None else None
     gpu_memory = gpu_memory_gib([s.gpu for s in slots if s.gpu is not None])
     order = longest_first(todo, hours)
     retries = 1 if args.retries is None else args.retries
@@ -453,7 +474,11 @@ def _run_local(
         f"local executor: {len(slots)} slot(s)"
         + (f" = GPU {','.join(gpus)} x {args.per_gpu or 1} cell(s) each" if gpus else " on the CPU")
         + "; longest cells first, each to the first free slot"
-        + (" whose GPU has room (peak_memory_gib)" if memory and gpu_memory else "")
+        + (
+            " whose GPU has room (peak_reserved_gib, else peak_memory_gib)"
+            if memory and gpu_memory
+            else ""
+        )
         + f"; a failed cell is retried {retries} time(s), {timeout}; Ctrl-C stops them all"
     )
     if args.dry_run:

@@ -5,17 +5,28 @@ sweep finds that file. Standard library only, so that a bare GPU machine can wri
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["GPU_FIGURES_ENV", "GPU_FIGURE_COLUMNS", "gpu_figures_path"]
+__all__ = [
+    "GPU_FIGURES_ENV",
+    "GPU_FIGURE_COLUMNS",
+    "gpu_figures_path",
+    "measured_on_gpu",
+    "packing_memory_gib",
+]
 
 #: The environment variable naming the GPU figures file when ``--gpu-figures`` is not given.
 GPU_FIGURES_ENV = "CTLIB_GPU_FIGURES"
 # benchmarks/gpu_check.csv of the repository (this file is ctlib/ops/sweep/figures.py)
 _REPO_GPU_FIGURES = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu_check.csv"
 
-#: The columns ``benchmarks/gpu_check.py`` writes, one row per architecture.
+#: The columns ``benchmarks/gpu_check.py`` writes, one row per architecture. Files written
+#: before ``peak_reserved_gib``, ``sync_debug`` and ``device`` existed are read as they are:
+#: :func:`packing_memory_gib` falls back to ``peak_memory_gib``, :func:`measured_on_gpu` to
+#: the ``gpu`` name.
 GPU_FIGURE_COLUMNS = (
     "arch",
     "canvas_width",
@@ -28,6 +39,9 @@ GPU_FIGURE_COLUMNS = (
     "data_wait_share",
     "optimizer_share",
     "peak_memory_gib",
+    "peak_reserved_gib",
+    "sync_debug",
+    "device",
     "gpu",
     "torch",
     "measured_at",
@@ -56,3 +70,51 @@ def gpu_figures_path(path: str | os.PathLike[str] | None = None) -> Path | None:
                 )
             return chosen
     return _REPO_GPU_FIGURES if _REPO_GPU_FIGURES.is_file() else None
+
+
+def measured_on_gpu(row: Mapping[str, object]) -> bool:
+    """Whether a row of the GPU figures was measured on a CUDA GPU, and so may cost the grid.
+
+    By its ``device`` column (``"cuda"``, ``"cuda:1"``; ``"cpu"`` for the script's CPU
+    example) where the row has one; a file written before that column existed names the
+    machine in ``gpu`` instead, which the script wrote as ``"CPU ..."`` on the CPU.
+    """
+    device = _text(row.get("device"))
+    if device:
+        return device.split(":")[0].lower() == "cuda"
+    return not _text(row.get("gpu")).upper().startswith("CPU")
+
+
+def packing_memory_gib(figures: Mapping[str, Mapping[str, object]]) -> dict[str, float]:
+    """GiB of GPU memory a cell of each architecture takes, to decide how many share a GPU.
+
+    ``figures`` maps each architecture to its row (``DataFrame.to_dict("index")`` of
+    :func:`~ctlib.ops.sweep.cost.read_gpu_figures`). The peak *reserved* by PyTorch's caching
+    allocator (``peak_reserved_gib``, ``torch.cuda.max_memory_reserved``) is what a cell holds
+    on the GPU, and is used where the row has it; a file written before that column existed
+    gives the peak *allocated* (``peak_memory_gib``), which is less. An architecture with
+    neither (or no finite, positive value) is left out: its memory is unknown.
+    """
+    memory = {}
+    for arch, row in figures.items():
+        for column in ("peak_reserved_gib", "peak_memory_gib"):
+            value = _gib(row.get(column))
+            if value is not None:
+                memory[str(arch)] = value
+                break
+    return memory
+
+
+def _text(value: object) -> str:
+    """A cell as text: empty for a missing one (None, NaN, pandas' NA, blank)."""
+    text = "" if value is None else str(value).strip()
+    return "" if text.lower() in ("nan", "<na>", "none") else text
+
+
+def _gib(value: object) -> float | None:
+    """A memory cell as a positive number of GiB, or None where it is missing or not one."""
+    try:
+        number = float(_text(value) or "nan")
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
