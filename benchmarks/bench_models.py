@@ -6,7 +6,8 @@ the canvas, in contiguous and channels-last memory formats. One warm-up step, th
 ``--steps`` timed steps.
 
 Also counts the forward pass's GFLOPs per image at the canvas (``torch.utils.flop_counter``)
-and, with ``--csv``, writes ``arch, canvas, cpu_ms_per_image, gflops_forward`` -- the file
+and, with ``--csv``, writes ``arch, canvas, cpu_ms_per_image, gflops_forward, params_m,
+param_tensors, leaf_modules`` -- the file
 ``python -m ctlib sweep --dry-run`` reads to estimate the cost of the full grid.
 
 Usage:
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps (default 1)")
     parser.add_argument(
         "--csv",
-        help="also write arch, canvas, cpu_ms_per_image (channels-last), "
-        "gflops_forward to this file",
+        help="also write arch, canvas, cpu_ms_per_image (channels-last), gflops_forward, "
+        "params_m, param_tensors, leaf_modules (the GPU cost model's launch floor) to this file",
     )
     args = parser.parse_args(argv)
     rows = []
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
                 "canvas": f"{width}x{height}",
                 "cpu_ms_per_image": round(channels_last, 1),
                 "gflops_forward": round(flops, 3),
+                "params_m": round(params, 3),
+                "param_tensors": sum(1 for _ in model.parameters()),
+                "leaf_modules": sum(1 for m in model.modules() if not list(m.children())),
             }
         )
         del model

@@ -6,6 +6,7 @@ locally), and the data check before any cell starts."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -86,13 +87,17 @@ def test_plan_skips_finished_cells_and_unknown_names_fail(tmp_path: Path) -> Non
 
 
 def test_cost_estimate_arithmetic_guessed_and_measured(tmp_path: Path) -> None:
+    from ctlib.ops.sweep.cost import ASSUMPTIONS, CARDS, overhead_hours, seconds_per_image
+
     costs = tmp_path / "costs.csv"
     pd.DataFrame(
         {
             "arch": ["resnet18", "squeezenet"],
             "canvas": ["349x253", "349x253"],
             "cpu_ms_per_image": [100.0, 50.0],
-            "gflops_forward": [2.0, 1.0],
+            "gflops_forward": [2.0, 0.001],
+            "params_m": [10.0, 1.0],
+            "leaf_modules": [50, 100],
         }
     ).to_csv(costs, index=False)
     tasks = [Task("covid19-ct", a, k) for a in ("resnet18", "squeezenet") for k in range(5)]
@@ -100,19 +105,45 @@ def test_cost_estimate_arithmetic_guessed_and_measured(tmp_path: Path) -> None:
     images = 5 * 746 * 4 / 5 * 10  # five folds, 4/5 of 746 images, 10 epochs
     assert cost.loc["resnet18", "images_trained"] == int(images)
     assert cost.loc["resnet18", "cpu_hours"] == pytest.approx(images * 0.1 / 3600)
-    assert cost.loc["resnet18", "gpu_hours_estimate"] == pytest.approx(images * 6e9 / 1e13 / 3600)
+    train = images * 6e9 / 1e13 / 3600  # 3 x forward FLOPs at 10 TFLOP/s
+    startup = 5 * 25 / 3600  # five cells, 25 s each
+    one_cell = train / 5
+    size_gb = 10e6 * 12 / 1e9  # 12 bytes per parameter
+    checkpoints = math.floor(one_cell * 60 / 10) + 1
+    checkpoint = 5 * (checkpoints * size_gb / 10 + size_gb / 0.5) / 3600
+    assert cost.loc["resnet18", "startup_hours"] == pytest.approx(startup)
+    assert cost.loc["resnet18", "checkpoint_hours"] == pytest.approx(checkpoint)
+    assert cost.loc["resnet18", "gpu_hours_estimate"] == pytest.approx(train + startup + checkpoint)
+    assert cost.loc["resnet18", "images_per_s"] == pytest.approx(1e13 / 6e9)
     assert cost.loc["resnet18", "gpu_hours"] == cost.loc["resnet18", "gpu_hours_estimate"]
-    assert cost.loc["total", "cells"] == 10 and cost.loc["total", "source"] == "FLOP guess"
+    assert cost.loc["total", "cells"] == 10 and cost.loc["total", "source"] == "estimate"
+    # a tiny network is bound by its kernel launches, not by its FLOPs
+    launches = 100 * 3 * 10e-6 / 32
+    assert seconds_per_image({"gflops_forward": 0.001, "leaf_modules": 100}, 10.0) == launches
+    assert cost.loc["squeezenet", "images_per_s"] == pytest.approx(1 / launches)
+    # each card kind at the assumed share of its peak; a faster card costs less
+    by_card = [cost.loc["resnet18", f"gpu_hours_{kind}"] for kind in ("T4", "A100", "H100")]
+    assert by_card == sorted(by_card, reverse=True)
+    h100_train = images * 6e9 / (CARDS["H100"] * ASSUMPTIONS["efficiency"] * 1e12) / 3600
+    assert cost.loc["resnet18", "gpu_hours_H100"] == pytest.approx(
+        h100_train + startup + sum(overhead_hours(10.0, h100_train / 5)[1:]) * 5, rel=1e-6
+    )
     figures = pd.DataFrame({"arch": ["resnet18"], "images_per_s": [1000.0]}).set_index("arch")
     cost = estimate_cost(tasks, epochs=10, n_folds=5, costs=costs, figures=figures)
-    assert cost.loc["resnet18", "gpu_hours"] == pytest.approx(images / 1000 / 3600)
+    measured = images / 1000 / 3600
+    assert cost.loc["resnet18", "gpu_hours"] == pytest.approx(
+        measured + startup + cost.loc["resnet18", "checkpoint_hours"]
+    )
     assert cost.loc["resnet18", "source"] == "measured"
-    assert cost.loc["squeezenet", "source"] == "FLOP guess"  # not in the figures: guessed
+    assert cost.loc["resnet18", "images_per_s"] == pytest.approx(1000.0)
+    assert cost.loc["squeezenet", "source"] == "estimate"  # not in the figures
     assert pd.isna(cost.loc["squeezenet", "gpu_hours_measured"])
     assert cost.loc["total", "source"] == "mixed"
     assert cost.loc["total", "gpu_hours"] == pytest.approx(
         cost.loc["resnet18", "gpu_hours"] + cost.loc["squeezenet", "gpu_hours_estimate"]
     )
+    with pytest.raises(ValueError, match="Unknown card 'V100'"):
+        estimate_cost(tasks, costs=costs, card="V100")
 
 
 def test_shipped_costs_cover_the_papers_twelve() -> None:
@@ -256,8 +287,9 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     assert main([*argv, "--slots", "0", "--per-gpu", "2"]) == 0
     text = capsys.readouterr().out
     assert "9 cells to run, 1 finished already" in text
-    assert "GPU hours from the FLOP guess" in text and "no GPU figures file" in text
-    assert "measured (training images" not in text
+    assert "NO GPU FIGURES" in text and "every GPU hour below is an estimate" in text
+    assert "10% of an H100's 989 TFLOP/s peak" in text and "T4_h (est.)" in text
+    assert "startup_h" in text and "ckpt_h" in text and "measured_h" not in text
     assert "GPU 0 #1" in text and "GPU 0 #2" in text and "dry run: nothing started" in text
     assert not (out / "logs").exists()
     figures = tmp_path / "gpu_check.csv"
@@ -265,10 +297,11 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     figures.write_text(",".join(sweep.GPU_FIGURE_COLUMNS) + "\n" + row + "2.5.1,2025-01-01\n")
     assert main([*argv, "--executor", "slurm", "--gpu-figures", str(figures)]) == 0
     text = capsys.readouterr().out
-    assert f"GPU hours measured (training images x epochs / images_per_s) from {figures}" in text
-    assert "from the FLOP guess" in text and "for squeezenet" in text  # labelled fallback
+    assert f"images/s measured on the GPU for 1 architecture(s) ({figures})" in text
+    assert "estimated at 10% of an H100's" in text and "for squeezenet" in text  # labelled
     table = text.split("cost:")[1]
-    assert re.search(r"resnet18\s.*measured", table) and re.search(r"squeezenet\s.*FLOP", table)
+    assert re.search(r"resnet18\s+\S+\s+1,000.00\s+measured", table)
+    assert re.search(r"squeezenet\s.*estimate", table)
     assert "--array=0-8%9" in text and "task   8:" in text and "dry run: nothing submitted" in text
     assert "NVIDIA H200" in text
     # a file written before peak_reserved_gib, sync_debug and device existed is read as before
@@ -277,7 +310,7 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     old.write_text(OLD_FIGURE_HEADER + "\n" + old_row + "\n")
     assert main([*argv, "--executor", "slurm", "--gpu-figures", str(old)]) == 0
     table = capsys.readouterr().out.split("cost:")[1]
-    assert re.search(r"resnet18\s.*measured", table) and re.search(r"squeezenet\s.*FLOP", table)
+    assert re.search(r"resnet18\s.*measured", table) and re.search(r"squeezenet\s.*estimate", table)
     # the script's CPU example never costs the grid, wherever the file lies
     cpu = tmp_path / "cpu.csv"
     cpu.write_text(
@@ -288,7 +321,9 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     text = capsys.readouterr().out
     assert f"left out the row(s) of resnet18 in {cpu}: not measured on a CUDA GPU" in text
     table = text.split("cost:")[1]
-    assert re.search(r"resnet18\s.*FLOP", table) and not re.search(r"resnet18\s.*measured", table)
+    assert re.search(r"resnet18\s.*estimate", table) and not re.search(
+        r"resnet18\s.*measured", table
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctlib.ops.sweep.cost import COSTS_FILE
+from ctlib.ops.sweep.cost import ASSUMPTIONS, COSTS_FILE
 from ctlib.study.audit import COSINE_MIN, HASH_MAX_DISTANCE, load_audits
 from ctlib.study.findings import key_findings
 from ctlib.study.honest import (
@@ -130,7 +130,11 @@ def readme_block(results: str | os.PathLike[str]) -> str:
             "",
             "**Expected cost of the full Table 2 grid** (`python -m ctlib sweep --dry-run`: "
             "12 architectures x 5 folds x 2 data sets, 100 epochs; CPU hours from step times "
-            "measured on this project's 2-core CPU, GPU hours an estimate at 25 TFLOP/s):",
+            "measured on this project's 2-core CPU; GPU hours estimated, not measured: at an "
+            "assumed "
+            f"{ASSUMPTIONS['efficiency']:.0%} of each card's peak, or its kernel launches where "
+            f"slower, plus {ASSUMPTIONS['startup_seconds']:g} s of start-up per cell and the "
+            "checkpoints; `docs/DEVELOPERS.md`, *The sweep*):",
             "",
             markdown_table(sweep_cost_table()),
         ]

@@ -26,7 +26,7 @@ import pandas as pd
 from ctlib.data import REAL_DATASETS
 from ctlib.metrics import PAPER_METRICS, bootstrap_ci
 from ctlib.models import get_spec, list_models
-from ctlib.ops.sweep.cost import estimate_cost
+from ctlib.ops.sweep.cost import CARDS, estimate_cost
 from ctlib.ops.sweep.grid import Task
 from ctlib.results import RESULT_KEYS, collect_results
 from ctlib.study.audit import load_audits
@@ -310,7 +310,10 @@ def sweep_cost_table() -> pd.DataFrame:
             "cells": cost["cells"].astype(int).to_numpy(),
             "images trained (M)": (cost["images_trained"] / 1e6).round(2).to_numpy(),
             "CPU hours (measured step)": cost["cpu_hours"].round(0).astype(int).to_numpy(),
-            "GPU hours (estimate)": cost["gpu_hours_estimate"].round(1).to_numpy(),
+            **{
+                f"{kind} hours (estimate)": cost[f"gpu_hours_{kind}"].round(2).to_numpy()
+                for kind in CARDS
+            },
         }
     )
 

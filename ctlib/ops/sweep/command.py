@@ -116,13 +116,21 @@ def _grid_options(p: argparse.ArgumentParser, out: str) -> None:
         metavar="CSV",
         help="measured GPU throughput per architecture, from benchmarks/gpu_check.py "
         "(default: $CTLIB_GPU_FIGURES, else benchmarks/gpu_check.csv if present, else the "
-        "FLOP guess)",
+        "estimate)",
+    )
+    p.add_argument(
+        "--card",
+        choices=["T4", "A100", "H100"],
+        default="H100",
+        help="the GPU kind whose estimate schedules and totals the cells where nothing is "
+        "measured (default: H100; the dry run prints all three)",
     )
     p.add_argument(
         "--gpu-tflops",
         type=_positive(float),
-        default=25.0,
-        help="assumed sustained GPU throughput of the FLOP guess (default: 25)",
+        default=None,
+        help="instead of a card kind's assumed share of its peak: the sustained TFLOP/s of "
+        "your GPU, for the estimate",
     )
 
 
@@ -317,7 +325,8 @@ def run_sweep(
         print(f"data NOT READY (without --dry-run the sweep stops here): {error}")
     figures_path = gpu_figures_path(args.gpu_figures)
     figures = _read_figures(figures_path) if figures_path else None
-    costs = {"epochs": config.epochs, "n_folds": args.folds, "gpu_tflops": args.gpu_tflops}
+    costs = {"epochs": config.epochs, "n_folds": args.folds, "gpu_tflops": args.gpu_tflops,
+             "card": args.card}  # fmt: skip
     cells = cell_costs(todo, figures=figures, **costs)
     _print_cost(estimate_cost(todo, figures=figures, **costs), figures_path, args)
     for note in _figures_caveats(figures, config, archs):
@@ -367,7 +376,7 @@ def _plan(
 def _read_figures(path: Path) -> pd.DataFrame:
     """The GPU figures in ``path`` (:func:`~ctlib.ops.sweep.cost.read_gpu_figures`) less the
     rows not measured on a CUDA GPU (:func:`~ctlib.ops.sweep.figures.measured_on_gpu`, e.g.
-    the script's CPU example): those are named and left to the FLOP guess."""
+    the script's CPU example): those are named and left to the estimate."""
     from ctlib.ops.sweep.cost import read_gpu_figures  # lazy: pandas
 
     figures = read_gpu_figures(path)
@@ -383,38 +392,61 @@ def _read_figures(path: Path) -> pd.DataFrame:
 
 
 def _print_cost(cost: pd.DataFrame, figures_path: Path | None, args: argparse.Namespace) -> None:
+    """Each architecture's throughput (measured or estimated, labelled), its start-up and
+    checkpoint hours and its GPU hours per card kind, then the assumptions behind them."""
+    import pandas as pd  # lazy: the command line starts without pandas
+
+    from ctlib.ops.sweep.cost import ASSUMPTIONS, CARDS  # lazy: pandas
+
     measured = [a for a in cost.index if a != "total" and cost.loc[a, "source"] == "measured"]
     guessed = [a for a in cost.index if a != "total" and cost.loc[a, "source"] != "measured"]
-    guess = (
-        f"the FLOP guess (3 x forward FLOPs per image at an assumed {args.gpu_tflops:g} TFLOP/s "
-        "sustained, --gpu-tflops)"
+    efficiency = ASSUMPTIONS["efficiency"]
+    basis = (
+        f"{args.gpu_tflops:g} TFLOP/s sustained (--gpu-tflops)"
+        if args.gpu_tflops
+        else f"{efficiency:.0%} of an {args.card}'s {CARDS[args.card]:g} TFLOP/s peak (--card)"
     )
     if figures_path is None:
         print(
-            f"cost: GPU hours from {guess}; no GPU figures file (--gpu-figures, "
+            "cost: NO GPU FIGURES (--gpu-figures, "
             f"${GPU_FIGURES_ENV} or benchmarks/gpu_check.csv, written by `python "
-            "benchmarks/gpu_check.py` on the GPU)"
+            f"benchmarks/gpu_check.py` on the GPU): every GPU hour below is an estimate, at {basis}"
         )
     else:
         print(
-            f"cost: GPU hours measured (training images x epochs / images_per_s) from "
-            f"{figures_path} for {len(measured)} architecture(s)"
-            + (f"; from {guess} for {', '.join(guessed)}" if guessed else "")
+            f"cost: images/s measured on the GPU for {len(measured)} architecture(s) "
+            f"({figures_path})"
+            + (f"; estimated at {basis} for {', '.join(guessed)}" if guessed else "")
         )
-    columns = {
-        "cells": "cells",
-        "images_trained": "images_trained",
-        "cpu_hours": "cpu_hours",
-        "gpu_hours_estimate": "gpu_h_flop_guess",
-        "gpu_hours_measured": "gpu_h_measured",
-        "gpu_hours": "gpu_hours",
-        "source": "source",
-    }
+    table = pd.DataFrame(
+        {
+            "cells": cost["cells"],
+            "images/s": cost["images_per_s"],
+            "from": cost["source"],
+            "cpu_h": cost["cpu_hours"],
+            "startup_h": cost["startup_hours"],
+            "ckpt_h": cost["checkpoint_hours"],
+            **{f"{kind}_h (est.)": cost[f"gpu_hours_{kind}"] for kind in CARDS},
+            "measured_h": cost["gpu_hours_measured"],
+            "gpu_h": cost["gpu_hours"],
+        }
+    )
     if figures_path is None:
-        del columns["gpu_hours_measured"]
-    table = cost[list(columns)].rename(columns=columns)
+        table = table.drop(columns="measured_h")
     print(table.to_string(float_format=lambda v: f"{v:,.2f}", na_rep="-"))
-    print("  (cpu_hours: measured step times on this project's 2-core CPU)")
+    print(
+        "  cpu_h: measured step times on this project's 2-core CPU. Estimated images/s: 3 x "
+        f"forward FLOPs at {efficiency:.0%} of the card's peak (assumed: half of what an "
+        f"MLPerf-tuned ResNet-50 reaches; peaks {', '.join(f'{k} {v:g}' for k, v in CARDS.items())}"
+        " TFLOP/s, data sheets), or, where slower, the kernel launches "
+        f"({ASSUMPTIONS['kernels_per_module']} per layer at {ASSUMPTIONS['launch_seconds'] * 1e6:g}"
+        f" us). startup_h: {ASSUMPTIONS['startup_seconds']:g} s per cell (assumed). ckpt_h: a "
+        f"checkpoint every {ASSUMPTIONS['checkpoint_minutes']:g} min copied to the host at "
+        f"{ASSUMPTIONS['host_copy_gb_per_s']:g} GB/s and the last written at "
+        f"{ASSUMPTIONS['disk_write_gb_per_s']:g} GB/s (assumed). gpu_h: measured where known, "
+        f"else the estimate at {basis}. A goal such as 'the grid in two hours' counts only "
+        "when measured."
+    )
 
 
 def _figures_caveats(

@@ -51,7 +51,7 @@ GPU_FIGURE_COLUMNS = (
 def gpu_figures_path(path: str | os.PathLike[str] | None = None) -> Path | None:
     """The GPU figures file to cost the grid from: ``path`` if given, else
     ``$CTLIB_GPU_FIGURES``, else ``benchmarks/gpu_check.csv`` beside the package if it exists,
-    else None (the FLOP guess is used).
+    else None (the estimate is used).
 
     Raises:
         FileNotFoundError: ``path`` or ``$CTLIB_GPU_FIGURES`` names no file.
@@ -66,7 +66,7 @@ def gpu_figures_path(path: str | os.PathLike[str] | None = None) -> Path | None:
                 raise FileNotFoundError(
                     f"{origin} names {str(chosen)!r}, which is not a file. Write it with "
                     "`python benchmarks/gpu_check.py` on the GPU, or leave it out to cost "
-                    "the grid from the FLOP guess."
+                    "the grid from the estimate."
                 )
             return chosen
     return _REPO_GPU_FIGURES if _REPO_GPU_FIGURES.is_file() else None
