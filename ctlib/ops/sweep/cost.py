@@ -1,6 +1,7 @@
 """What the grid costs: each cell's CPU and GPU hours, from the GPU figures where measured and
 from a first-principles estimate elsewhere (``docs/DEVELOPERS.md``, "The sweep", gives the
-arithmetic), and the order to start cells in. The step costs ship as package data, ``ctlib/step_costs.csv``.
+arithmetic), and the order to start cells in. The step costs ship as package data,
+``ctlib/step_costs.csv``.
 """
 
 from __future__ import annotations
