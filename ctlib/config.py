@@ -164,7 +164,8 @@ class Runtime:
         amp: ``"auto"`` (mixed precision on CUDA, fp32 on the CPU), ``"bf16"``, ``"fp16"``
             or ``"off"`` (:func:`ctlib.runtime.choose_precision`).
         channels_last: channels-last memory format (faster on both).
-        compile: ``torch.compile`` the model.
+        compile: ``torch.compile`` the training step's full batches (the last, smaller one
+            runs eagerly: :class:`ctlib.runtime.CompiledSteps`).
         num_workers: DataLoader worker processes for the CPU data path (None: 0 on the CPU,
             one per core but one, at most 8, when the loader feeds a GPU).
         data_path: ``"loader"`` (albumentations per image: the CPU path), ``"device"``

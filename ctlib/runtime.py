@@ -24,17 +24,21 @@ from ctlib.config import Runtime, TrainConfig
 from ctlib.transforms import CanvasDataset, item_seed
 
 __all__ = [
+    "NONDETERMINISTIC_ON_CUDA",
+    "CompiledSteps",
     "Precision",
     "TrainingBatches",
     "choose_precision",
     "epoch_order",
     "evaluation_batches",
     "memory_format",
+    "nondeterministic_ops",
     "place_model",
     "resolve_data_path",
     "resolve_device",
     "resolve_workers",
     "seed_everything",
+    "set_deterministic",
 ]
 
 
@@ -77,6 +81,32 @@ def place_model(model: nn.Module, runtime: Runtime) -> torch.device:
         torch.backends.cudnn.benchmark = True
     model.to(device=device, memory_format=memory_format(runtime))
     return device
+
+
+class CompiledSteps(nn.Module):
+    """``torch.compile`` for the full batches of a run, the eager network for the last,
+    smaller one: the compiled graph keeps one static batch size (no second compile for the
+    remainder, no image dropped, no padding in BatchNorm's statistics), and both paths share
+    the same parameters and BatchNorm buffers.
+
+    Compiled code is cached on disk under ``$CTLIB_CACHE_DIR/inductor`` (unless
+    ``TORCHINDUCTOR_CACHE_DIR`` says otherwise), so the folds of one architecture and canvas,
+    each a fresh process in a sweep, compile once and load it afterwards.
+    """
+
+    def __init__(self, model: nn.Module, batch_size: int) -> None:
+        super().__init__()
+        # lazy: the cache folder is only needed when compiling
+        from ctlib.paths import cache_dir
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+        self.model, self.batch_size = model, batch_size
+        self.compiled = torch.compile(model, dynamic=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[0] == self.batch_size:
+            return self.compiled(images)
+        return self.model(images)
 
 
 def set_deterministic(on: bool) -> None:

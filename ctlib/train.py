@@ -35,6 +35,7 @@ from ctlib.metrics import binary_cross_entropy
 from ctlib.models import probabilities
 from ctlib.optim import ForeachLamb
 from ctlib.runtime import (
+    CompiledSteps,
     Precision,
     TrainingBatches,
     evaluation_batches,
@@ -130,7 +131,7 @@ def fit(
     folder = _folder(out)
     start = resume_run(folder if resume else None, config, model, optimizer, precision, device)
     batches = TrainingBatches(train_set, config, runtime, device, progress)
-    step_model = torch.compile(model) if runtime.compile else model
+    step_model = CompiledSteps(model, config.batch_size) if runtime.compile else model
     checkpoint = RollingCheckpoint(folder, runtime, start.epoch, device)
     best = BestWeights(folder, start.best_val)
     log, history = EpochLog(folder, runtime), start.history

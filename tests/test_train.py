@@ -643,3 +643,44 @@ def test_the_twelve_architectures_run_no_nondeterministic_kernel() -> None:
         model = create_model(arch, pretrained=False, progress=False)
         found[arch] = nondeterministic_ops(model, (160, 120))
     assert len(found) == 12 and found == {arch: [] for arch in found}
+
+
+@pytest.mark.slow
+def test_compiled_steps_compile_the_full_batch_once_and_run_the_rest_eagerly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 20-image epoch in batches of 8, 8 and 4: one graph for the batch of 8, the 4 run by
+    the eager network (the same parameters), no image dropped; the compiled code cached
+    under $CTLIB_CACHE_DIR/inductor."""
+    import torch._dynamo
+
+    from ctlib.runtime import CompiledSteps
+
+    monkeypatch.setenv("CTLIB_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))  # fmt: skip
+    steps = CompiledSteps(model, batch_size=8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = 0
+    for _ in range(2):  # two epochs: the second compiles nothing
+        for size in (8, 8, 4):
+            images, labels = torch.randn(size, 3, 16, 16), torch.randint(0, 2, (size,))
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                steps(images)[:, 0], labels.float()
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += size
+    assert seen == 40
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # the batch of 8 only
+    with torch.no_grad():
+        assert steps(torch.randn(3, 3, 16, 16)).shape == (3, 1)  # any other size: eager
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    assert (tmp_path / "inductor").is_dir()
+    torch._dynamo.reset()
