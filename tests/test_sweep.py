@@ -251,6 +251,31 @@ def test_cells_share_a_gpu_only_where_their_memory_fits() -> None:
         sweep.local_slots([])
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "3",
+        "GPU-8f3c2d1e-5b6a-4c3d-9e8f-0a1b2c3d4e5f",
+        "GPU-8f3c",
+        "MIG-6a2b9c1d-3e4f-5a6b-7c8d-9e0f1a2b3c4d",
+        "MIG-GPU-8f3c2d1e-5b6a-4c3d-9e8f-0a1b2c3d4e5f/1/0",
+    ],
+)
+def test_gpus_named_as_cuda_visible_devices_names_them_are_slots(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{name},cpu-not-a-gpu")
+    assert sweep.visible_gpus()[0] == name
+    slots = sweep.local_slots(name, per_gpu=2)
+    assert [s.gpu for s in slots] == [name, name] and slots[0].device == "cuda"
+
+
+@pytest.mark.parametrize("name", ["gpu0", "GPU-xyz", "MIG-", "0,", "cuda:0"])
+def test_a_slot_that_names_no_gpu_is_refused_with_the_forms_that_would(name: str) -> None:
+    with pytest.raises(ValueError, match="UUID such as GPU-8f3c"):
+        sweep.local_slots([name])
+
+
 # ---------------------------------------------------------------------- data and dry run
 def test_the_sweep_refuses_to_start_without_its_data(
     tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture

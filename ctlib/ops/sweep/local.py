@@ -6,6 +6,7 @@ scheduler of the kit's own; ``docs/DEVELOPERS.md`` ("The sweep") says why not su
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -50,6 +51,11 @@ class Slot:
         return f"{'CPU' if self.gpu is None else f'GPU {self.gpu}'} #{self.share + 1}"
 
 
+#: How CUDA_VISIBLE_DEVICES may name a GPU: an index, a GPU UUID (or a unique prefix of one),
+#: or a MIG instance (``MIG-<uuid>``, or the older ``MIG-GPU-<uuid>/<gi>/<ci>``).
+GPU_ID = re.compile(r"\d+|GPU-[0-9A-Fa-f-]+|MIG-(GPU-)?[0-9A-Fa-f-]+(/\d+/\d+)?")
+
+
 def visible_gpus() -> list[str]:
     """The GPU indices this process may use (``CUDA_VISIBLE_DEVICES`` or all CUDA devices)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -84,11 +90,13 @@ def local_slots(devices: str | Sequence[str] | None = None, per_gpu: int = 1) ->
         if device.lower() == "cpu":
             slots.append(Slot(None, cpus))
             cpus += 1
-        elif device.isdigit():
+        elif GPU_ID.fullmatch(device):
             slots.extend(Slot(device, k) for k in range(per_gpu))
         else:
             raise ValueError(
-                f"--slots entry {device!r} is neither a GPU index (0, 1 ...) nor 'cpu'."
+                f"--slots entry {device!r} is neither a GPU (an index such as 0, a UUID such as "
+                "GPU-8f3c..., a MIG instance such as MIG-6a2b... or MIG-GPU-8f3c.../1/0, as "
+                "CUDA_VISIBLE_DEVICES and nvidia-smi -L name them) nor 'cpu'."
             )
     return slots
 
@@ -100,7 +108,12 @@ def gpu_memory_gib(gpus: Sequence[str]) -> dict[str, float]:
     visible = visible_gpus()
     memory = {}
     for gpu in dict.fromkeys(gpus):
-        index = visible.index(gpu) if gpu in visible else int(gpu)
+        if gpu in visible:  # torch numbers the visible devices in CUDA_VISIBLE_DEVICES' order
+            index = visible.index(gpu)
+        elif gpu.isdigit():
+            index = int(gpu)
+        else:  # a UUID outside CUDA_VISIBLE_DEVICES: torch cannot say which it is
+            continue
         if index < torch.cuda.device_count():
             memory[gpu] = torch.cuda.get_device_properties(index).total_memory / 2**30
     return memory
