@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -362,7 +363,7 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
         (["--epochz", "3"], "Unknown option(s) --epochz 3"),
         (["--arch", "resnet18"], "--arch is set by the sweep"),
         (["--lr", "inf"], "lr must be a positive number"),
-        (["--executor", "slurm", "--per-gpu", "2"], "--per-gpu: only for --executor local"),
+        (["--executor", "slurm", "--retries", "2"], "--retries: only for --executor local"),
         (["--partition", "gpu"], "--partition: only for --executor slurm"),
         (["--gpu-figures", "no-such.csv"], "--gpu-figures names 'no-such.csv'"),
     ],
@@ -564,6 +565,53 @@ def test_slurm_submits_one_array_with_its_resources_and_resubmits_only_missing_c
     assert "synthetic-shufflenet-fold2" in text.split("submitted job 4243")[1]
     recorded = json.loads((out / "slurm" / "cells.json").read_text())
     assert recorded["synthetic-shufflenet-fold2"] == "4243"
+    # small networks side by side: two cells per array task
+    shutil.rmtree(out / "slurm")
+    _fake_slurm(tmp_path)
+    assert main([*argv, "--per-gpu", "2", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "2 cells side by side per task" in text and "#SBATCH" not in text
+    assert re.search(r"task   0: synthetic-shufflenet-fold\d \+ synthetic-shufflenet-fold\d", text)
+    assert main([*argv, "--per-gpu", "2"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"submitted job \d+: 1 task\(s\)", text) and f"table {out}" in text
+    job = re.search(r"\n  (\S+): synthetic-shufflenet-fold\d \+ synthetic", text)[1]
+    group = submitit.helpers.DelayedSubmission.load(
+        out / "slurm" / job / f"{job}_submitted.pkl"
+    ).function
+    assert isinstance(group, sweep.CellGroup) and len(group.cells) == 2
+    recorded = json.loads((out / "slurm" / "cells.json").read_text())
+    assert {recorded[c.label] for c in group.cells} == {job}
+
+
+def test_a_cell_group_runs_its_cells_side_by_side_and_names_the_one_that_failed(
+    tmp_path: Path,
+) -> None:
+    """Several small cells in one array task (--per-gpu with --executor slurm): they start
+    together, a finished one is skipped, a failed one is named."""
+
+    def cell(name: str, code: str) -> sweep.CellJob:
+        folder = tmp_path / name
+        script = f"import pathlib, time; time.sleep(0.5); {code}"
+        return sweep.CellJob([sys.executable, "-c", script], name, folder,
+                             tmp_path / "logs" / f"{name}.log", tmp_path / "attempts")  # fmt: skip
+
+    finish = (
+        "p = pathlib.Path({!r}); p.mkdir(parents=True); (p / 'metrics.json').write_text('{{}}')"
+    )
+    cells = [cell(n, finish.format(str(tmp_path / n))) for n in ("a", "b")]
+    started = time.monotonic()
+    assert sweep.CellGroup(cells)() == [
+        {"cell": "a", "status": "finished"},
+        {"cell": "b", "status": "finished"},
+    ]
+    assert time.monotonic() - started < 0.5 + 0.5 + 5  # side by side, not one after the other
+    assert sweep.CellGroup(cells).label == "a+b"
+    again = [*cells, cell("c", "raise SystemExit(3)")]
+    with pytest.raises(RuntimeError, match=r"cell c failed \(exit 3\)") as failed:
+        sweep.CellGroup(again)()
+    assert "cell a" not in str(failed.value)  # finished before: skipped, not run again
+    assert (tmp_path / "logs" / "a.log").read_text().count("$ ") == 1
 
 
 def test_a_lock_left_by_an_earlier_attempt_of_the_same_task_is_removed(

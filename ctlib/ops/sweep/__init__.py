@@ -39,6 +39,7 @@ _HOMES = {
     "run_local": "local",
     "schedule_preview": "local",
     "visible_gpus": "local",
+    "CellGroup": "slurm",
     "CellJob": "slurm",
     "SlurmOptions": "slurm",
     "slurm_executor": "slurm",

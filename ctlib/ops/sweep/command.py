@@ -34,7 +34,7 @@ __all__ = ["add_sweep_command", "cv_options", "run_sweep"]
 
 #: Options that belong to one executor only, by ``args`` name.
 _EXECUTOR_ONLY = {
-    "local": ("slots", "per_gpu", "retries", "cell_timeout"),
+    "local": ("slots", "retries", "cell_timeout"),
     "slurm": (
         "partition",
         "time",
@@ -144,7 +144,8 @@ def _local_options(local: argparse._ArgumentGroup) -> None:
         "--per-gpu",
         type=_at_least(1),
         metavar="N",
-        help="cells sharing each GPU, where their peak memory fits (default: 1)",
+        help="cells sharing each GPU (default: 1): locally where their reserved memory fits; "
+        "with --executor slurm, N cells side by side in each array task",
     )
     local.add_argument(
         "--retries",
@@ -564,13 +565,21 @@ def _run_slurm(args: argparse.Namespace, grid: Grid, todo: list[Task], cells: pd
     hours = dict(zip(todo, cells[column].fillna(0.0), strict=True))
     order = longest_first(todo, hours)
     folder = Path(args.out) / "slurm"
+    per_task = args.per_gpu or 1
+    n_tasks = -(-len(order) // per_task)
     print(
-        f"slurm executor (submitit): one job array, one task per cell, at most "
-        f"{min(len(order), options.array_parallelism)} at a time; a task near its time limit "
-        f"is requeued and resumes from its checkpoint (up to {options.requeues} time-outs; "
-        "preemptions do not count)"
+        "slurm executor (submitit): one job array, "
+        + ("one task per cell" if per_task == 1 else f"{per_task} cells side by side per task")
+        + f", at most {min(n_tasks, options.array_parallelism)} at a time; a task near its "
+        f"time limit is requeued and resumes from its checkpoint (up to {options.requeues} "
+        "time-outs; preemptions do not count)"
     )
-    print(f"  sbatch {' '.join(options.sbatch_flags(len(order)))}")
+    if per_task > 1:
+        print(
+            "  note: the cells of a task share its GPU and each runs slower than alone; their "
+            "reserved memory must fit together (benchmarks/gpu_check.py's peak_reserved_gib)"
+        )
+    print(f"  sbatch {' '.join(options.sbatch_flags(n_tasks))}")
     device = "cuda" if options.gpus_per_job else "cpu"
     print(f"  task 0: {shlex.join(grid.command(order[0], device))}")
     print(f"  logs: {Path(args.out) / 'logs'}/<cell>.log; submitit's own in {folder}/<job>_<task>/")
@@ -582,20 +591,22 @@ def _run_slurm(args: argparse.Namespace, grid: Grid, todo: list[Task], cells: pd
             f"{options.time_min} min: it will be requeued about {requeues} time(s); raise "
             "--requeues or --time if needed"
         )
+    groups = [order[i : i + per_task] for i in range(0, len(order), per_task)]
     if args.dry_run:
-        for index, task in enumerate(order):
-            print(f"  task {index:3d}: {task.label}  ({hours[task]:.2f} h)")
+        for index, group in enumerate(groups):
+            labels = " + ".join(t.label for t in group)
+            print(f"  task {index:3d}: {labels}  ({max(hours[t] for t in group):.2f} h)")
         print("dry run: nothing submitted")
         return 0
-    jobs = submit_array(order, grid, options)
+    jobs = submit_array(order, grid, options, cells_per_task=per_task)
     array = str(jobs[0].job_id).split("_")[0]
     print(f"submitted job {array}: {len(jobs)} task(s)")
-    for job, task in zip(jobs, order, strict=True):
-        print(f"  {job.job_id}: {task.label}")
+    for job, group in zip(jobs, groups, strict=True):
+        print(f"  {job.job_id}: {' + '.join(t.label for t in group)}")
     print(
         f"watch: squeue -j {array}; sacct -j {array}; "
         f"tail -f {Path(args.out) / 'logs'}/<cell>.log. "
         "Once it has ended, run this same command again: finished cells are skipped, "
-        "failed ones are submitted again; then `python -m ctlib table {args.out}`."
+        f"failed ones are submitted again; then `python -m ctlib table {args.out}`."
     )
     return 0

@@ -26,7 +26,14 @@ from ctlib.files import FolderLock, write_json
 from ctlib.ops.sweep.grid import Grid, Task
 from ctlib.ops.sweep.process import default_stop_signals, signal_group, stamp
 
-__all__ = ["CellJob", "SlurmOptions", "slurm_executor", "slurm_queued", "submit_array"]
+__all__ = [
+    "CellGroup",
+    "CellJob",
+    "SlurmOptions",
+    "slurm_executor",
+    "slurm_queued",
+    "submit_array",
+]
 
 #: SLURM job states in which a task may still run (``sacct``); any other state is final.
 _ALIVE_STATES = {
@@ -186,8 +193,23 @@ class CellJob(submitit.helpers.Checkpointable):
         self.__dict__.update(state, _process=None, _exited=threading.Event())
 
     def __call__(self) -> dict[str, Any]:
-        if (self.folder / "metrics.json").is_file():
+        if self.finished():
             return {"cell": self.label, "status": "finished before"}
+        self.start()
+        try:
+            while not self._exited.wait(1.0):
+                pass
+        finally:
+            self._halt()
+        return self.outcome()
+
+    def finished(self) -> bool:
+        """Whether the fold has its ``metrics.json``."""
+        return (self.folder / "metrics.json").is_file()
+
+    def start(self) -> None:
+        """Start the cell's process (its output appended to the log) and the thread that
+        reaps it; :meth:`outcome` says how it ended once ``_exited`` is set."""
         self.release_stale_lock()
         self.log.parent.mkdir(parents=True, exist_ok=True)
         job_id = _current_job_id()
@@ -205,24 +227,22 @@ class CellJob(submitit.helpers.Checkpointable):
                 # wrapper should answer (it stops the cell gracefully, then requeues)
                 preexec_fn=_ignore_checkpoint_signal,  # noqa: PLW1509 (single-threaded here)
             )
-            self.attempts.mkdir(parents=True, exist_ok=True)
-            write_json(
-                {"job": job_id, "host": socket.gethostname(), "pid": self._process.pid},
-                self.attempts / f"{self.label}.json",
-            )
-            # a thread reaps the cell, so that checkpoint(), run by the signal handler in this
-            # thread while it waits, can wait for the cell too (Popen.wait is not re-entrant)
-            process, exited = self._process, self._exited
-            threading.Thread(target=_reap, args=(process, exited), daemon=True).start()
-            try:
-                while not exited.wait(1.0):
-                    pass
-            finally:
-                self._halt()
-        code = process.returncode
+        self.attempts.mkdir(parents=True, exist_ok=True)
+        write_json(
+            {"job": job_id, "host": socket.gethostname(), "pid": self._process.pid},
+            self.attempts / f"{self.label}.json",
+        )
+        # a thread reaps the cell, so that checkpoint(), run by the signal handler in this
+        # thread while it waits, can wait for the cell too (Popen.wait is not re-entrant)
+        self._exited = threading.Event()
+        threading.Thread(target=_reap, args=(self._process, self._exited), daemon=True).start()
+
+    def outcome(self) -> dict[str, Any]:
+        """How the cell's process ended; raises when it failed or left its fold unfinished."""
+        code = self._process.returncode if self._process is not None else None
         if code != 0:
             raise RuntimeError(f"cell {self.label} failed (exit {code}); see {self.log}")
-        if not (self.folder / "metrics.json").is_file():
+        if not self.finished():
             raise RuntimeError(
                 f"cell {self.label} exited without finishing its fold: another process holds "
                 f"{self.folder / LOCK_FILE}? See {self.log}."
@@ -276,6 +296,52 @@ class CellJob(submitit.helpers.Checkpointable):
         return False
 
 
+class CellGroup(submitit.helpers.Checkpointable):
+    """Several cells side by side in one array task: small networks sharing one GPU, where
+    alone each would leave it mostly idle (``--per-gpu N`` with ``--executor slurm``). The
+    cells start together and the task ends when all have; on a time-out or a preemption each
+    is stopped and the group is requeued, its finished cells skipped, the others resuming
+    from their checkpoints."""
+
+    def __init__(self, cells: Sequence[CellJob]) -> None:
+        self.cells = list(cells)
+        self.label = "+".join(cell.label for cell in self.cells)
+
+    def __call__(self) -> list[dict[str, Any]]:
+        running = [cell for cell in self.cells if not cell.finished()]
+        for cell in running:
+            cell.start()
+        try:
+            for cell in running:
+                while not cell._exited.wait(1.0):  # noqa: SLF001 - the group drives its cells
+                    pass
+        finally:
+            for cell in running:
+                cell._halt()  # noqa: SLF001
+        outcomes, failures = [], []
+        for cell in self.cells:
+            if cell not in running:
+                outcomes.append({"cell": cell.label, "status": "finished before"})
+                continue
+            try:
+                outcomes.append(cell.outcome())
+            except RuntimeError as error:
+                failures.append(str(error))
+        if failures:
+            raise RuntimeError("; ".join(failures))
+        return outcomes
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Stop every running cell (each fold's last checkpoint is on disk), then resubmit the
+        group."""
+        for cell in self.cells:
+            if cell._process is not None and not cell._exited.is_set():  # noqa: SLF001
+                cell._halt()  # noqa: SLF001
+                with open(cell.log, "a") as handle:
+                    handle.write(f"# {stamp()} stopped for a requeue; the next attempt resumes\n")
+        return super().checkpoint(*args, **kwargs)
+
+
 def _reap(process: subprocess.Popen, exited: threading.Event) -> None:
     """Wait for the cell and set ``exited``. The thread blocks the signals a scheduler sends,
     so the kernel hands them to the main thread, whose wait they interrupt at once (delivered
@@ -312,8 +378,11 @@ def submit_array(
     options: SlurmOptions,
     *,
     executor: submitit.Executor | None = None,
+    cells_per_task: int = 1,
 ) -> list[submitit.Job]:
-    """Submit the cells as one SLURM job array, one task per cell (:class:`CellJob`).
+    """Submit the cells as one SLURM job array, one task per cell (:class:`CellJob`), or per
+    ``cells_per_task`` cells side by side (:class:`CellGroup`, in the order given: pass them
+    longest first, so that a task's cells end at about the same time).
 
     The submission is recorded in ``<out>/slurm/cells.json`` (which task trains which cell), so
     a rerun does not submit a cell that is still queued or running (:func:`slurm_queued`).
@@ -331,6 +400,11 @@ def submit_array(
         CellJob(grid.command(t, device), t.label, grid.folder(t), grid.log(t), folder / "attempts")
         for t in tasks
     ]
+    if cells_per_task < 1:
+        raise ValueError(f"cells_per_task must be >= 1, got {cells_per_task}.")
+    if cells_per_task > 1:
+        cells = [CellGroup(cells[i : i + cells_per_task])
+                 for i in range(0, len(cells), cells_per_task)]  # fmt: skip
     try:
         with executor.batch():
             jobs = [executor.submit(cell) for cell in cells]
@@ -342,6 +416,7 @@ def submit_array(
         ) from error
     record = folder / "cells.json"
     cells_so_far = json.loads(record.read_text()) if record.is_file() else {}
-    cells_so_far.update({t.label: str(j.job_id) for t, j in zip(tasks, jobs, strict=True)})
+    per_task = [jobs[i // cells_per_task] for i in range(len(tasks))]
+    cells_so_far.update({t.label: str(j.job_id) for t, j in zip(tasks, per_task, strict=True)})
     write_json(cells_so_far, record)
     return jobs
