@@ -11,6 +11,7 @@ functions are only the command line's (each command loads what it needs) or carr
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,35 @@ def test_a_wheel_carries_every_module_and_the_package_data(tmp_path: Path) -> No
         "ctlib/step_costs.csv",
     ):
         assert data in names
+    # what the lessons read from the repository travels too: every committed result and figure
+    for folder in ("results", "figures"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file():
+                assert f"ctlib/_committed/{path.relative_to(ROOT).as_posix()}" in names, path
+    # installed from the wheel, outside any clone, the lessons find them there
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+         str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    probe = (
+        "from ctlib.notebook import committed_figures, committed_results, committed_table\n"
+        "import ctlib, pathlib\n"
+        "results = committed_results()\n"
+        f"assert not str(results).startswith({str(ROOT)!r}), results\n"
+        "assert (results / 'covid19-ct' / 'paper').is_dir()\n"
+        "assert committed_figures('reliability.png')[0].is_file()\n"
+        "assert committed_table('explain/road_*.csv') is not None\n"
+        "print(results)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(target / "ctlib" / "_committed" / "results")

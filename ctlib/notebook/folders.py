@@ -24,6 +24,7 @@ __all__ = [
     "OUTPUT_ENV",
     "committed_figures",
     "committed_results",
+    "committed_root",
     "committed_table",
     "figure_dir",
     "keep_figure",
@@ -80,18 +81,33 @@ def results_dir(mode: Mode, config: TrainConfig | None = None) -> Path:
     return base / recipe_id(config)
 
 
+#: where a wheel holds the repository's results/ and figures/ (copied by setup.py at build time)
+PACKAGED = Path(__file__).resolve().parents[1] / "_committed"
+
+
+def committed_root() -> Path | None:
+    """The folder holding the committed ``results/`` and ``figures/``: the clone ctlib is
+    installed from, else the copy a wheel carries (``ctlib/_committed``), else None."""
+    root = repo_root()
+    if root is not None and (root / "results").is_dir():
+        return root
+    return PACKAGED if (PACKAGED / "results").is_dir() else None
+
+
 def committed_results() -> Path:
     """``results/`` of the repository: the small CSV/JSON files of the kit's real-data runs
-    on a CPU (issue 7), committed so that every reader sees the same numbers.
+    on a CPU (issue 7), committed so that every reader sees the same numbers; in a clone, or
+    the copy an installed wheel carries.
 
     Raises:
-        FileNotFoundError: ctlib is not installed from a clone (``pip install -e .``).
+        FileNotFoundError: this copy of ctlib has neither (a wheel built without them).
     """
-    root = repo_root()
-    if root is None or not (root / "results").is_dir():
+    root = committed_root()
+    if root is None:
         raise FileNotFoundError(
-            "The committed results/ folder is not here: install ctlib from a "
-            "clone of its repository (git clone ...; pip install -e .)."
+            "The committed results/ folder is not here: install ctlib from a clone of its "
+            "repository (pip install -e .) or from a wheel built from one (pip wheel . "
+            "--no-deps), which carries results/ and figures/."
         )
     return root / "results"
 
@@ -101,12 +117,12 @@ def committed_figures(*names: str) -> list[Path]:
     real-data runs by ``python -m ctlib figures`` and committed), in the order given; those
     missing, or all when ctlib is not installed from a clone (a wheel on Colab), are left out
     with a note printed, so a notebook cell that shows them never fails."""
-    root = repo_root()
+    root = committed_root()
     found = [root / "figures" / name for name in names] if root else []
     found = [path for path in found if path.is_file()]
     missing = [name for name in names if all(path.name != name for path in found)]
     if missing:
-        where = root / "figures" if root else "this copy (ctlib is not installed from a clone)"
+        where = root / "figures" if root else "this copy (it carries no committed figures)"
         print(f"not in {where}: {', '.join(missing)}")
     return found
 
@@ -116,7 +132,7 @@ def committed_table(pattern: str) -> pd.DataFrame | None:
     ``"explain/tsne_*.csv"``), one below the other; other files the pattern matches are left
     out. None, with a note printed, when there are none or ctlib is not installed from a
     clone."""
-    root = repo_root()
+    root = committed_root()
     files = sorted((root / "results").glob(pattern)) if root else []
     files = [path for path in files if path.suffix == ".csv"]
     if not files:

@@ -167,6 +167,7 @@ def _readme_block(repo: str) -> str:
             "The kit has **no public address yet** (`[tool.ctlib] repository` in "
             "`pyproject.toml` is empty), so the notebooks carry no Colab badge. To use Colab, "
             "upload the notebook and the kit: build a wheel here with `pip wheel . --no-deps` "
+            "(it carries the committed `results/` and `figures/` the lessons read) "
             "and upload `ctlib-*.whl` to `/content/`, or upload the kit's folder as "
             "`/content/ctlib/` (no git needed); the set-up cell installs whichever it finds. "
             "Once the kit is published, set the address and run `python -m ctlib.notebook "
