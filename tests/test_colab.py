@@ -55,9 +55,16 @@ def _fake_colab(folder: Path) -> Path:
 
 
 def _run_cell(
-    python: str, cell: str, tmp: Path, *, then: str = "", flags: tuple[str, ...] = ()
+    python: str,
+    cell: str,
+    tmp: Path,
+    *,
+    then: str = "",
+    flags: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run a set-up cell as Colab's kernel would: ``google.colab`` imported first."""
+    """Run a set-up cell as Colab's kernel would: ``google.colab`` imported first; the
+    notebook's outputs go to ``tmp/outputs`` (quick mode, figures drawn off screen)."""
     script = tmp / "kernel.py"
     script.write_text(
         "import google.colab\n"
@@ -69,11 +76,19 @@ def _run_cell(
         "PYTHONPATH": str(_fake_colab(tmp / "fake")),
         "CTLIB_COLAB_HOME": str(tmp / "content"),
         "CTLIB_TEST_WIDGET_MARK": str(tmp / "widget-manager"),
+        "CTLIB_OUTPUT_DIR": str(tmp / "outputs"),
+        "CTLIB_QUICK": "1",
+        "MPLBACKEND": "Agg",
         "PIP_QUIET": "1",
     }
     (tmp / "content").mkdir(exist_ok=True)
     return subprocess.run(
-        [python, *flags, str(script)], env=env, capture_output=True, text=True, timeout=1500
+        [python, *flags, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=cwd,
     )
 
 
@@ -256,3 +271,22 @@ def test_the_set_up_cell_installs_the_kit_beside_colabs_torch(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-3000:]
     _, torch_after, ctlib_file = json.loads(done.stdout.split("RESULT", 1)[1])
     assert torch_after == torch_file and "site-packages" in ctlib_file
+
+    # what the wheel carries is enough for the lessons that read the committed results: run
+    # notebooks 03 and 06 end to end in quick mode from this environment, outside the repository
+    for name in LESSONS_FROM_THE_WHEEL:
+        notebook = json.loads((ROOT / "notebooks" / name).read_text())
+        code = [
+            "".join(c["source"])
+            for c in notebook["cells"]
+            if c["cell_type"] == "code" and not "".join(c["source"]).startswith("#@title Set-up")
+        ]
+        lesson = "\n\n".join(code) + "\nprint('LESSON DONE')\n"
+        done = _run_cell(python, setup_cell(""), tmp_path, then=lesson, cwd=tmp_path)
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        assert "LESSON DONE" in done.stdout, name
+        assert "not in this copy" not in done.stdout and "no committed results" not in done.stdout
+
+
+#: the lessons that read the committed results and figures, run from an installed wheel
+LESSONS_FROM_THE_WHEEL = ("03_cross_validation.ipynb", "06_honest_evaluation.ipynb")
