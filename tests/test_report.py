@@ -452,3 +452,32 @@ def test_external_and_calibration_tables_and_sentences(tmp_path: Path) -> None:
     assert row["vs the paper (accuracy)"].item() == (
         "not in the paper: it tests each data set on itself only"
     )
+
+
+def test_the_findings_set_grad_cams_road_beside_the_maps_that_explain_nothing(
+    tmp_path: Path,
+) -> None:
+    from ctlib.explain.faithfulness import RANDOM_MAP, RANDOM_NETWORK
+    from ctlib.study.findings import _faithfulness_lines
+
+    results = tmp_path / "results"
+    (results / "explain").mkdir(parents=True)
+    assert _faithfulness_lines(results) == []
+    rows = [
+        {"path": f"s{i}.png", "map": name, "road": value + i / 100, "dataset": "covid19-ct",
+         "fold": 1}
+        for i in range(2)
+        for name, value in (("Grad-CAM", 0.10), (RANDOM_MAP, 0.0), (RANDOM_NETWORK, 0.02))
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(results / "explain" / "road_covid19-ct_x.csv", index=False)
+    (line,) = _faithfulness_lines(results)
+    assert "covid19-ct 10.5 points (random map 0.5, randomised network 2.5; 2 test slices of " \
+        "fold 1)" in line  # fmt: skip
+    for seed, hit in ((0, 0.2), (1, 0.1)):
+        pd.DataFrame([{"method": "gradcam", "pointing_game": 0.5, "n_images": 45, "road_hit": hit,
+                       "road_miss": 0.05, "road_random_map": 0.001}]).to_csv(
+            results / "explain" / f"cam_scores_synthetic_x-seed{seed}.csv", index=False
+        )  # fmt: skip
+    synthetic = _faithfulness_lines(results)[1]
+    assert "(2 networks, 45 held-out COVID slices each)" in synthetic
+    assert "on 50 % of the slices; its ROAD is 15.0 points where it does and 5.0" in synthetic
