@@ -341,6 +341,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from ctlib.ops.selfcheck import format_checks, run_checks
+
+    report, ready = format_checks(run_checks())
+    print(report)
+    return 0 if ready else 1
+
+
 def _cmd_prepare_workshop(args: argparse.Namespace) -> int:
     from ctlib.notebook import get_mode
     from ctlib.ops.workshop import prepare_workshop
@@ -509,6 +517,8 @@ def _commands() -> dict[str, tuple[str, object, list]]:
             _opt("--no-rehearse", action="store_true", help="train only; no timed rehearsal"),
             _opt("--notebooks", nargs="*", help="notebooks to rehearse (default: notebooks/NN_*)"),
             QUIET]),
+        "check": ("before the workshop: is this machine ready? a line per requirement, with "
+                  "the fix for each one missing", _cmd_check, []),
         "quickstart": ("the main job in quick mode: synthetic data, seconds", _cmd_quickstart, [
             _opt("--out", default="outputs/quick", help="output folder (default: outputs/quick)"),
             QUIET]),
