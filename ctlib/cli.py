@@ -370,7 +370,31 @@ def _cmd_prepare_workshop(args: argparse.Namespace) -> int:
             "(each as timed above; nothing is left to train)"
         )
     failed = rehearsal["note"] != "ran through"
+    if args.pack:
+        from ctlib.ops.lessonpack import export_lesson_pack
+
+        files = export_lesson_pack(args.pack, mode)
+        print(f"packed {len(files)} files of the lessons' networks into {args.pack}: learners "
+              f"run python -m ctlib lesson-pack import {Path(args.pack).name}")  # fmt: skip
     return 1 if failed.any() else 0
+
+
+def _cmd_lesson_pack(args: argparse.Namespace) -> int:
+    from ctlib.notebook import get_mode
+    from ctlib.ops.lessonpack import LessonPackError, export_lesson_pack, import_lesson_pack
+
+    mode = get_mode()
+    if args.action == "export":
+        files = export_lesson_pack(args.file, mode)
+        print(f"packed {len(files)} files of the lessons' networks ({mode}) into {args.file}")
+        return 0
+    try:
+        added = import_lesson_pack(args.file, mode)
+    except LessonPackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"imported {len(added)} fold(s) from {args.file}; the notebooks train none of them")
+    return 0
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
@@ -516,7 +540,14 @@ def _commands() -> dict[str, tuple[str, object, list]]:
             _opt("--download", action="store_true", help="fetch real data sets that are missing"),
             _opt("--no-rehearse", action="store_true", help="train only; no timed rehearsal"),
             _opt("--notebooks", nargs="*", help="notebooks to rehearse (default: notebooks/NN_*)"),
+            _opt("--pack", metavar="FILE",
+                 help="then pack the trained networks into FILE (a zip) for the learners' "
+                      "machines: python -m ctlib lesson-pack import FILE"),
             QUIET]),
+        "lesson-pack": ("the lessons' trained networks as one archive: export where they were "
+                        "trained, import on each learner's machine", _cmd_lesson_pack, [
+            _opt("action", choices=["export", "import"]),
+            _opt("file", help="the archive (a zip)")]),
         "check": ("before the workshop: is this machine ready? a line per requirement, with "
                   "the fix for each one missing", _cmd_check, []),
         "quickstart": ("the main job in quick mode: synthetic data, seconds", _cmd_quickstart, [

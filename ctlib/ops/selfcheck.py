@@ -166,7 +166,8 @@ def _networks() -> Check:
         "the lessons' networks, trained before the day (optional)",
         not missing,
         "all trained" if not missing else "not yet: " + "; ".join(missing),
-        "python -m ctlib prepare-workshop --no-rehearse (minutes; else each trains in class)",
+        "python -m ctlib lesson-pack import FILE with the pack your teacher sends, or train them "
+        "here: python -m ctlib prepare-workshop --no-rehearse (else each trains in class)",
         required=False,
     )
 
