@@ -121,6 +121,14 @@ def test_students_copies_hold_no_solution_and_no_output(tmp_path: Path) -> None:
             _exercises(_read(teacher))
         )
         assert any(is_solution(c) for c in _read(teacher).cells), "the teacher's copy keeps them"
+        # a cell to answer in under each exercise, the introduction saying so, no test markers
+        for index, cell in enumerate(copy.cells):
+            if "exercise" in cell.metadata.get("tags", []):
+                answer = copy.cells[index + 1]
+                assert answer.cell_type == "code" and answer.metadata["tags"] == ["answer"]
+        text = "\n".join(c.source for c in copy.cells)
+        assert "worked solution, collapsed" not in text and "NBVAL_" not in text
+        assert "an empty cell for your answer" in text
 
 
 @pytest.mark.student

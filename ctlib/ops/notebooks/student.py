@@ -4,11 +4,19 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXERCISE_TAG", "SOLUTION_TAG", "is_solution", "student_copies", "student_copy"]
+__all__ = [
+    "ANSWER_TAG",
+    "EXERCISE_TAG",
+    "SOLUTION_TAG",
+    "is_solution",
+    "student_copies",
+    "student_copy",
+]
 
 SOLUTION_TAG = "solution"
 EXERCISE_TAG = "exercise"
@@ -19,11 +27,28 @@ def is_solution(cell: Any) -> bool:
     return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
-def student_copy(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Write ``path`` without its solution cells and without any outputs, for learners.
+#: what the teacher's copy says of the solutions, and what the learners' copy says instead
+SOLUTIONS_SENTENCE = (
+    "Below each exercise is a worked solution, collapsed: click the bar on its left (or *View → "
+    "Expand All Code*) once you have tried. Solutions that need a GPU or the real data say so "
+    "and are skipped in quick mode."
+)
+LEARNERS_SENTENCE = (
+    "Under each exercise is an empty cell for your answer (add more with *b*); the worked "
+    "solutions are in your teacher's copy."
+)
+_SOLUTIONS = re.compile(r"\s+".join(map(re.escape, SOLUTIONS_SENTENCE.split())))
+#: comment lines that steer the notebook tests, not the learner
+TEST_MARKERS = ("# NBVAL_",)
+ANSWER_TAG = "answer"
 
-    The teacher's copy (the committed notebook) is not changed. Each exercise keeps a line
-    saying that its solution is with the instructor. Returns the path written.
+
+def student_copy(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Write ``path`` for learners: without its solution cells and without any outputs, an
+    empty answer cell (tagged ``answer``) under each exercise, the exercises' introduction
+    saying so, and the test markers (``# NBVAL_...``) left out.
+
+    The teacher's copy (the committed notebook) is not changed. Returns the path written.
     """
     import nbformat  # lazy: in the notebooks extra, not the core dependencies
 
@@ -35,11 +60,16 @@ def student_copy(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-        if EXERCISE_TAG in cell.metadata.get("tags", []):
-            cell.source = (
-                cell.source.rstrip() + "\n\n*(Worked solution: in the instructor's copy.)*"
-            )
+            kept = [line for line in cell.source.splitlines()
+                    if not line.lstrip().startswith(TEST_MARKERS)]  # fmt: skip
+            cell.source = "\n".join(kept)
+        else:  # the sentence as the markdown wraps it
+            cell.source = _SOLUTIONS.sub(LEARNERS_SENTENCE, cell.source)
         cells.append(cell)
+        if EXERCISE_TAG in cell.metadata.get("tags", []):
+            answer = nbformat.v4.new_code_cell("# Your answer\n")
+            answer.metadata["tags"] = [ANSWER_TAG]
+            cells.append(answer)
     notebook.cells = cells
     for key in ("papermill", "widgets"):
         notebook.metadata.pop(key, None)
