@@ -354,6 +354,17 @@ def _cmd_prepare_workshop(args: argparse.Namespace) -> int:
     from ctlib.ops.workshop import prepare_workshop
 
     mode = get_mode()
+    if args.dry_run:
+        from ctlib.notebook.lessons import plan_problems
+        from ctlib.ops.workshop import workshop_plan
+
+        print(f"{mode}\nthe plan (nothing is trained):")
+        print(workshop_plan(mode).to_string(index=False))
+        problems = plan_problems(mode)
+        for problem in problems:
+            print(f"  PROBLEM: {problem}")
+        print("the plan is sound" if not problems else "fix the problems above first")
+        return 1 if problems else 0
     print(f"{mode}\npreparing: data, then every run notebooks 02-05 train, then one rehearsal")
     report = prepare_workshop(
         mode,
@@ -539,6 +550,9 @@ def _commands() -> dict[str, tuple[str, object, list]]:
                              "timed rehearsal", _cmd_prepare_workshop, [
             _opt("--download", action="store_true", help="fetch real data sets that are missing"),
             _opt("--no-rehearse", action="store_true", help="train only; no timed rehearsal"),
+            _opt("--dry-run", action="store_true",
+                 help="print the plan and check it (data sets, protocols, networks); train "
+                      "nothing"),
             _opt("--notebooks", nargs="*", help="notebooks to rehearse (default: notebooks/NN_*)"),
             _opt("--pack", metavar="FILE",
                  help="then pack the trained networks into FILE (a zip) for the learners' "

@@ -209,3 +209,46 @@ def test_after_the_preflight_notebooks_03_to_05_train_nothing(monkeypatch) -> No
     monkeypatch.setattr(ctlib.cv, "fit", no_training)
     for stem in ("03_cross_validation", "04_tsne", "05_gradcam"):
         _run_training_cells(ROOT / "notebooks" / f"{stem}.ipynb", {"__name__": "__main__"})
+
+
+@pytest.mark.parametrize("choice", ["quick", "full"])
+def test_the_workshop_plan_is_sound_in_both_modes_and_a_dry_run_says_so(
+    choice: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from ctlib.cli import main
+    from ctlib.notebook.lessons import plan_problems
+    from ctlib.notebook.mode import get_mode
+
+    assert plan_problems(get_mode(choice, gpu=False)) == []
+    monkeypatch.setenv("CTLIB_QUICK", "1" if choice == "quick" else "0")
+    monkeypatch.setattr("ctlib.ops.workshop.run_cv", _never_trains)
+    assert main(["prepare-workshop", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "the plan is sound" in out and "05_gradcam" in out
+    if choice == "full":  # notebook 05 asks for the paper's folds on SARS-CoV-2 CT in full mode
+        assert re.search(r"05_gradcam\s+sars-cov-2-ct\s+resnet101\s+paper", out)
+
+
+def _never_trains(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the plan's check must come before any training")
+
+
+def test_a_plan_with_a_protocol_its_data_set_cannot_give_stops_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ctlib.notebook import lessons
+    from ctlib.notebook.mode import get_mode
+    from ctlib.ops.workshop import prepare_workshop
+
+    full = get_mode("full", gpu=False)
+    bad = lessons.LessonRun("05_gradcam", "explain", "patient", (0,),
+                            ("synthetic", "efficientnet_lite0"), ("sars-cov-2-ct", "resnet101"),
+                            "explains")  # fmt: skip
+    (problem,) = lessons.plan_problems(full, (bad,))
+    assert "sars-cov-2-ct has no patient IDs" in problem
+    monkeypatch.setattr(lessons, "LESSON_RUNS", (*lessons.LESSON_RUNS, bad))
+    monkeypatch.setattr("ctlib.ops.workshop.plan_problems",
+                        lambda mode: lessons.plan_problems(mode, lessons.LESSON_RUNS))  # fmt: skip
+    monkeypatch.setattr("ctlib.ops.workshop.run_cv", _never_trains)
+    with pytest.raises(ValueError, match="cannot run: 05_gradcam: resnet101 on sars-cov-2-ct"):
+        prepare_workshop(full, rehearse=False, progress=False)

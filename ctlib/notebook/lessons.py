@@ -11,7 +11,7 @@ from ctlib.notebook.mode import Mode
 from ctlib.recipes import recipe
 from ctlib.train import TrainConfig
 
-__all__ = ["LESSON_RUNS", "LessonRun", "lesson_runs"]
+__all__ = ["LESSON_RUNS", "LessonRun", "lesson_runs", "plan_problems"]
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,13 @@ class LessonRun:
         notebook: the notebook's file stem.
         recipe: ``"lesson"`` (fine-tuning, :func:`ctlib.recipes.recipe`'s ``lesson``) or
             ``"explain"`` (the network of notebooks 04 and 05).
-        protocol: the cross-validation protocol.
+        protocol: the cross-validation protocol (in quick mode, and in full mode unless
+            ``full_protocol`` says otherwise).
         folds: the folds it trains; None: all of them.
         quick: (data set, architecture) in quick mode.
         full: (data set, architecture) in full mode.
         why: what the notebook does with it.
+        full_protocol: the protocol in full mode, where the notebook asks for another one.
     """
 
     notebook: str
@@ -36,6 +38,11 @@ class LessonRun:
     quick: tuple[str, str]
     full: tuple[str, str]
     why: str
+    full_protocol: str | None = None
+
+    def protocol_in(self, mode: Mode) -> str:
+        """The protocol the notebook trains with in ``mode``."""
+        return self.protocol if mode.quick or self.full_protocol is None else self.full_protocol
 
 
 #: What notebooks 02–05 train with their default parameters (05 reuses 04's network).
@@ -83,7 +90,8 @@ LESSON_RUNS: tuple[LessonRun, ...] = (
         (0,),
         ("synthetic", "efficientnet_lite0"),
         ("sars-cov-2-ct", "resnet101"),
-        "the network it explains (04's, in quick mode)",
+        "the network it explains (04's, in quick mode; 02's fold in full mode)",
+        full_protocol="paper",  # SARS-CoV-2 CT has no patient IDs; the notebook says "paper"
     ),
 )
 
@@ -95,3 +103,32 @@ def lesson_runs(mode: Mode) -> list[tuple[LessonRun, str, TrainConfig]]:
         dataset, arch = run.quick if mode.quick else run.full
         out.append((run, dataset, recipe(run.recipe, arch, mode=mode)))
     return out
+
+
+def plan_problems(mode: Mode, runs: tuple[LessonRun, ...] = LESSON_RUNS) -> list[str]:
+    """What would stop a lesson run in ``mode``, found before anything trains: an unknown data
+    set or architecture, a recipe the architecture refuses, or a protocol its data set cannot
+    give (patient folds without patient IDs, an official split where there is none).
+    ``[]``: the plan is sound."""
+    from ctlib.data.registry import DATASETS
+
+    problems = []
+    for run in runs:
+        dataset, arch = run.quick if mode.quick else run.full
+        protocol = run.protocol_in(mode)
+        where = f"{run.notebook}: {arch} on {dataset}, {protocol}"
+        info = DATASETS.get(dataset)
+        if info is None:
+            problems.append(f"{where}: no data set {dataset!r}")
+            continue
+        try:
+            recipe(run.recipe, arch, mode=mode)
+        except (KeyError, ValueError) as error:
+            problems.append(f"{where}: {error}")
+        if protocol == "patient" and not info.patient_ids:
+            problems.append(f"{where}: {dataset} has no patient IDs for patient folds")
+        if protocol == "official" and not info.official_split:
+            problems.append(f"{where}: {dataset} has no official split")
+        if protocol == "pseudo-patient" and dataset != "sars-cov-2-ct":
+            problems.append(f"{where}: pseudo-patient groups exist for sars-cov-2-ct only")
+    return problems

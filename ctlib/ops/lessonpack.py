@@ -49,7 +49,7 @@ def _sha256(data: bytes) -> str:
 
 def _run_folders(mode: Mode) -> list[Path]:
     """Each lesson run's folder of finished folds: ``<results_dir>/<data set>/<protocol>``."""
-    return [results_dir(mode, config) / dataset / run.protocol
+    return [results_dir(mode, config) / dataset / run.protocol_in(mode)
             for run, dataset, config in lesson_runs(mode)]  # fmt: skip
 
 

@@ -160,7 +160,7 @@ def _networks() -> Check:
     missing = []
     for run, dataset, config in lesson_runs(mode):
         folder = results_dir(mode, config)
-        if not list(folder.glob(f"{dataset}/{run.protocol}/*/fold*/metrics.json")):
+        if not list(folder.glob(f"{dataset}/{run.protocol_in(mode)}/*/fold*/metrics.json")):
             missing.append(f"{run.notebook} ({config.arch} on {dataset})")
     return Check(
         "the lessons' networks, trained before the day (optional)",

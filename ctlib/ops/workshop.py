@@ -15,13 +15,13 @@ from ctlib.cv import run_cv
 from ctlib.data import REAL_DATASETS, DataError, download, load_dataset
 from ctlib.notebook.datasets import get_dataset
 from ctlib.notebook.folders import output_dir, repo_root, results_dir
-from ctlib.notebook.lessons import lesson_runs
+from ctlib.notebook.lessons import lesson_runs, plan_problems
 from ctlib.notebook.mode import Mode, get_mode
 from ctlib.ops.notebooks.run import run_notebooks
 from ctlib.recipes import recipe_runtime
 from ctlib.results import collect_results
 
-__all__ = ["prepare_workshop"]
+__all__ = ["prepare_workshop", "workshop_plan"]
 
 
 def prepare_workshop(
@@ -49,6 +49,9 @@ def prepare_workshop(
     missing = [str(p) for p in notebooks or () if not Path(p).is_file()]
     if missing:  # found now, not after an hour of training
         raise FileNotFoundError(f"No such notebook: {', '.join(missing)}; nothing was run.")
+    problems = plan_problems(mode)
+    if problems:  # the whole plan is checked before the first network trains
+        raise ValueError(f"The lesson plan ({mode}) cannot run: " + "; ".join(problems))
     rows = _data_rows(download_missing, progress) + _train_rows(mode, progress)
     if rehearse:
         rows += _rehearsal_rows(notebooks)
@@ -94,7 +97,7 @@ def _train_rows(mode: Mode, progress: bool) -> list[dict[str, object]]:
             get_dataset(dataset),
             config,
             runtime=recipe_runtime(run.recipe, mode=mode),
-            protocol=run.protocol,
+            protocol=run.protocol_in(mode),
             only_folds=list(run.folds) if run.folds is not None else None,
             out=folder,
             progress=progress,
@@ -103,7 +106,8 @@ def _train_rows(mode: Mode, progress: bool) -> list[dict[str, object]]:
         rows.append(
             {
                 "step": "train",
-                "what": f"{run.notebook}: {config.arch} on {dataset}, {run.protocol} ({run.why})",
+                "what": f"{run.notebook}: {config.arch} on {dataset}, {run.protocol_in(mode)} "
+                f"({run.why})",
                 "seconds": time.perf_counter() - started,
                 "note": f"{trained} fold(s) trained, "
                 f"{len(collect_results(folder))} finished in {folder}",
@@ -127,3 +131,26 @@ def _rehearsal_rows(notebooks: Sequence[str | Path] | None) -> list[dict[str, ob
         }
         for row in report.itertuples(index=False)
     ]
+
+
+def workshop_plan(mode: Mode | None = None) -> pd.DataFrame:
+    """What ``prepare-workshop`` would do in ``mode``, without doing it: one row per lesson
+    run (notebook, data set, architecture, protocol, folds, results folder, folds finished
+    already) and the plan's problems (:func:`ctlib.notebook.lessons.plan_problems`)."""
+    mode = mode or get_mode()
+    rows = []
+    for run, dataset, config in lesson_runs(mode):
+        folder = results_dir(mode, config)
+        protocol = run.protocol_in(mode)
+        rows.append(
+            {
+                "notebook": run.notebook,
+                "data set": dataset,
+                "network": config.arch,
+                "protocol": protocol,
+                "folds": "all" if run.folds is None else ",".join(map(str, run.folds)),
+                "finished": len(list(folder.glob(f"{dataset}/{protocol}/*/fold*/metrics.json"))),
+                "results": str(folder),
+            }
+        )
+    return pd.DataFrame(rows)
