@@ -427,8 +427,14 @@ def train_and_test(
         dataset.frame, config, folds, fold, protocol, progress
     )
     seed_everything(config.seed)  # the new head's (or a random network's) initial weights
+    # a fold that resumes takes every weight from its checkpoint: the ImageNet file is neither
+    # read again nor needed (a requeued SLURM task on a node without the weights goes on)
+    resuming = resume and (folder / CHECKPOINT).is_file()
     model = create_model(
-        config.arch, pretrained=config.pretrained, strategy=config.strategy, progress=progress
+        config.arch,
+        pretrained=config.pretrained and not resuming,
+        strategy=config.strategy,
+        progress=progress,
     )
     started = time.perf_counter()
     fit(

@@ -12,7 +12,7 @@ import pytest
 
 from ctlib.cv import fold_dir, make_folds, run_cv
 from ctlib.data import load_dataset
-from ctlib.train import TrainConfig
+from ctlib.train import Runtime, TrainConfig
 
 TINY = TrainConfig(arch="shufflenet", pretrained=False, epochs=1, batch_size=8, canvas=(64, 48))
 
@@ -212,3 +212,41 @@ def test_external_protocol_refuses_what_is_not_external(synth, tmp_path: Path) -
     with pytest.raises(ValueError, match="needs two data sets"):
         make_folds(synth.frame, "external")
     assert not out.exists(), "nothing is written before the check"
+
+
+def test_a_fold_that_resumes_does_not_load_the_imagenet_weights_again(
+    synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requeued cell takes every weight from its checkpoint: the pretrained file is asked for
+    only when a fold starts from scratch (a compute node without it can resume)."""
+    import ctlib.cv
+    from ctlib.models import create_model
+
+    asked: list[bool] = []
+
+    def recording(arch: str, pretrained: bool = True, **kwargs: object):  # noqa: ANN202
+        asked.append(pretrained)
+        return create_model(arch, pretrained=False, **kwargs)  # no download in a test
+
+    real_fit = ctlib.cv.fit
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_one_epoch(*args: object, **kwargs: object) -> object:
+        def stop(record: dict) -> None:
+            raise Killed
+
+        return real_fit(*args, **{**kwargs, "on_epoch_end": stop})
+
+    config = replace(TINY, pretrained=True, epochs=2)
+    runtime = Runtime(device="cpu", checkpoint_every=1)
+    monkeypatch.setattr(ctlib.cv, "create_model", recording)
+    monkeypatch.setattr(ctlib.cv, "fit", killed_after_one_epoch)
+    with pytest.raises(Killed):
+        run_cv(synth, config, runtime=runtime, protocol="patient", n_folds=2, only_folds=[0],
+               out=tmp_path, progress=False)  # fmt: skip
+    monkeypatch.setattr(ctlib.cv, "fit", real_fit)
+    run_cv(synth, config, runtime=runtime, protocol="patient", n_folds=2, only_folds=[0],
+           out=tmp_path, progress=False)  # fmt: skip
+    assert asked == [True, False]
