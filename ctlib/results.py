@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ctlib.data import CTDataset, load_dataset
+from ctlib.files import atomic_write
 from ctlib.recipes import describe_recipe
 from ctlib.train import TrainConfig
 
@@ -120,6 +121,40 @@ def load_history(folder: str | os.PathLike[str]) -> pd.DataFrame:
 _SMALL_FILES = ("config.json", "history.json", "metrics.json", "predictions.csv")
 
 
+def _check_plain_files(finished: Sequence[Path], base: Path) -> None:
+    """Refuse, before anything is copied, a results tree whose folds or small files are
+    symbolic links (a link would copy whatever it points to, a private file included) or
+    whose JSON files are not JSON.
+
+    Raises:
+        ValueError: naming the file.
+    """
+    for metrics in finished:
+        fold = metrics.parent
+        candidates = [fold, fold.parent, *(fold / n for n in _SMALL_FILES)]
+        candidates.append(fold.parent / "folds.csv")
+        for path in candidates:
+            if path.is_symlink() or (path.exists() and not (path.is_file() or path.is_dir())):
+                raise ValueError(
+                    f"{path} is a symbolic link or not a plain file: results travel as plain "
+                    f"files only; replace it with the file itself. Nothing was copied from {base}."
+                )
+        for name in _SMALL_FILES:
+            if name.endswith(".json") and (fold / name).is_file():
+                try:
+                    json.loads((fold / name).read_text())
+                except (ValueError, UnicodeDecodeError) as error:
+                    raise ValueError(
+                        f"{fold / name} is not valid JSON ({error}); the fold is damaged: "
+                        f"train it again or delete it. Nothing was copied from {base}."
+                    ) from None
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy one plain file, atomically (a kill leaves the old file or none, never half)."""
+    atomic_write(target, lambda tmp: shutil.copyfile(source, tmp, follow_symlinks=False))
+
+
 def relative_paths(paths: pd.Series) -> pd.Series:
     """``/any/where/<dataset>/CT_COVID/x.png`` -> ``CT_COVID/x.png`` (class folder + file), so
     that files under ``results/`` carry no machine's paths."""
@@ -135,6 +170,7 @@ def export_results(source: str | os.PathLike[str], dest: str | os.PathLike[str])
     """
     source, dest = Path(source), Path(dest)
     written = []
+    _check_plain_files(sorted(source.glob("*/*/*/fold*/metrics.json")), source)
     for metrics in sorted(source.glob("*/*/*/fold*/metrics.json")):
         fold = metrics.parent
         target = dest / fold.relative_to(source)
@@ -145,15 +181,17 @@ def export_results(source: str | os.PathLike[str], dest: str | os.PathLike[str])
             if name == "predictions.csv":
                 frame = pd.read_csv(fold / name, dtype={"patient_id": "string"})
                 frame["path"] = relative_paths(frame["path"])
-                frame.to_csv(target / name, index=False)
+                atomic_write(target / name, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
             else:
-                shutil.copyfile(fold / name, target / name)
+                _copy(fold / name, target / name)
             written.append(target / name)
         folds_csv = fold.parent / "folds.csv"
         if folds_csv.is_file():
             frame = pd.read_csv(folds_csv, dtype=str)
             frame["path"] = relative_paths(frame["path"])
-            frame.to_csv(target.parent / "folds.csv", index=False)
+            atomic_write(
+                target.parent / "folds.csv", lambda tmp, frame=frame: frame.to_csv(tmp, index=False)
+            )
             if target.parent / "folds.csv" not in written:
                 written.append(target.parent / "folds.csv")
     if not written:
@@ -190,6 +228,7 @@ def import_results(
     finished = sorted(source.glob("*/*/*/fold*/metrics.json"))
     if not finished:
         raise FileNotFoundError(f"No finished fold (fold*/metrics.json) under {str(source)!r}.")
+    _check_plain_files(finished, source)
 
     def lookup_of(frame: pd.DataFrame) -> dict[str, str]:
         return dict(zip(relative_paths(frame["path"]), frame["path"].astype(str)))
@@ -232,7 +271,7 @@ def import_results(
                     )
             else:
                 target_folds.parent.mkdir(parents=True, exist_ok=True)
-                frame.to_csv(target_folds, index=False)
+                atomic_write(target_folds, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
                 written.append(target_folds)
         if (target / "metrics.json").is_file():
             continue
@@ -244,8 +283,8 @@ def import_results(
             if file == "predictions.csv":
                 frame = pd.read_csv(fold / file, dtype={"patient_id": "string"})
                 frame["path"] = to_absolute(name, frame["path"], fold / file)
-                frame.to_csv(target / file, index=False)
+                atomic_write(target / file, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
             else:
-                shutil.copyfile(fold / file, target / file)
+                _copy(fold / file, target / file)
             written.append(target / file)
     return written

@@ -481,3 +481,55 @@ def test_the_findings_set_grad_cams_road_beside_the_maps_that_explain_nothing(
     synthetic = _faithfulness_lines(results)[1]
     assert "(2 networks, 45 held-out COVID slices each)" in synthetic
     assert "on 50 % of the slices; its ROAD is 15.0 points where it does and 5.0" in synthetic
+
+
+def test_results_travel_as_plain_files_never_as_links_or_damaged_json(tmp_path: Path) -> None:
+    """A history.json that is a link to a private file, or a metrics.json that is not JSON:
+    export and import refuse the whole tree, name the file, and copy nothing."""
+    import os
+
+    from ctlib.results import export_results, import_results
+
+    runs = tmp_path / "runs"
+    fold = _fold(runs, "covid19-ct", "paper", "efficientnet_lite0", 0, 0.9)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    os.chmod(secret, 0o600)
+    (fold / "history.json").symlink_to(secret)
+    for copy in (
+        lambda: export_results(runs, tmp_path / "exported"),
+        lambda: import_results(runs, tmp_path / "imported", root=tmp_path),
+    ):
+        with pytest.raises(ValueError, match=r"history\.json is a symbolic link"):
+            copy()
+    assert not (tmp_path / "exported").exists() and not (tmp_path / "imported").exists()
+    (fold / "history.json").unlink()
+    (fold / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"metrics\.json is not valid JSON"):
+        export_results(runs, tmp_path / "exported")
+    assert not (tmp_path / "exported").exists()
+
+
+def test_a_model_file_is_written_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill or a full disk while model.pt is written leaves the previous file whole."""
+    import torch
+
+    from ctlib.models import create_model, load_checkpoint, save_checkpoint
+
+    model = create_model("shufflenet", pretrained=False, progress=False)
+    path = save_checkpoint(model, tmp_path / "model.pt", extra={"epoch": 1})
+    before = path.read_bytes()
+
+    def full_disk(obj: object, target: object) -> None:
+        Path(target).write_bytes(before[: len(before) // 5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(model, path, extra={"epoch": 2})
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["extra"]["epoch"] == 1
+    assert type(load_checkpoint(path)) is type(model)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ctlib.files import atomic_write
 from ctlib.models.factory import create_model, get_layer, spec_of, unwrap_model
 from ctlib.models.registry import get_spec
 from ctlib.models.weights import CHECKPOINT_FORMAT, read_weights_file
@@ -53,20 +54,16 @@ def save_checkpoint(
         raise TypeError(
             f"extra must hold plain data (numbers, strings, lists, dicts): {err}"
         ) from err
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": 1,
-            "arch": spec.name,
-            "num_classes": int(weight.shape[0]),
-            "state_dict": module.state_dict(),
-            "extra": plain,
-        },
-        path,
-    )
-    return path
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": 1,
+        "arch": spec.name,
+        "num_classes": int(weight.shape[0]),
+        "state_dict": module.state_dict(),
+        "extra": plain,
+    }
+    # atomically: a kill or a full disk leaves the old file or none, never a torn one
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _plain_number(value: Any) -> Any:
