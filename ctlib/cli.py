@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ctlib.data.registry import DATASETS, REAL_DATASETS
-from ctlib.errors import CtlibError, DataError
+from ctlib.errors import EXIT_HELD, CtlibError, DataError
 from ctlib.ops.sweep.command import add_sweep_command
 from ctlib.options import add_training_options, training_settings
 
@@ -123,9 +123,19 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         test_dataset=test or None,
     )
     columns = ["fold", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc"]
-    print(results[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if len(results):
+        print(results[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     protocol = f"external-{args.test_dataset}" if test else args.protocol
     print(f"results in {Path(args.out) / args.dataset / protocol / config.run_name}")
+    held = results.attrs.get("held", [])
+    if held:
+        print(
+            f"not finished here: fold(s) {', '.join(map(str, held))}, being trained by another "
+            f"process (see above); run this command again once it has finished (exit "
+            f"{EXIT_HELD}: not failed, not done)",
+            file=sys.stderr,
+        )
+        return EXIT_HELD
     return 0
 
 

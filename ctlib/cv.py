@@ -98,14 +98,18 @@ def run_cv(
     dataset, folds = assign_folds(dataset, protocol, n_folds, config, out, progress, folds)
     how = {"protocol": protocol, "out": out, "runtime": runtime, "progress": progress}
     run = {"dataset": dataset.name, "protocol": protocol, "arch": config.run_name}
-    rows = []
+    rows, held = [], []
     for fold in tqdm(fold_ids(protocol, n_folds, only_folds), desc=f"{config.arch} {protocol} CV",
                      unit="fold", disable=not progress):  # fmt: skip
         # train on the other folds, test on this one
         metrics = run_fold(dataset, config, folds, fold, resume=resume, **how)
-        if metrics is not None:  # None: another process holds this fold
+        if metrics is None:  # another process holds this fold: skipped here
+            held.append(fold)
+        else:
             rows.append({**run, "fold": fold, **metrics})
-    return pd.DataFrame(rows)
+    results = pd.DataFrame(rows)
+    results.attrs["held"] = held  # the folds another process trains (run again later)
+    return results
 
 
 # --- which image is tested in which fold --------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXIT_HELD",
     "CheckpointError",
     "CtlibError",
     "DataError",
@@ -26,6 +27,11 @@ __all__ = [
     "UnsafeArchiveError",
     "WeightsUnavailableError",
 ]
+
+#: The exit status of ``python -m ctlib cv`` when a requested fold is being trained by another
+#: process: not failed, not done; run it again later (EX_TEMPFAIL of sysexits.h). The sweep
+#: reports such a cell as held elsewhere.
+EXIT_HELD = 75
 
 
 class CtlibError(Exception):

@@ -250,3 +250,39 @@ def test_a_fold_that_resumes_does_not_load_the_imagenet_weights_again(
     run_cv(synth, config, runtime=runtime, protocol="patient", n_folds=2, only_folds=[0],
            out=tmp_path, progress=False)  # fmt: skip
     assert asked == [True, False]
+
+
+def test_a_fold_held_by_another_process_is_skipped_with_its_own_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """cv --only-folds 0 while another process trains fold 0: no traceback, the held fold named,
+    exit EXIT_HELD (neither failed nor done: the sweep tries again later)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from ctlib.cli import main
+    from ctlib.errors import EXIT_HELD
+
+    out = tmp_path / "runs"
+    args = ["cv", "--dataset", "synthetic", "--protocol", "patient", "--folds", "2",
+            "--only-folds", "0", "--out", str(out), "--epochs", "1", "--batch-size", "8",
+            "--canvas", "64", "48", "--no-pretrained", "-q"]  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        from ctlib.cli import build_parser
+        from ctlib.options import training_settings
+
+        config, _ = training_settings(build_parser().parse_args(args))
+        folder = fold_dir(out, "synthetic", "patient", config.run_name, 0)
+        folder.mkdir(parents=True)
+        lock = {"pid": other.pid, "host": socket.gethostname(), "since": 0}
+        (folder / "train.lock").write_text(json.dumps(lock))
+        assert main(args) == EXIT_HELD
+    finally:
+        other.kill()
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "not finished here: fold(s) 0, being trained by another process" in captured.err
+    assert not (folder / "metrics.json").exists()

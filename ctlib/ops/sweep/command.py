@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctlib.data.registry import REAL_DATASETS
-from ctlib.errors import DataError
+from ctlib.errors import EXIT_HELD, DataError
 from ctlib.ops.sweep.figures import (
     GPU_FIGURES_ENV,
     gpu_figures_path,
@@ -537,12 +537,20 @@ def _run_local(
         memory_gib=memory,
         gpu_memory=gpu_memory,
     )
-    failed = sorted(label for label, outcome in outcomes.items() if not outcome.finished)
-    print(
-        f"{len(outcomes) - len(failed)} cells finished, {len(failed)} failed"
-        + (f": {', '.join(failed)} (logs in {Path(args.out) / 'logs'})" if failed else "")
+    held = sorted(label for label, outcome in outcomes.items() if outcome.held)
+    failed = sorted(
+        label for label, outcome in outcomes.items() if not outcome.finished and not outcome.held
     )
-    return 1 if failed else 0
+    print(
+        f"{len(outcomes) - len(failed) - len(held)} cells finished, {len(failed)} failed"
+        + (f": {', '.join(failed)} (logs in {Path(args.out) / 'logs'})" if failed else "")
+        + (
+            f"; {len(held)} held by another process (run again later): {', '.join(held)}"
+            if held
+            else ""
+        )  # fmt: skip
+    )
+    return 1 if failed else EXIT_HELD if held else 0
 
 
 def _run_slurm(args: argparse.Namespace, grid: Grid, todo: list[Task], cells: pd.DataFrame) -> int:

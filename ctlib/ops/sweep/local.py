@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ctlib.errors import EXIT_HELD
 from ctlib.ops.sweep.grid import Grid, Task
 from ctlib.ops.sweep.process import default_stop_signals, signal_group, stamp, stop
 
@@ -179,6 +180,8 @@ class CellOutcome:
 
     task: Task
     finished: bool = False
+    #: another process trains the cell's fold (cv exited with EXIT_HELD): try again later
+    held: bool = False
     returncode: int | None = None
     attempts: int = 0
     timed_out: int = 0
@@ -376,6 +379,11 @@ class _LocalRun:
         minutes = (now - attempt.started) / 60
         if outcome.finished:
             self.say(f"done: {attempt.task.label} ({minutes:.1f} min)")
+            return
+        if code == EXIT_HELD:  # another process trains this fold: neither failed nor done
+            outcome.held = True
+            self.say(f"held elsewhere: {attempt.task.label} (another process trains it); "
+                     "run the sweep again later to collect it")  # fmt: skip
             return
         why = (
             "timed out"

@@ -21,7 +21,7 @@ from typing import Any
 import submitit
 
 from ctlib.cv import LOCK_FILE
-from ctlib.errors import CtlibError
+from ctlib.errors import EXIT_HELD, CtlibError
 from ctlib.files import FolderLock, write_json
 from ctlib.ops.sweep.grid import Grid, Task
 from ctlib.ops.sweep.process import default_stop_signals, signal_group, stamp
@@ -240,6 +240,8 @@ class CellJob(submitit.helpers.Checkpointable):
     def outcome(self) -> dict[str, Any]:
         """How the cell's process ended; raises when it failed or left its fold unfinished."""
         code = self._process.returncode if self._process is not None else None
+        if code == EXIT_HELD:  # another process trains this fold: not failed, not done
+            return {"cell": self.label, "status": "held elsewhere"}
         if code != 0:
             raise RuntimeError(f"cell {self.label} failed (exit {code}); see {self.log}")
         if not self.finished():
