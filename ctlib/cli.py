@@ -348,6 +348,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     frame = predict_files(args.files, args.checkpoint, canvas=args.canvas, progress=not args.quiet)
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    failed = int((frame["error"] != "").sum())
+    if failed and failed == len(frame):
+        print(f"error: none of the {failed} file(s) could be read (see the error column).",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

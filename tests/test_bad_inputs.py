@@ -247,7 +247,7 @@ def _bad_commands(tmp: Path) -> list[list[str]]:
         ["sweep", "--per-gpu", "0", "--dry-run", "--out", str(tmp / "s")],
         ["sweep", "--executor", "pbs", "--dry-run", "--out", str(tmp / "s")],
         ["sweep", "--epochz", "3", "--dry-run", "--out", str(tmp / "s")],
-        ["sweep", "--executor", "slurm", "--per-gpu", "2", "--dry-run", "--out", str(tmp / "s")],
+        ["sweep", "--executor", "slurm", "--retries", "2", "--dry-run", "--out", str(tmp / "s")],
         ["sweep", "--datasets", "covid19-ct", "--root", str(empty), "--out", str(tmp / "s")],
         ["heat", str(tmp / "no-such-runs"), "--dataset", "synthetic"],
         ["road", str(tmp / "no-such-runs"), "--dataset", "covid19-ct"],
@@ -264,6 +264,8 @@ def _bad_commands(tmp: Path) -> list[list[str]]:
         ["predict", str(corrupt), "--checkpoint", str(truncated)],
         ["predict", str(tmp / "no-such-image.png"), "--checkpoint", str(truncated)],
         ["prepare-workshop", "--notebooks", str(tmp / "no-such.ipynb")],
+        ["lesson-pack", "import", str(a_file)],
+        ["lesson-pack", "import", str(tmp / "no-such.zip")],
         ["quickstart", "--out", str(a_file)],
     ]
 
@@ -278,7 +280,10 @@ def test_every_command_answers_bad_input_with_a_message_never_a_traceback(
     commands = _bad_commands(tmp_path)
     covered = {argv[0] for argv in commands}
     parser_commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
-    assert parser_commands - covered <= {"datasets"}, "every command that can fail is tried"
+    # datasets only lists; check fails only on an unready machine (tests/test_selfcheck.py)
+    assert parser_commands - covered <= {"datasets", "check"}, (
+        "every command that can fail is tried"
+    )
     failures = []
     for argv in commands:
         try:
@@ -330,3 +335,33 @@ def test_a_runs_folder_still_matches_after_the_data_moved(synth, tmp_path: Path)
     folds.to_csv(folds_file, index=False)
     with pytest.raises(ValueError, match="another fold assignment"):
         run_cv(synth, TINY, protocol="patient", n_folds=2, out=tmp_path, progress=False)
+
+
+def test_predict_fails_when_no_file_could_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from ctlib.models import create_model, save_checkpoint
+
+    model = create_model("shufflenet", pretrained=False, progress=False)
+    checkpoint = save_checkpoint(model, tmp_path / "model.pt", extra={"canvas": [64, 48]})
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main(["predict", str(broken), "--checkpoint", str(checkpoint), "-q"]) == 1
+    assert "none of the 1 file(s) could be read" in capsys.readouterr().err
+    image = _png(tmp_path / "slice.png")
+    assert main(["predict", str(broken), str(image), "--checkpoint", str(checkpoint), "-q"]) == 0
+
+
+def test_a_planted_weights_file_is_refused_without_torchs_advice_to_trust_it(
+    tmp_path: Path,
+) -> None:
+    import datetime
+
+    from ctlib.models.weights import read_weights_file
+
+    planted = tmp_path / "weights.pt"
+    torch.save({"state": datetime.date(2020, 1, 1)}, planted)  # not a tensor: refused
+    with pytest.raises(ValueError, match="could run code") as refused:
+        read_weights_file(planted)
+    assert "weights_only=False will" not in str(refused.value)
+    assert "do not load it with weights_only=False" in str(refused.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import os
+import pickle
 import re
 import socket
 import urllib.error
@@ -251,8 +252,14 @@ def read_weights_file(path: Path) -> Any:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises several types; re-raised with the file named
-        # the first sentence of torch's reason (its zip reader adds a paragraph of advice)
-        reason = str(err).split(". This is an internal")[0].strip().splitlines()[0]
+        if isinstance(err, pickle.UnpicklingError):  # torch's text advises weights_only=False
+            reason = (
+                "it holds Python objects besides tensors, and loading those could run code (a "
+                "file from elsewhere may have been planted); do not load it with "
+                "weights_only=False"
+            )
+        else:  # the first sentence of torch's reason (its zip reader adds a paragraph)
+            reason = str(err).split(". This is an internal")[0].strip().splitlines()[0]
         raise ValueError(
             f"Could not read weights file {path}: {reason}. The file is truncated, damaged or "
             "not a model file: copy it again, or train it again. Expected a state dict saved "
