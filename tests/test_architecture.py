@@ -35,7 +35,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("study", ("ctlib.study",)),
     ("plots", ("ctlib.plots",)),
     ("notebook helpers, widgets", ("ctlib.notebook", "ctlib.widgets")),
-    ("notebook tools, workshop", ("ctlib.ops.notebooks", "ctlib.ops.workshop")),
+    (
+        "notebook tools, workshop",
+        (
+            "ctlib.ops.notebooks",
+            "ctlib.ops.workshop",
+            "ctlib.ops.lessonpack",
+            "ctlib.ops.selfcheck",
+        ),
+    ),
     ("command line", ("ctlib.cli", "ctlib.options", "ctlib.__main__", "ctlib.notebook.__main__")),
 ]
 

@@ -713,3 +713,19 @@ def test_a_cell_answers_sigint_even_when_its_parent_ignores_it() -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     assert inherited.strip() == str(int(signal.SIG_IGN))  # the probe sees an ignored SIGINT
+
+
+def test_slurm_says_which_imagenet_files_compute_nodes_would_miss(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
+    from ctlib.ops.sweep.command import _note_missing_weights
+
+    monkeypatch.setenv("CTLIB_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no hub cache either
+    _note_missing_weights(["efficientnet_lite0", "resnet18"])
+    note = capsys.readouterr().out
+    assert "the ImageNet weights of resnet18 are not on this disk" in note
+    assert "efficientnet_lite0" not in note  # its weights ship with a package
+    assert str(tmp_path / "weights") in note
+    _note_missing_weights(["efficientnet_lite0"])
+    assert capsys.readouterr().out == ""

@@ -149,6 +149,16 @@ def _unavailable(spec: ModelSpec, tried: list[str], reason: str) -> WeightsUnava
     )
 
 
+def weights_on_disk(spec: ModelSpec) -> Path | None:
+    """The ImageNet file ``pretrained=True`` would use, if one is on this disk already (the
+    package, the weights folder, the hub's cache); None otherwise. Never downloads."""
+    if spec.name == "efficientnet_lite0" and (path := _lite0_package_file()) is not None:
+        return path
+    folder = weights_dir()
+    path = _find_in_folder(spec, folder) if folder.is_dir() else None
+    return path if path is not None else _hub_cached_file(spec, [])
+
+
 def pretrained_path(spec: ModelSpec, progress: bool) -> Path:
     """The ImageNet file for ``pretrained=True``: package, weights folder, hub cache, hub.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ctlib.data.registry import DATASETS
 from ctlib.notebook.mode import Mode
 from ctlib.recipes import recipe
 from ctlib.train import TrainConfig
@@ -110,8 +111,6 @@ def plan_problems(mode: Mode, runs: tuple[LessonRun, ...] = LESSON_RUNS) -> list
     set or architecture, a recipe the architecture refuses, or a protocol its data set cannot
     give (patient folds without patient IDs, an official split where there is none).
     ``[]``: the plan is sound."""
-    from ctlib.data.registry import DATASETS
-
     problems = []
     for run in runs:
         dataset, arch = run.quick if mode.quick else run.full

@@ -17,6 +17,16 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from ctlib.data import REAL_DATASETS, DataError
+from ctlib.data.verify import verify_dataset
+from ctlib.notebook.folders import committed_root, results_dir
+from ctlib.notebook.lessons import lesson_runs
+from ctlib.notebook.mode import get_mode
+from ctlib.paths import cache_dir
+
 __all__ = ["Check", "run_checks", "format_checks"]
 
 #: the kit's distribution name (pyproject.toml's [project] name)
@@ -50,8 +60,6 @@ def _python() -> Check:
 
 def _declared() -> list[Check]:
     """The kit itself, torch, and every package the kit declares, at a version it accepts."""
-    from packaging.requirements import Requirement
-
     try:
         kit = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -84,8 +92,6 @@ def _jupyter() -> list[Check]:
     ):
         try:
             version = metadata.version(name)
-            from packaging.specifiers import SpecifierSet
-
             ok = SpecifierSet(spec).contains(version)
             found = f"{name} {version}"
         except metadata.PackageNotFoundError:
@@ -101,6 +107,7 @@ def _kernel() -> Check:
     """A Jupyter kernel whose Python is this one (else JupyterLab would run another)."""
     fix = f'{sys.executable} -m ipykernel install --user --name ctlib --display-name "ctlib"'
     try:
+        # lazy: in the notebooks extra; its absence is what this check reports
         from jupyter_client.kernelspec import KernelSpecManager
     except ImportError:
         return Check("a Jupyter kernel on this Python", False, "jupyter_client missing", fix)
@@ -122,8 +129,6 @@ def _kernel() -> Check:
 
 
 def _committed() -> Check:
-    from ctlib.notebook.folders import committed_root
-
     root = committed_root()
     return Check(
         "the committed results the lessons read",
@@ -134,9 +139,6 @@ def _committed() -> Check:
 
 
 def _data() -> list[Check]:
-    from ctlib.data import REAL_DATASETS, DataError
-    from ctlib.data.verify import verify_dataset
-
     checks = []
     for name in REAL_DATASETS:
         try:  # against the shipped manifest (remembered once it passed: seconds)
@@ -152,10 +154,6 @@ def _data() -> list[Check]:
 
 def _networks() -> Check:
     """The networks notebooks 02-05 train in quick mode, trained already (else in class)."""
-    from ctlib.notebook.folders import results_dir
-    from ctlib.notebook.lessons import lesson_runs
-    from ctlib.notebook.mode import get_mode
-
     mode = get_mode()
     missing = []
     for run, dataset, config in lesson_runs(mode):
@@ -173,8 +171,6 @@ def _networks() -> Check:
 
 
 def _disk() -> Check:
-    from ctlib.paths import cache_dir
-
     folder = cache_dir()
     while not folder.exists():
         folder = folder.parent

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ctlib.explain.faithfulness import RANDOM_MAP, RANDOM_NETWORK
 from ctlib.models import get_spec
 from ctlib.results import collect_results
 from ctlib.study.audit import load_audits
@@ -244,8 +245,6 @@ def _calibration_lines(results: str | os.PathLike[str], run: str) -> list[str]:
 def _faithfulness_lines(results: str | os.PathLike[str]) -> list[str]:
     """Grad-CAM's ROAD on real test slices beside the two maps that explain nothing, per data
     set; and, on the synthetic set, its ROAD where its peak hits a lesion and where it misses."""
-    from ctlib.explain.faithfulness import RANDOM_MAP, RANDOM_NETWORK
-
     lines = []
     files = sorted(Path(results).glob("explain/road_*.csv"))
     if files:

@@ -23,6 +23,7 @@ from ctlib.ops.sweep.figures import (
     measured_on_gpu,
     packing_memory_gib,
 )
+from ctlib.paths import weights_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -334,7 +335,25 @@ def run_sweep(
         print(f"  note: {note}")
     if args.executor == "local":
         return _run_local(args, grid, todo, cells, figures)
+    if config.pretrained:
+        _note_missing_weights(sorted({t.arch for t in todo}))
     return _run_slurm(args, grid, todo, cells)
+
+
+def _note_missing_weights(archs: list[str]) -> None:
+    """Compute nodes often have no internet: say which ImageNet files are not on this (shared)
+    disk, where a cell starting from scratch would look for them. A resumed cell needs none."""
+    from ctlib.models import get_spec  # lazy: torch and timm, once the command runs
+    from ctlib.models.weights import weights_on_disk  # lazy: torch, once the command runs
+
+    missing = [arch for arch in archs if weights_on_disk(get_spec(arch)) is None]
+    if missing:
+        print(
+            f"  note: the ImageNet weights of {', '.join(missing)} are not on this disk; compute "
+            "nodes without internet cannot start those cells. Put the files in a folder every "
+            f"node sees and point CTLIB_WEIGHTS_DIR at it (now {weights_dir()}; the file names: "
+            "docs/DEVELOPERS.md, Models), or start each once here to fetch them."
+        )
 
 
 def _plan(
