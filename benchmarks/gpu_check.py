@@ -75,8 +75,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-import torch
+_IMPORTS_BEGUN = time.perf_counter()
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 if importlib.util.find_spec("ctlib") is None:  # a clone on a bare GPU machine: not installed
@@ -85,11 +86,15 @@ if importlib.util.find_spec("ctlib") is None:  # a clone on a bare GPU machine: 
 from ctlib.batches import DeviceBatches  # noqa: E402
 from ctlib.canvas import fit_to_canvas  # noqa: E402
 from ctlib.config import TrainConfig  # noqa: E402
+from ctlib.handlers import to_host  # noqa: E402
 from ctlib.models import create_model, get_spec, list_models  # noqa: E402
 from ctlib.ops.sweep.figures import GPU_FIGURE_COLUMNS, GPU_FIGURES_ENV  # noqa: E402
 from ctlib.runtime import choose_precision  # noqa: E402
 from ctlib.train import build_optimizer  # noqa: E402
 from ctlib.transforms import AugmentConfig  # noqa: E402
+
+#: seconds this process spent importing torch and the kit (every cell of a sweep pays it)
+IMPORT_S = time.perf_counter() - _IMPORTS_BEGUN
 
 FIELDS = list(GPU_FIGURE_COLUMNS)  # the columns ctlib sweep reads
 #: The measured GPU figures the sweep reads (``ctlib.ops.sweep.figures.gpu_figures_path``).
@@ -282,7 +287,7 @@ def measure(step: TrainingStep, *, warmup: int, steps: int) -> dict[str, object]
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     watch = Stopwatch(device)
-    started = 0.0
+    started = warmup_begun = time.perf_counter()
     for i in range(warmup + steps):
         if i == warmup:
             if device.type == "cuda":
@@ -311,8 +316,21 @@ def measure(step: TrainingStep, *, warmup: int, steps: int) -> dict[str, object]
         "optimizer_share": round(times.get("optimizer", 0.0) / step_total, 4),
         "peak_memory_gib": round(allocated, 2) if allocated is not None else "",
         "peak_reserved_gib": round(reserved, 2) if reserved is not None else "",
+        "warmup_s": round(started - warmup_begun, 2),
+        "checkpoint_s": round(checkpoint_copy_s(step), 3),
         "device": device.type,
     }
+
+
+def checkpoint_copy_s(step: TrainingStep) -> float:
+    """Seconds the training waits for one rolling checkpoint: the copy of the network's and
+    the optimizer's state to the host (:func:`ctlib.handlers.to_host`; the file is written on a
+    background thread while training goes on)."""
+    if step.device.type == "cuda":
+        torch.cuda.synchronize(step.device)
+    begun = time.perf_counter()
+    to_host({"model": step.model.state_dict(), "optimizer": step.optimizer.state_dict()})
+    return time.perf_counter() - begun
 
 
 class SyncCheck(NamedTuple):
@@ -465,10 +483,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = canvas_size(arch, args.scale)
         if size not in drawn:
             drawn[size] = synthetic_canvases(max(256, 2 * args.batch_size), size)
+        built = time.perf_counter()
         step = TrainingStep(
             arch, device=device, batch_size=args.batch_size, scale=args.scale, canvases=drawn[size]
         )
+        built = time.perf_counter() - built
         row = measure(step, warmup=args.warmup, steps=args.steps)
+        # a cell's start-up: imports, the network and optimizer built and placed, the canvases
+        # on the device, the warm-up steps (cuDNN's autotuning); the canvases' drawing is the
+        # sweep's canvas cache, not measured here
+        row["startup_s"] = round(IMPORT_S + built + row.pop("warmup_s"), 2)
         checked = check_sync(step) if args.sync_check else SyncCheck("not run (--no-sync-check)")
         sync = str(checked)
         row.update(sync_debug=sync, gpu=gpu, torch=torch.__version__, measured_at=stamp)

@@ -47,6 +47,7 @@ __all__ = [
     "resume_run",
     "rng_state",
     "set_rng_state",
+    "to_host",
 ]
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ class RollingCheckpoint:
         payload = {**state, "epoch": epoch, "rng": rng_state()}
         if self.background:
             self.wait()  # the previous write first: one at a time
-            payload = _to_host(payload)  # training goes on changing the tensors in place
+            payload = to_host(payload)  # training goes on changing the tensors in place
             self._writer = threading.Thread(
                 target=self._write, args=(payload,), name="ctlib-checkpoint"
             )
@@ -339,15 +340,15 @@ class RollingCheckpoint:
             raise error
 
 
-def _to_host(value: Any) -> Any:
+def to_host(value: Any) -> Any:
     """``value`` with every tensor copied to the host (one copy each: the originals may change
     while the copy is written)."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
-        return {key: _to_host(item) for key, item in value.items()}
+        return {key: to_host(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_host(item) for item in value)
+        return type(value)(to_host(item) for item in value)
     return value
 
 

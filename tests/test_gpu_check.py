@@ -130,6 +130,8 @@ def test_the_script_runs_with_only_a_bare_gpu_machines_packages(tmp_path: Path) 
         assert row["device"] == "cpu" and row["gpu"].startswith("CPU")
         assert row["peak_memory_gib"] == row["peak_reserved_gib"] == ""  # no GPU memory
         assert row["sync_debug"].startswith("skipped: sync-debug mode watches CUDA")
+        # what the cost model reads besides the speed: a cell's start-up, a checkpoint's copy
+        assert float(row["startup_s"]) > 0 and float(row["checkpoint_s"]) > 0, row
     assert result.stdout.count("sync-debug check: skipped") == len(archs)
 
 

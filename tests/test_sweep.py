@@ -145,6 +145,17 @@ def test_cost_estimate_arithmetic_guessed_and_measured(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="Unknown card 'V100'"):
         estimate_cost(tasks, costs=costs, card="V100")
+    # a figures row that measured the start-up and the checkpoint's copy replaces the assumptions
+    figures["startup_s"], figures["checkpoint_s"] = [90.0], [0.06]
+    cost = estimate_cost(tasks, epochs=10, n_folds=5, costs=costs, figures=figures)
+    assert cost.loc["resnet18", "startup_hours"] == pytest.approx(5 * 90 / 3600)
+    copy_gb_per_s = size_gb / 0.06  # 0.12 GB in 0.06 s
+    one_cell = measured / 5
+    count = math.floor(one_cell * 60 / 10) + 1
+    assert cost.loc["resnet18", "checkpoint_hours"] == pytest.approx(
+        5 * (count * size_gb / copy_gb_per_s + size_gb / 0.5) / 3600
+    )
+    assert cost.loc["squeezenet", "startup_hours"] == pytest.approx(5 * 25 / 3600)  # assumed
 
 
 def test_shipped_costs_cover_the_papers_twelve() -> None:
@@ -192,9 +203,9 @@ def test_cells_are_packed_by_reserved_memory_and_old_files_by_allocated(tmp_path
     new = tmp_path / "new.csv"
     new.write_text(
         f"{columns}\n"
-        "resnet18,349,253,32,bfloat16,True,device,1000,0.1,0.1,3.0,3.5,pass,cuda,H100,2.5,2025\n"
-        "resnet50,349,253,32,bfloat16,True,device,500,0.1,0.1,6.0,,pass,cuda,H100,2.5,2025\n"
-        "squeezenet,335,255,32,bfloat16,True,device,900,0.1,0.1,,nan,pass,cuda,H100,2.5,2025\n"
+        "resnet18,349,253,32,bfloat16,True,device,1000,0.1,0.1,3.0,3.5,,,pass,cuda,H100,2.5,2025\n"
+        "resnet50,349,253,32,bfloat16,True,device,500,0.1,0.1,6.0,,,,pass,cuda,H100,2.5,2025\n"
+        "squeezenet,335,255,32,bfloat16,True,device,900,0.1,0.1,,nan,,,pass,cuda,H100,2.5,2025\n"
     )
     figures = sweep.read_gpu_figures(new)
     # reserved where measured; the allocated peak where not; nothing where neither is known
@@ -319,7 +330,8 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     assert "GPU 0 #1" in text and "GPU 0 #2" in text and "dry run: nothing started" in text
     assert not (out / "logs").exists()
     figures = tmp_path / "gpu_check.csv"
-    row = "resnet18,349,253,32,bfloat16,True,device,1000,0.1,0.1,3.0,3.5,pass,cuda,NVIDIA H200,"
+    row = "resnet18,349,253,32,bfloat16,True,device,1000,0.1,0.1,3.0,3.5,31.0,0.2,pass,cuda,"
+    row += "NVIDIA H200,"
     figures.write_text(",".join(sweep.GPU_FIGURE_COLUMNS) + "\n" + row + "2.5.1,2025-01-01\n")
     assert main([*argv, "--executor", "slurm", "--gpu-figures", str(figures)]) == 0
     text = capsys.readouterr().out
@@ -341,7 +353,8 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
     cpu = tmp_path / "cpu.csv"
     cpu.write_text(
         ",".join(sweep.GPU_FIGURE_COLUMNS)
-        + "\nresnet18,80,80,32,fp32,True,device,90,0.1,0.1,,,skipped,cpu,CPU x86_64,2.5.1,2025\n"
+        + "\nresnet18,80,80,32,fp32,True,device,90,0.1,0.1,,,12.0,0.1,skipped,cpu,"
+        + "CPU x86_64,2.5.1,2025\n"
     )
     assert main([*argv, "--executor", "slurm", "--gpu-figures", str(cpu)]) == 0
     text = capsys.readouterr().out

@@ -91,6 +91,23 @@ def overhead_hours(
     return assumptions["startup_seconds"] / 3600, seconds / 3600
 
 
+def measured_overheads(
+    row: Mapping[str, Any], params_m: float, assumptions: Mapping[str, float] = ASSUMPTIONS
+) -> dict[str, float]:
+    """The start-up and checkpoint-copy terms a GPU figures row measured (``startup_s``,
+    ``checkpoint_s``, as ``benchmarks/gpu_check.py`` writes them), as overrides of
+    :data:`ASSUMPTIONS`; an older file without them overrides nothing."""
+    seen: dict[str, float] = {}
+    startup = pd.to_numeric(pd.Series([row.get("startup_s")]), errors="coerce").iloc[0]
+    if pd.notna(startup) and startup > 0:
+        seen["startup_seconds"] = float(startup)
+    copy = pd.to_numeric(pd.Series([row.get("checkpoint_s")]), errors="coerce").iloc[0]
+    size_gb = params_m * 1e6 * assumptions["checkpoint_bytes_per_param"] / 1e9
+    if pd.notna(copy) and copy > 0 and size_gb > 0:
+        seen["host_copy_gb_per_s"] = size_gb / float(copy)
+    return seen
+
+
 def _dataset_sizes() -> dict[str, int]:
     return {name: sum(1 for _ in open(manifest_path(name))) - 1 for name in REAL_DATASETS}
 
@@ -160,14 +177,18 @@ def cell_costs(
         def train_hours(tflops: float, step: dict | None = step, images: float = images) -> float:
             return images * seconds_per_image(step, tflops, assumptions) / 3600 if step else nan
 
-        def with_overheads(train: float, params_m: float = params_m) -> float:
-            return train + sum(overhead_hours(params_m, train, assumptions))
+        def with_overheads(
+            train: float, params_m: float = params_m, seen: Mapping[str, float] | None = None
+        ) -> float:
+            return train + sum(overhead_hours(params_m, train, {**assumptions, **(seen or {})}))
 
         measured = figures is not None and task.arch in figures.index
         trained = images / figures.loc[task.arch, "images_per_s"] / 3600 if measured else nan
         estimated = train_hours(gpu_tflops or CARDS[card] * efficiency)
-        startup, checkpoint = overhead_hours(params_m, trained if measured else estimated,
-                                             assumptions)  # fmt: skip
+        seen = measured_overheads(figures.loc[task.arch], params_m, assumptions) if measured else {}
+        startup, checkpoint = overhead_hours(
+            params_m, trained if measured else estimated, {**assumptions, **seen}
+        )
         rows.append(
             {
                 "cell": task.label,
@@ -183,8 +204,10 @@ def cell_costs(
                     for kind, peak in CARDS.items()
                 },  # fmt: skip
                 "gpu_hours_estimate": with_overheads(estimated),
-                "gpu_hours_measured": with_overheads(trained),
-                "gpu_hours": with_overheads(trained if measured else estimated),
+                "gpu_hours_measured": with_overheads(trained, seen=seen),
+                "gpu_hours": with_overheads(trained, seen=seen)
+                if measured
+                else with_overheads(estimated),
                 "source": "measured" if measured else "estimate" if step else "unknown",
             }
         )

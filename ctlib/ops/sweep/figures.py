@@ -24,7 +24,8 @@ GPU_FIGURES_ENV = "CTLIB_GPU_FIGURES"
 _REPO_GPU_FIGURES = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu_check.csv"
 
 #: The columns ``benchmarks/gpu_check.py`` writes, one row per architecture. Files written
-#: before ``peak_reserved_gib``, ``sync_debug`` and ``device`` existed are read as they are:
+#: before ``peak_reserved_gib``, ``startup_s``, ``checkpoint_s``, ``sync_debug`` and ``device``
+#: existed are read as they are (the cost model assumes the start-up and checkpoint terms):
 #: :func:`packing_memory_gib` falls back to ``peak_memory_gib``, :func:`measured_on_gpu` to
 #: the ``gpu`` name.
 GPU_FIGURE_COLUMNS = (
@@ -40,6 +41,8 @@ GPU_FIGURE_COLUMNS = (
     "optimizer_share",
     "peak_memory_gib",
     "peak_reserved_gib",
+    "startup_s",
+    "checkpoint_s",
     "sync_debug",
     "device",
     "gpu",
