@@ -22,7 +22,7 @@ import pandas as pd
 
 from ctlib.metrics import bootstrap_ci, calibration
 from ctlib.results import RESULT_KEYS, collect_predictions, collect_results
-from ctlib.study.tables import mean_std, network_name, protocol_name
+from ctlib.study.tables import cam_scores_per_method, mean_std, network_name, protocol_name
 
 __all__ = [
     "calibration_frame",
@@ -233,26 +233,12 @@ def pointing_road_table(results: str | os.PathLike[str]) -> pd.DataFrame:
             f"No CAM scores with ROAD under {str(results)!r}/explain; run "
             "benchmarks/score_cams.py --road --results results."
         )
-    frame = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
-    frame = frame.reindex(columns=frame.columns.union(["dataset"], sort=False))
-    frame["dataset"] = frame["dataset"].fillna("synthetic")
-    rows = []
-    for (dataset, arch, method), group in frame.groupby(
-        ["dataset", "arch", "method_name"], sort=False
-    ):
-        rows.append(
-            {
-                "data set": dataset,
-                "network": network_name(arch),
-                "CAM": method,
-                "networks": group["file"].nunique(),
-                "pointing game, %": mean_std(group["pointing_game"]),
-                "ROAD": mean_std(group["road"]),
-                "ROAD where it points at a lesion": mean_std(group["road_hit"]),
-                "ROAD where it misses": mean_std(group["road_miss"]),
-                "ROAD, random map": mean_std(group["road_random_map"]),
-                "ROAD, randomised network": mean_std(group["road_random_network"]),
-                "images": int(group["n_images"].max()),
-            }
-        )
-    return pd.DataFrame(rows)
+    shown = {
+        "pointing game, %": "pointing_game",
+        "ROAD": "road",
+        "ROAD where it points at a lesion": "road_hit",
+        "ROAD where it misses": "road_miss",
+        "ROAD, random map": "road_random_map",
+        "ROAD, randomised network": "road_random_network",
+    }
+    return cam_scores_per_method(files, {k: (v, 100.0, 1) for k, v in shown.items()})

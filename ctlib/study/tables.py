@@ -37,6 +37,7 @@ __all__ = [
     "audit_table",
     "versus_paper",
     "cam_score_table",
+    "cam_scores_per_method",
     "comparison_table",
     "heat_table",
     "markdown_table",
@@ -348,6 +349,35 @@ def heat_table(results: str | os.PathLike[str]) -> pd.DataFrame:
     )
 
 
+def cam_scores_per_method(
+    files: list[Path], columns: dict[str, tuple[str, float, int]]
+) -> pd.DataFrame:
+    """The CAM-score files (one per trained network) as one row per data set, architecture and
+    CAM method: ``columns`` maps each shown column to ``(score column, scale, digits)``, shown
+    as the mean over the networks ± their standard deviation (:func:`mean_std`), beside the
+    number of networks and of scored images."""
+    frame = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
+    frame = frame.reindex(columns=frame.columns.union(["dataset", "test_accuracy"], sort=False))
+    frame["dataset"] = frame["dataset"].fillna("synthetic")
+    rows = []
+    keys = ["dataset", "arch", "method_name"]
+    for (dataset, arch, method), group in frame.groupby(keys, sort=False):
+        rows.append(
+            {
+                "data set": dataset,
+                "network": network_name(arch),
+                "CAM": method,
+                "networks": group["file"].nunique(),
+                **{
+                    shown: mean_std(group[column], scale, digits)
+                    for shown, (column, scale, digits) in columns.items()
+                },  # fmt: skip
+                "images": int(group["n_images"].max()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def cam_score_table(results: str | os.PathLike[str]) -> pd.DataFrame:
     """``results/explain/cam_scores_*.csv`` (summaries of :func:`ctlib.explain.score_cams`,
     one file per trained network, written by ``benchmarks/score_cams.py --results results``)
@@ -361,27 +391,15 @@ def cam_score_table(results: str | os.PathLike[str]) -> pd.DataFrame:
             f"No CAM scores (explain/cam_scores_*.csv) under {str(results)!r}; "
             "run benchmarks/score_cams.py --results results."
         )
-    frame = pd.concat([pd.read_csv(f).assign(file=f.name) for f in files], ignore_index=True)
-    frame = frame.reindex(columns=frame.columns.union(["dataset", "test_accuracy"], sort=False))
-    frame["dataset"] = frame["dataset"].fillna("synthetic")
-    rows = []
-    keys = ["dataset", "arch", "method_name"]
-    for (dataset, arch, method), group in frame.groupby(keys, sort=False):
-        rows.append(
-            {
-                "data set": dataset,
-                "network": network_name(arch),
-                "CAM": method,
-                "networks": group["file"].nunique(),
-                "test accuracy, %": mean_std(group["test_accuracy"]),
-                "pointing game, %": mean_std(group["pointing_game"]),
-                "random peak, %": mean_std(group["random_baseline"]),
-                "random peak in the body, %": mean_std(group["body_baseline"]),
-                "randomised network, %": mean_std(group["random_net_pointing"]),
-                "heat in lesions, %": mean_std(group["energy_in_lesions"]),
-                "lesion area, %": mean_std(group["lesion_area"]),
-                "sanity (Spearman)": mean_std(group["sanity_spearman"], 1, 2),
-                "images": int(group["n_images"].max()),
-            }
-        )
-    return pd.DataFrame(rows)
+    percent = {
+        "test accuracy, %": "test_accuracy",
+        "pointing game, %": "pointing_game",
+        "random peak, %": "random_baseline",
+        "random peak in the body, %": "body_baseline",
+        "randomised network, %": "random_net_pointing",
+        "heat in lesions, %": "energy_in_lesions",
+        "lesion area, %": "lesion_area",
+    }
+    columns = {shown: (column, 100.0, 1) for shown, column in percent.items()}
+    columns["sanity (Spearman)"] = ("sanity_spearman", 1.0, 2)
+    return cam_scores_per_method(files, columns)
