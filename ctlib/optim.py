@@ -167,16 +167,7 @@ class ForeachLamb(torch.optim.Optimizer):
             states.append(state)
             step_sizes.append(-group["lr"] * bias_correction)
 
-        keep = None
-        if grad_scale is not None:  # fp16: the gradients arrive scaled (p.grad stays so)
-            grads = torch._foreach_div(grads, grad_scale.to(grads[0].device))
-        if found_inf is not None:  # an overflowing step changes nothing, decided on the device
-            found_inf = found_inf.to(grads[0].device)
-            skip = found_inf > 0
-            grads = [g.masked_fill(skip, 0.0) for g in grads]  # inf * 0 would be NaN
-            keep = 1.0 - found_inf.to(params[0].dtype)
-            beta1 = 1.0 - keep * (1.0 - beta1)  # 1 on overflow: the moments stay
-            beta2 = 1.0 - keep * (1.0 - beta2)
+        grads, keep, beta1, beta2 = _from_scaler(grads, grad_scale, found_inf, beta1, beta2)
 
         # m_t and v_t
         torch._foreach_mul_(exp_avgs, beta1)
@@ -248,3 +239,27 @@ def _dense(p: torch.Tensor) -> bool:
     return p.is_contiguous() or (
         p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
     )
+
+
+def _from_scaler(
+    grads: list[torch.Tensor],
+    grad_scale: torch.Tensor | None,
+    found_inf: torch.Tensor | None,
+    beta1: float,
+    beta2: float,
+) -> tuple[list[torch.Tensor], torch.Tensor | None, Any, Any]:
+    """A GradScaler's scale and overflow flag applied on the device: the gradients unscaled
+    (into temporaries; ``p.grad`` stays scaled), and on overflow zeroed (``inf * 0`` would be
+    NaN) with both betas 1, so the moments stay; ``keep`` (0 on overflow, else 1) then zeroes
+    the update. Without a scaler: everything as given, ``keep`` None."""
+    keep = None
+    if grad_scale is not None:
+        grads = torch._foreach_div(grads, grad_scale.to(grads[0].device))
+    if found_inf is not None:
+        found_inf = found_inf.to(grads[0].device)
+        skip = found_inf > 0
+        grads = [g.masked_fill(skip, 0.0) for g in grads]
+        keep = 1.0 - found_inf.to(grads[0].dtype)
+        beta1 = 1.0 - keep * (1.0 - beta1)
+        beta2 = 1.0 - keep * (1.0 - beta2)
+    return grads, keep, beta1, beta2
