@@ -28,12 +28,14 @@ from ctlib.notebook.folders import (
     committed_figures,
     committed_results,
     committed_root,
+    committed_source,
     committed_table,
     figure_dir,
     keep_figure,
     output_dir,
     repo_root,
     results_dir,
+    show_committed_figure,
 )
 from ctlib.notebook.mode import QUICK_ENV, Mode, get_mode, runs_here
 
@@ -47,6 +49,7 @@ __all__ = [
     "committed_figures",
     "committed_results",
     "committed_root",
+    "committed_source",
     "committed_table",
     "data_status",
     "default_dataset",
@@ -61,4 +64,5 @@ __all__ = [
     "repository",
     "results_dir",
     "runs_here",
+    "show_committed_figure",
 ]

@@ -9,6 +9,7 @@ command line and the notebooks share results) and figures worth keeping to ``fig
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -25,12 +26,14 @@ __all__ = [
     "committed_figures",
     "committed_results",
     "committed_root",
+    "committed_source",
     "committed_table",
     "figure_dir",
     "keep_figure",
     "output_dir",
     "repo_root",
     "results_dir",
+    "show_committed_figure",
 ]
 
 
@@ -125,6 +128,64 @@ def committed_figures(*names: str) -> list[Path]:
         where = root / "figures" if root else "this copy (it carries no committed figures)"
         print(f"not in {where}: {', '.join(missing)}")
     return found
+
+
+def show_committed_figure(
+    name: str, *, width: int | None = None, source: str | None = None
+) -> Path | None:
+    """Show the committed figure ``figures/<name>`` in the notebook under a line that says it
+    is a committed real-data figure, not this run's, and where it comes from, and return its
+    path; None, with the note :func:`committed_figures` prints, when this copy lacks it.
+
+    Args:
+        name: the file name in ``figures/``.
+        width: display width in pixels (None: the image's own).
+        source: where it comes from, e.g. :func:`committed_source`'s answer; None: a figure
+            of the data sets themselves (notebook 01), rendered where they were downloaded.
+    """
+    from IPython.display import Image, display
+
+    found = committed_figures(name)
+    if not found:
+        return None
+    where = source or (
+        "rendered where the data sets were downloaded; download them to draw it here "
+        "(notebook 01, section 1)"
+    )
+    print(f"committed figure, real data (figures/{name}): {where}")
+    display(Image(filename=str(found[0]), width=width))
+    return found[0]
+
+
+def committed_source(kind: str, dataset: str) -> str:
+    """Which run and fold a committed real-data figure shows, read from the name of the CSV
+    written beside it (``results/explain/<kind>_<dataset>_<protocol>_<run>_fold<k>.csv``),
+    e.g. ``"fold 1 of the paper-protocol run efficientnet_lite0 (results/explain/...)"``: a
+    lesson prints this instead of typing the fold.
+
+    Args:
+        kind: ``"tsne"``, ``"gallery"`` or ``"road"``.
+        dataset: a real data set's name.
+
+    Raises:
+        FileNotFoundError: no such file in this copy's committed results.
+    """
+    folder = committed_results() / "explain"
+    pattern = re.compile(
+        rf"^{re.escape(kind)}_{re.escape(dataset)}_(?P<protocol>[a-z-]+)_(?P<run>.+)"
+        rf"_fold(?P<fold>\d+)\.csv$"
+    )
+    for path in sorted(folder.glob(f"{kind}_{dataset}_*_fold*.csv")):
+        match = pattern.match(path.name)
+        if match:
+            return (
+                f"fold {match['fold']} of the {match['protocol']}-protocol run {match['run']} "
+                f"(results/explain/{path.name})"
+            )
+    raise FileNotFoundError(
+        f"No results/explain/{kind}_{dataset}_<protocol>_<run>_fold<k>.csv in {folder}: "
+        f"`python -m ctlib figures RUNS --dataset {dataset}` writes it with its figure."
+    )
 
 
 def committed_table(pattern: str) -> pd.DataFrame | None:

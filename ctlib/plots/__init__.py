@@ -27,6 +27,7 @@ from ctlib.plots.explain import (
     plot_outcome_gallery,
     plot_tsne,
 )
+from ctlib.plots.reading import plot_reading_examples
 from ctlib.plots.results import (
     confusion_figure,
     honest_figure,
@@ -54,6 +55,7 @@ __all__ = [
     "plot_lr_schedule",
     "plot_outcome_gallery",
     "plot_pairs",
+    "plot_reading_examples",
     "plot_sizes",
     "plot_tsne",
     "reliability_figure",
