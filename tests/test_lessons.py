@@ -159,25 +159,6 @@ def test_the_schedules_add_up(section: str, minutes: int) -> None:
         assert all(f"{n:02d}" in taught for n in range(1, 7)), "every notebook has its block"
 
 
-def test_the_guide_is_linked_and_defines_the_notebooks_terms() -> None:
-    guide = (ROOT / "docs" / "INSTRUCTOR.md").read_text()
-    assert "docs/INSTRUCTOR.md" in (ROOT / "README.md").read_text()
-    for term in (
-        "Canvas",
-        "LAMB",
-        "Fold",
-        "Patient leak",
-        "t-SNE",
-        "Grad-CAM",
-        "Pointing game",
-        "Shortcut",
-        "ROAD",
-        "External validation",
-        "Calibration",
-    ):
-        assert f"**{term}" in guide, term
-
-
 def _run_training_cells(path: Path, namespace: dict) -> None:
     """Run a notebook's parameters, imports and mode cells, then its cells up to the one that
     trains (or finds) its networks, as the notebook would."""
