@@ -3,9 +3,9 @@
 Each command imports the parts of ctlib it needs inside its own function, on purpose:
 ``python -m ctlib --help`` or ``datasets`` then answers in a second, without loading torch.
 Commands: data (``datasets``, ``verify``, ``download``, ``canvases``), training (``train``,
-``cv``; ``sweep`` from :mod:`ctlib.ops.sweep`), reports (``table``, ``audit``, ``heat``, ``road``,
-``figures``, ``predict``, ``export-results``, ``import-results``), ``prepare-workshop`` and
-``quickstart``.
+``cv``; ``sweep`` from :mod:`ctlib.ops.sweep`), reports (``table``, ``slides``, ``audit``, ``heat``,
+``road``, ``figures``, ``predict``, ``export-results``, ``import-results``), ``prepare-workshop``
+and ``quickstart``.
 """
 
 from __future__ import annotations
@@ -182,6 +182,24 @@ def _cmd_table(args: argparse.Namespace) -> int:
     if args.figures:
         path = save_figure(confusion_figure(results), Path(args.figures) / "confusion_matrices.png")
         print(f"wrote {path}")
+    return 0
+
+
+def _cmd_slides(args: argparse.Namespace) -> int:
+    from ctlib.study.slides import update_slides
+
+    changed = update_slides(args.out, args.results, args.figures, check=args.check)
+    if args.check:
+        if changed:
+            print(
+                f"{args.out} is stale: it differs from what {args.results} gives; run "
+                f"`python -m ctlib slides --results {args.results} --out {args.out}`.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.out} matches {args.results}")
+        return 0
+    print(f"{'updated' if changed else 'unchanged'}: {args.out}")
     return 0
 
 
@@ -504,6 +522,14 @@ def _commands() -> dict[str, tuple[str, object, list]]:
                  "sets x networks, paper beside) and the audit tables instead of Table 2"),
             _opt("--readme", metavar="README", help="rewrite README's generated results block"),
             _opt("--check-readme", metavar="README", help="exit 1 if that block is stale")]),
+        "slides": ("the talk 'the paper in ten minutes' as Markdown slides (Marp, reveal-md), "
+                   "every number read from a results folder", _cmd_slides, [
+            _opt("--results", default="results", help="results folder (default: results)"),
+            _opt("--figures", default="figures", help="figures to link (default: figures)"),
+            _opt("--out", default="docs/slides/paper-in-ten-minutes.md",
+                 help="the deck (default: %(default)s)"),
+            _opt("--check", action="store_true", help="write nothing; exit 1 if the deck is "
+                 "stale")]),
         "heat": ("Grad-CAM heat on padding and outside the body, per trained fold", _cmd_heat, [
             *RUN_FOLDER,
             _opt("--images", type=int, default=20, help="test images per fold (default: 20)"),

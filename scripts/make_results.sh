@@ -10,6 +10,7 @@
 #    images -> results/explain/heat_<dataset>_paper_efficientnet_lite0.csv
 # 4. the README block (python -m ctlib table results --readme README.md) and the figures
 #    figures/honest_evaluation.png and figures/confusion_matrices.png (Fig. 9's layout)
+# 5. the opening talk's slides (python -m ctlib slides), whose numbers come from the same files
 #
 # CTLIB_SKIP_AUDIT=1 keeps the committed audit JSONs (they depend on the data and the folds
 # only, not on the runs; recomputing them takes a few CPU minutes per data set).
@@ -31,3 +32,4 @@ done
 "$PY" -m ctlib table results --readme README.md
 "$PY" -m ctlib table results --honest --figures figures > /dev/null
 "$PY" -m ctlib table results --figures figures > /dev/null
+"$PY" -m ctlib slides --results results --out docs/slides/paper-in-ten-minutes.md

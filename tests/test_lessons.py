@@ -1,5 +1,5 @@
-"""The classroom: exercises labelled and solved, commands that work, students' copies, the
-instructor's schedule, and a pre-flight after which the lessons train nothing."""
+"""The classroom: exercises labelled and solved, commands that work, students' copies, and a
+pre-flight after which the lessons train nothing (the instructor's schedule: test_schedule.py)."""
 
 from __future__ import annotations
 
@@ -137,45 +137,6 @@ def test_students_copies_run_in_quick_mode(tmp_path: Path) -> None:
     results the copies reuse)."""
     report = run_notebooks(student_copies(NOTEBOOKS, tmp_path / "student"), tmp_path / "run")
     assert (report["error"] == "").all(), report[report["error"] != ""].to_string()
-
-
-def _schedule(section: str) -> list[list[str]]:
-    text = (ROOT / "docs" / "INSTRUCTOR.md").read_text()
-    block = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in block.splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
-    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
-
-
-@pytest.mark.parametrize(
-    "section, minutes",
-    [("Schedule: a 3-hour workshop", 180), ("Schedule: a 90-minute session", 90)],
-)
-def test_the_schedules_add_up(section: str, minutes: int) -> None:
-    rows = _schedule(section)
-    assert rows, f"no schedule under {section!r}"
-    assert sum(int(r[2]) + int(r[3]) + int(r[4]) for r in rows) == minutes
-    if minutes == 180:
-        taught = " ".join(r[1] for r in rows)
-        assert all(f"{n:02d}" in taught for n in range(1, 7)), "every notebook has its block"
-
-
-def test_the_guide_is_linked_and_defines_the_notebooks_terms() -> None:
-    guide = (ROOT / "docs" / "INSTRUCTOR.md").read_text()
-    assert "docs/INSTRUCTOR.md" in (ROOT / "README.md").read_text()
-    for term in (
-        "Canvas",
-        "LAMB",
-        "Fold",
-        "Patient leak",
-        "t-SNE",
-        "Grad-CAM",
-        "Pointing game",
-        "Shortcut",
-        "ROAD",
-        "External validation",
-        "Calibration",
-    ):
-        assert f"**{term}" in guide, term
 
 
 def _run_training_cells(path: Path, namespace: dict) -> None:

@@ -9,7 +9,8 @@
   the audit, Grad-CAM's heat, CAM scores, the grid's cost; Markdown;
 * :mod:`~ctlib.study.honest` -- external validation, calibration and the CAMs' faithfulness;
 * :mod:`~ctlib.study.findings` -- the findings in sentences;
-* :mod:`~ctlib.study.readme` -- the README's generated block.
+* :mod:`~ctlib.study.readme` -- the README's generated block;
+* :mod:`~ctlib.study.slides` -- the opening talk's slide deck, generated the same way.
 
 Import from the module, e.g. ``from ctlib.study.tables import table2``.
 """
