@@ -1,0 +1,176 @@
+"""Answers a learner can check: ``check(notebook, exercise, answer, ...)`` says *right* or gives a
+hint, never the solution.
+
+Each check recomputes the expected value from what the learner's own notebook holds (its mode,
+its data, its results: passed in by name, e.g. ``frames=frames``), never from a number typed
+here, so it is right in quick and full mode, with and without the real data. The students'
+copies carry one check cell (tagged ``check``) under each computed exercise's answer cell
+(:data:`CHECK_CELLS`); the written exercises keep their model answers in the teacher's copy.
+
+Example:
+    >>> from ctlib.notebook.checks import check
+    >>> check("03", 4, 1.2)  # doctest: +SKIP
+    Not yet. Hint: subtract DenseNet169's mean accuracy from DenseNet201's ...
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["CHECKS", "CHECK_CELLS", "Check", "check", "expected_answer"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One exercise's check: how to recompute its answer, how to compare, what to hint."""
+
+    expected: Callable[..., Any]
+    hint: str
+    tolerance: float = 0.0  # for numbers: the largest difference still right
+
+    def agrees(self, answer: Any, expected: Any) -> bool:
+        if isinstance(expected, str):
+            return str(answer).strip().lower() == expected.lower()
+        if isinstance(expected, (list, tuple)):
+            try:
+                return [int(a) for a in answer] == [int(e) for e in expected]
+            except (TypeError, ValueError):
+                return False
+        try:
+            return math.isclose(float(answer), float(expected), abs_tol=self.tolerance)
+        except (TypeError, ValueError):
+            return False
+
+
+def _widest_spread(frames: dict[str, pd.DataFrame]) -> str:
+    spread = {
+        name: (f["width"] / f["height"]).quantile([0.05, 0.95]).diff().iloc[-1]
+        for name, f in frames.items()
+    }
+    return max(spread, key=spread.get)
+
+
+def _images_per_patient(frames: dict[str, pd.DataFrame]) -> float:
+    return float(frames["covid19-ct"].groupby("patient_id").size().mean())
+
+
+def _drops(config: Any) -> list[int]:
+    from ctlib.recipes import schedule_table
+
+    starts = [int(str(span).split("–")[0]) for span in schedule_table(config).index]
+    return starts[1:]
+
+
+def _densenet_gap() -> float:
+    from ctlib.study.paper import paper_table
+
+    rows = paper_table().loc["covid19-ct"].droplevel("protocol")["accuracy_mean"]
+    return float(rows["densenet201"] - rows["densenet169"])
+
+
+def _widest_margin(summary: pd.DataFrame) -> str:
+    from ctlib.explain.faithfulness import RANDOM_MAP
+
+    cams = summary.drop(index=[RANDOM_MAP, "randomised network (Grad-CAM)"], errors="ignore")
+    return str((cams["road"] - summary.loc[RANDOM_MAP, "road"]).idxmax())
+
+
+def _overconfidence(results: Any) -> float:
+    from ctlib.study.honest import calibration_frame
+
+    frame = calibration_frame(results)
+    return float(100 * (frame["confidence"] - frame["accuracy"]).max())
+
+
+#: (notebook, exercise) -> its check
+CHECKS: dict[tuple[str, int], Check] = {
+    ("01", 1): Check(
+        _widest_spread,
+        "compare the range of width / height per data set, e.g. its 5 % and 95 % quantiles, "
+        "not its mean; answer with the data set's name.",
+    ),
+    ("01", 4): Check(
+        _images_per_patient,
+        "count the images per patient_id in frames['covid19-ct'] (groupby + size), then "
+        "average over the patients, not over the images.",
+        tolerance=0.05,
+    ),
+    ("02", 3): Check(
+        _drops,
+        "answer with the epochs (counted from 1) at which a new, lower rate starts: the first "
+        "epoch of each row of schedule_table(config) after the first row.",
+    ),
+    ("03", 4): Check(
+        _densenet_gap,
+        "subtract DenseNet169's mean accuracy from DenseNet201's on covid19-ct (paper_table(), "
+        "column accuracy_mean), in points.",
+        tolerance=0.05,
+    ),
+    ("05", 8): Check(
+        _widest_margin,
+        "subtract the random map's road from each method's road (the table's rows), leave out "
+        "the random map and the randomised network, and name the method with the largest "
+        "difference.",
+    ),
+    ("06", 6): Check(
+        _overconfidence,
+        "per run, subtract the accuracy from the mean confidence (calibration_frame(results)); "
+        "answer with the largest difference, in points.",
+        tolerance=0.1,
+    ),
+}
+
+#: the check cell the students' copies carry under each checked exercise: what it passes in
+CHECK_CELLS: dict[tuple[str, int], str] = {
+    ("01", 1): 'check("01", 1, answer, frames=frames)',
+    ("01", 4): 'check("01", 4, answer, frames=frames)',
+    ("02", 3): 'check("02", 3, answer, config=recipe("lesson", ARCH, mode=MODE, epochs=8, lr=LR, '
+    "seed=SEED))",
+    ("03", 4): 'check("03", 4, answer)',
+    ("05", 8): 'check("05", 8, answer, summary=summary)',
+    ("06", 6): 'check("06", 6, answer, results=results)',
+}
+
+
+def expected_answer(notebook: str, exercise: int, **given: Any) -> Any:
+    """What :func:`check` compares with (for tests and teachers; a learner calls check)."""
+    try:
+        found = CHECKS[(notebook, exercise)]
+    except KeyError:
+        known = ", ".join(f"{n}/{e}" for n, e in CHECKS)
+        raise ValueError(
+            f"Exercise {exercise} of notebook {notebook} has no check (it is a written one, or "
+            f"the number is wrong); checked exercises: {known}."
+        ) from None
+    return found.expected(**given)
+
+
+def check(notebook: str, exercise: int, answer: Any, **given: Any) -> bool:
+    """Say whether ``answer`` to an exercise is right, recomputed from ``given`` (the
+    notebook's own objects the exercise works on); print *right* or a hint.
+
+    Args:
+        notebook: the notebook's number, e.g. ``"03"``.
+        exercise: the exercise's number in that notebook.
+        answer: the learner's answer (a name, a number or a list of epochs, as the hint says).
+        given: the notebook's objects the answer comes from, by name (the check cell passes
+            them).
+
+    Returns:
+        Whether the answer is right.
+    """
+    found = CHECKS.get((notebook, exercise))
+    expected = expected_answer(notebook, exercise, **given)
+    if answer is None or answer is ...:
+        print("Set `answer` in your cell first, then run this check again.")
+        return False
+    if found is not None and found.agrees(answer, expected):
+        print(f"Right: {answer!r}.")
+        return True
+    print(f"Not yet ({answer!r}). Hint: {found.hint if found else ''}")
+    return False

@@ -1,0 +1,96 @@
+"""Answers a learner can check: every check says right to the worked solution's answer and
+gives a hint (not the answer) to a typical wrong one; the students' copies carry them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from ctlib.notebook import committed_results, get_mode
+from ctlib.notebook.checks import CHECK_CELLS, CHECKS, check, expected_answer
+from ctlib.ops.notebooks.exercises import read_exercises
+from ctlib.ops.notebooks.student import CHECK_TAG, student_copy
+from ctlib.recipes import recipe, schedule_table
+from ctlib.study.describe import size_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+
+
+def _frames():
+    return size_frames(["sars-cov-2-ct", "covid19-ct"])  # from the shipped manifests
+
+
+def _summary() -> pd.DataFrame:
+    """Notebook 05's section-7 summary, in miniature: ROAD per method and the baselines."""
+    from ctlib.explain.faithfulness import RANDOM_MAP
+
+    road = {"Grad-CAM": 0.20, "LayerCAM": 0.12, RANDOM_MAP: 0.01,
+            "randomised network (Grad-CAM)": 0.25}  # fmt: skip
+    return pd.DataFrame({"road": road})
+
+
+def _cases():
+    """(notebook, exercise, what the check is given, the solution's answer, a wrong answer)."""
+    frames = _frames()
+    config = recipe("lesson", mode=get_mode("quick"), epochs=8)
+    drops = [int(span.split("–")[0]) for span in schedule_table(config).index[1:]]
+    spread = {n: (f["width"] / f["height"]).quantile([0.05, 0.95]) for n, f in frames.items()}
+    widest = max(spread, key=lambda n: spread[n].iloc[1] - spread[n].iloc[0])
+    per_patient = frames["covid19-ct"].groupby("patient_id").size()
+    return [
+        ("01", 1, {"frames": frames}, widest, ({*frames} - {widest}).pop()),
+        ("01", 4, {"frames": frames}, per_patient.mean(), len(frames["covid19-ct"]) / 2),
+        ("02", 3, {"config": config}, drops, [50, 70, 80, 90]),
+        ("03", 4, {}, None, -1.0),
+        ("05", 8, {"summary": _summary()}, "Grad-CAM", "LayerCAM"),
+        ("06", 6, {"results": committed_results()}, None, 0.0),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_each_check_says_right_to_the_solution_and_hints_at_a_wrong_answer(case, capsys) -> None:
+    notebook, exercise, given, right, wrong = _cases()[case]
+    if right is None:  # the solution's own arithmetic, as its cell does it
+        right = expected_answer(notebook, exercise, **given)
+        if notebook == "03":  # the solution: DenseNet201's mean minus DenseNet169's
+            from ctlib.study.paper import paper_table
+
+            rows = paper_table().loc["covid19-ct"].droplevel("protocol")["accuracy_mean"]
+            assert right == pytest.approx(rows["densenet201"] - rows["densenet169"])
+    assert check(notebook, exercise, right, **given)
+    assert "Right" in capsys.readouterr().out
+    assert not check(notebook, exercise, wrong, **given)
+    out = capsys.readouterr().out
+    assert "Hint:" in out and str(expected_answer(notebook, exercise, **given)) not in out
+
+
+def test_an_unset_answer_asks_for_one_and_an_unknown_exercise_is_named(capsys) -> None:
+    assert not check("03", 4, None)
+    assert "Set `answer`" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="Exercise 3 of notebook 01 has no check"):
+        check("01", 3, "arrows")
+
+
+def test_every_checked_exercise_exists_is_computed_and_its_solution_asserts_the_check() -> None:
+    assert set(CHECK_CELLS) == set(CHECKS)
+    for notebook, exercise in CHECKS:
+        nb = nbformat.read(NOTEBOOKS[notebook], as_version=4)
+        (found,) = [e for e in read_exercises(nb) if e.number == exercise]
+        code = "\n".join(nb.cells[i].source for i in found.solution_cells)
+        # the worked solution passes its own check when the notebook runs (nbval)
+        assert f'assert check("{notebook}", {exercise},' in code, (notebook, exercise)
+
+
+def test_the_students_copy_carries_a_check_cell_under_each_checked_exercise(tmp_path) -> None:
+    for notebook, path in NOTEBOOKS.items():
+        copy = nbformat.read(student_copy(path, tmp_path), as_version=4)
+        checks = [c for c in copy.cells if CHECK_TAG in c.metadata.get("tags", [])]
+        expected = sorted(e for n, e in CHECKS if n == notebook)
+        assert len(checks) == len(expected), notebook
+        for cell, exercise in zip(checks, expected, strict=True):
+            assert f'check("{notebook}", {exercise}, answer' in cell.source
+            assert "Solution" not in cell.source
