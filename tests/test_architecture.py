@@ -21,7 +21,8 @@ PACKAGE = ROOT / "ctlib"
 
 #: Lowest first. A module is matched by its exact name or, for a package, by its prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("ctlib", "ctlib.paths", "ctlib.errors", "ctlib.files")),
+    # ctlib.plots.palette: the colour language, data only (ctlib.study's tables use it too)
+    ("foundation", ("ctlib", "ctlib.paths", "ctlib.errors", "ctlib.files", "ctlib.plots.palette")),
     ("data", ("ctlib.data",)),
     ("pure", ("ctlib.canvas", "ctlib.metrics", "ctlib.optim")),
     ("transforms", ("ctlib.transforms", "ctlib.batches")),
