@@ -60,6 +60,8 @@ def confusion_figure(results: pd.DataFrame, *, columns: int = 4) -> Figure:
             annot=True,
             fmt=".1f",
             cmap=COUNTS_CMAP,
+            vmin=0,
+            vmax=1.25 * np.nanmax(np.asarray(matrix, dtype=float)),  # the top a dark grey
             cbar=False,
             ax=ax,
             xticklabels=names,
