@@ -10,3 +10,11 @@ seeding, no folders made, no downloads.
 """
 
 __version__ = "0.1.0"
+
+#: The kit's distribution name (pyproject.toml's ``[project] name``), which pip, wheels and
+#: ``importlib.metadata`` know it by; the import name is ``ctlib``. The PyPI name ``ctlib``
+#: belongs to an unrelated package: never ``pip install ctlib``.
+DISTRIBUTION = "ctlib-covid"
+
+#: How a wheel of the kit is named (``ctlib_covid-0.1.0-py3-none-any.whl``): a glob.
+WHEEL_GLOB = DISTRIBUTION.replace("-", "_") + "-*.whl"

@@ -40,6 +40,7 @@ from ctlib.explain import (
 )
 from ctlib.models import spec_of
 from ctlib.plots import figure_png, plot_cam
+from ctlib.plots.palette import ATTENTION_BACKGROUND
 from ctlib.study.paper import canvas_columns
 
 __all__ = [
@@ -412,7 +413,10 @@ class Explorer(widgets.VBox):
 
     def _show_error(self, message: str) -> None:
         self.last_error = message
-        self.info_html.value = f"<span style='color:#b00'>{html.escape(message)}</span>"
+        self.info_html.value = (
+            f"<span style='background-color:{ATTENTION_BACKGROUND}; padding:0 0.3em'>"
+            f"⚠ {html.escape(message)}</span>"
+        )
 
     @contextmanager
     def _hold(self) -> Iterator[None]:

@@ -21,7 +21,8 @@ PACKAGE = ROOT / "ctlib"
 
 #: Lowest first. A module is matched by its exact name or, for a package, by its prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("ctlib", "ctlib.paths", "ctlib.errors", "ctlib.files")),
+    # ctlib.plots.palette: the colour language, data only (ctlib.study's tables use it too)
+    ("foundation", ("ctlib", "ctlib.paths", "ctlib.errors", "ctlib.files", "ctlib.plots.palette")),
     ("data", ("ctlib.data",)),
     ("pure", ("ctlib.canvas", "ctlib.metrics", "ctlib.optim")),
     ("transforms", ("ctlib.transforms", "ctlib.batches")),
@@ -308,7 +309,8 @@ def test_a_wheel_carries_every_module_and_the_package_data(tmp_path: Path) -> No
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = tmp_path.glob("ctlib-*.whl")
+    (wheel,) = tmp_path.glob("*.whl")
+    assert wheel.name == "ctlib_covid-0.1.0-py3-none-any.whl"  # the distribution ctlib-covid
     names = set(zipfile.ZipFile(wheel).namelist())
     for module, path in MODULES.items():
         assert path.relative_to(ROOT).as_posix() in names, module
@@ -339,6 +341,10 @@ def test_a_wheel_carries_every_module_and_the_package_data(tmp_path: Path) -> No
         "assert (results / 'covid19-ct' / 'paper').is_dir()\n"
         "assert committed_figures('reliability.png')[0].is_file()\n"
         "assert committed_table('explain/road_*.csv') is not None\n"
+        "from ctlib.ops.selfcheck import _kit\n"  # the kit's metadata, under its new name
+        "kit, check = _kit()\n"
+        "assert check.ok and check.found == 'ctlib-covid 0.1.0', check\n"
+        f"assert str(kit.locate_file('')) == {str(target)!r}, kit.locate_file('')\n"
         "print(results)\n"
     )
     done = subprocess.run(

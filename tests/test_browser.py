@@ -362,6 +362,8 @@ _PAGE_FACTS = """() => {
     tracebacks: document.body.innerText.includes('Traceback (most recent call last)'),
     solutions: document.querySelectorAll('details.solution').length,
     open_solutions: document.querySelectorAll('details.solution[open]').length,
+    unlabelled: images.filter(i => ['', 'figure', 'no description has been provided for this image']
+      .includes(i.alt.trim().toLowerCase())).length,
   };
 }"""
 
@@ -399,6 +401,7 @@ def test_static_pages_show_every_figure_and_no_error(tmp_path: Path) -> None:
                 assert got["shown"] >= figures and got["shown"] == got["images"], got
                 assert got["errors"] == 0 and not got["tracebacks"], f"{stem}: an error cell"
                 assert got["solutions"] == solutions and got["open_solutions"] == 0, got
+                assert got["unlabelled"] == 0, f"{stem}: an image without alt text"
         finally:
             browser.close()
     print(json.dumps(facts, indent=1))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ctlib import DISTRIBUTION, WHEEL_GLOB
 from ctlib.notebook.colab import repository
 from ctlib.ops.notebooks.colab import (
     GPU_NOTEBOOKS,
@@ -153,7 +154,7 @@ def test_without_an_address_or_an_upload_the_cell_says_what_to_do(tmp_path: Path
     done = _run_cell(sys.executable, setup_cell(""), tmp_path, flags=("-S",))
     assert done.returncode != 0
     assert "RuntimeError: The kit has no public address yet" in done.stderr
-    assert "pip wheel . --no-deps" in done.stderr and "ctlib-*.whl" in done.stderr
+    assert "pip wheel . --no-deps" in done.stderr and WHEEL_GLOB in done.stderr
 
 
 def test_a_bad_address_is_a_message_not_a_bare_git_error(tmp_path: Path) -> None:
@@ -257,13 +258,13 @@ def test_the_set_up_cell_installs_the_kit_beside_colabs_torch(tmp_path: Path) ->
     assert (tmp_path / "widget-manager").read_text() == "enabled"
 
     # a room that blocks GitHub: no git, a wheel uploaded to /content
-    subprocess.run([python, "-m", "pip", "uninstall", "-q", "-y", "ctlib"], check=True)
+    subprocess.run([python, "-m", "pip", "uninstall", "-q", "-y", DISTRIBUTION], check=True)
     wheels = tmp_path / "wheels"
     subprocess.run(
         [python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
         check=True,
     )
-    (wheel,) = wheels.glob("ctlib-*.whl")
+    (wheel,) = wheels.glob(WHEEL_GLOB)
     content = tmp_path / "content"
     subprocess.run(["rm", "-rf", str(content / "ctlib")], check=True)
     wheel.rename(content / wheel.name)

@@ -12,6 +12,7 @@ import pytest
 
 from ctlib.models import get_spec, list_models
 from ctlib.plots import paper_figure
+from ctlib.plots.palette import VERDICT_TINTS
 from ctlib.study import paper as paper_module
 from ctlib.study.paper import (
     PUBLISHED,
@@ -155,7 +156,7 @@ def test_a_run_the_paper_did_not_make_is_never_said_to_agree(run: str, protocol:
     )
     assert "not in the paper" in versus_paper(frame)
     html = highlight_differences(frame).to_html()
-    assert "#d8f0d8" not in html  # never coloured green
+    assert VERDICT_TINTS["agrees"] not in html.upper()  # never shaded as agreeing
 
 
 def test_a_data_set_the_paper_did_not_use_has_nothing_to_compare() -> None:

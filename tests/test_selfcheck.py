@@ -94,3 +94,71 @@ def test_the_learners_page_is_linked_and_its_commands_exist() -> None:
         parser.parse_args(words)  # exits (fails the test) on an unknown command
     for path in re.findall(r"`((?:scripts|docs)/[\w./-]+|environment\.yml)`", page):
         assert (root / path).exists(), path
+
+
+# --------------------------------------------------------------------------- the kit's own name
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _project() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _dist_info(folder: Path, name: str, summary: str) -> Path:
+    """A minimal installed distribution ``name`` (its dist-info) in ``folder``."""
+    info = folder / f"{name.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\nSummary: {summary}\n"
+    )
+    (info / "top_level.txt").write_text("ctlib\n")
+    return info
+
+
+def test_the_distribution_is_not_the_unrelated_pypi_ctlib_and_the_code_agrees() -> None:
+    from ctlib import DISTRIBUTION, WHEEL_GLOB
+
+    name = _project()["name"]
+    assert name.lower() != "ctlib", "the PyPI name ctlib belongs to an unrelated package"
+    assert name == DISTRIBUTION
+    assert WHEEL_GLOB == "ctlib_covid-*.whl"  # how pip names the wheel of ctlib-covid
+    assert Path("ctlib_covid-0.1.0-py3-none-any.whl").match(WHEEL_GLOB)
+
+
+def test_the_kit_is_found_by_its_metadata_under_the_new_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _project()
+    _dist_info(tmp_path, project["name"], project["description"])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kit, check = selfcheck._kit()
+    assert kit is not None and kit.metadata["Name"] == "ctlib-covid"
+    assert check.ok and check.found == "ctlib-covid 0.1.0"
+
+
+def test_an_install_under_the_former_name_passes_and_the_unrelated_ctlib_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = metadata.distribution
+
+    def only_old(name: str) -> metadata.Distribution:
+        if name == "ctlib-covid":  # nothing installed under the new name
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(selfcheck.metadata, "distribution", only_old)
+    monkeypatch.setattr(selfcheck.metadata, "packages_distributions", lambda: {"ctlib": ["ctlib"]})
+    ours = tmp_path / "ours"
+    _dist_info(ours, "ctlib", _project()["description"])
+    monkeypatch.syspath_prepend(str(ours))
+    kit, check = selfcheck._kit()
+    assert kit is not None and check.ok and "former name" in check.found
+
+    theirs = tmp_path / "theirs"
+    _dist_info(theirs, "ctlib", "Some other library that happens to be called ctlib")
+    monkeypatch.syspath_prepend(str(theirs))
+    kit, check = selfcheck._kit()
+    assert kit is None and not check.ok and "unrelated package" in check.found
+    assert check.fix.startswith("pip uninstall ctlib, then pip install -e")

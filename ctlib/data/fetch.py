@@ -198,7 +198,7 @@ def mirror_url(url: str, mirror: str | None) -> str:
 def kagglehub_status() -> str | None:
     """None if ``kagglehub`` can be used; otherwise why not, in words a user can act on."""
     try:
-        import kagglehub  # noqa: F401  (only checking that it is there)  # lazy: an optional extra (pip install ctlib[kaggle])
+        import kagglehub  # noqa: F401  (only checking that it is there)  # lazy: an optional extra (pip install -e ".[kaggle]")
     except ImportError:
         return "kagglehub is not installed (pip install kagglehub)"
     return None
@@ -653,7 +653,7 @@ def _extract_zip(
 
 def _place_kaggle(source: Source, staged: Path) -> None:
     """Fetch with ``kagglehub`` and copy the mapped class folders into ``staged``."""
-    import kagglehub  # lazy: optional dependency (pip install "ctlib[kaggle]")
+    import kagglehub  # lazy: optional dependency (pip install -e ".[kaggle]")
 
     handle = source.kaggle_handle
     try:

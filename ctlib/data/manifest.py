@@ -40,8 +40,9 @@ def read_manifest(name: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(
             f"The manifest {str(path)!r} is missing: it ships inside the ctlib package "
-            "(ctlib/data/manifests/). Reinstall ctlib (pip install --force-reinstall ctlib, or "
-            "pip install -e . in a clone)."
+            "(ctlib/data/manifests/). Reinstall the kit: pip install -e . in its folder, or "
+            "pip install --force-reinstall ctlib_covid-*.whl from its wheel (not `pip install "
+            "ctlib`: that PyPI name is an unrelated package)."
         )
     frame = pd.read_csv(path, dtype={"patient_id": "string", "official_split": "string"})
     frame["label"] = frame["label"].astype(int)

@@ -20,6 +20,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from ctlib import DISTRIBUTION
 from ctlib.data import REAL_DATASETS, DataError
 from ctlib.data.verify import verify_dataset
 from ctlib.notebook.folders import committed_root, results_dir
@@ -29,8 +30,9 @@ from ctlib.paths import cache_dir
 
 __all__ = ["Check", "run_checks", "format_checks"]
 
-#: the kit's distribution name (pyproject.toml's [project] name)
-DISTRIBUTION = "ctlib"
+#: words of the kit's own summary (pyproject.toml's description): they tell this kit, installed
+#: under its former distribution name ``ctlib``, from the unrelated PyPI package of that name
+_SUMMARY = "Explainable COVID-19 Detection Using Chest CT Scans"
 #: disk the lessons write (synthetic set, canvases, networks, outputs), in GiB
 DISK_GIB = 2.0
 
@@ -58,14 +60,39 @@ def _python() -> Check:
     )
 
 
-def _declared() -> list[Check]:
-    """The kit itself, torch, and every package the kit declares, at a version it accepts."""
+def _kit() -> tuple[metadata.Distribution | None, Check]:
+    """The kit's installed distribution (``ctlib-covid``, :data:`ctlib.DISTRIBUTION`) and its
+    check line. An install made before the rename (distribution ``ctlib``, this kit's own
+    summary) still passes, saying so; the unrelated PyPI package ``ctlib`` does not."""
+    name = "the kit (ctlib)"
+    fix = 'pip install -e ".[notebooks]" in the kit\'s folder (or pip install its wheel)'
     try:
         kit = metadata.distribution(DISTRIBUTION)
+        return kit, Check(name, True, f"{DISTRIBUTION} {kit.version}")
     except metadata.PackageNotFoundError:
-        fix = 'pip install -e ".[notebooks]" in the kit\'s folder (or its wheel)'
-        return [Check("the kit (ctlib)", False, "not installed", fix)]
-    checks = [Check("the kit (ctlib)", True, f"ctlib {kit.version}")]
+        pass
+    for other in metadata.packages_distributions().get("ctlib", []):
+        try:
+            dist = metadata.distribution(other)
+        except metadata.PackageNotFoundError:
+            continue
+        if _SUMMARY in (dist.metadata["Summary"] or ""):
+            return dist, Check(name, True, f"{other} {dist.version} (the kit under its former "
+                                           f"name; {fix} renames it {DISTRIBUTION})")  # fmt: skip
+        return None, Check(
+            name, False,
+            f"the import name ctlib belongs to {other} {dist.version}, an unrelated package",
+            f"pip uninstall {other}, then {fix}",
+        )  # fmt: skip
+    return None, Check(name, False, "not installed", fix)
+
+
+def _declared() -> list[Check]:
+    """The kit itself, torch, and every package the kit declares, at a version it accepts."""
+    kit, found = _kit()
+    if kit is None:
+        return [found]
+    checks = [found]
     for line in kit.requires or []:
         requirement = Requirement(line)
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):

@@ -9,6 +9,9 @@ itself; :func:`save_figure` writes one atomically. By subject:
   :func:`plot_outcome_gallery` all four outcomes in one);
 * :mod:`~ctlib.plots.results` -- Fig. 9's confusion matrices, the honest-evaluation panel,
   reliability diagrams, near-duplicate pairs.
+
+Every colour comes from :mod:`~ctlib.plots.palette`, the kit's colour language (one colour, one
+meaning: COVID, non-COVID, a protocol, the paper's reference, ...; Okabe-Ito hues).
 """
 
 from ctlib.plots.base import figure_png, image_grid, save_figure
@@ -18,6 +21,7 @@ from ctlib.plots.data import (
     plot_canvases,
     plot_examples,
     plot_sizes,
+    plot_slices,
 )
 from ctlib.plots.explain import (
     TSNE_COLOURS,
@@ -57,6 +61,7 @@ __all__ = [
     "plot_pairs",
     "plot_reading_examples",
     "plot_sizes",
+    "plot_slices",
     "plot_tsne",
     "reliability_figure",
     "save_figure",

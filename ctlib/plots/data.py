@@ -15,10 +15,18 @@ from ctlib.canvas import fit_to_canvas
 from ctlib.data import CLASS_NAMES, CTDataset
 from ctlib.models import get_spec
 from ctlib.plots.base import image_grid
+from ctlib.plots.palette import CT_CMAP, IMAGE_BOX, INK, REFERENCE_LINE
 from ctlib.study.paper import canvas_columns
 from ctlib.transforms import CanvasDataset
 
-__all__ = ["canvas_sizes", "plot_augmentations", "plot_canvases", "plot_examples", "plot_sizes"]
+__all__ = [
+    "canvas_sizes",
+    "plot_augmentations",
+    "plot_canvases",
+    "plot_examples",
+    "plot_sizes",
+    "plot_slices",
+]
 
 
 def plot_canvases(
@@ -38,7 +46,8 @@ def plot_canvases(
         seed: which images.
         square: side of the naive square resize shown for contrast.
 
-    The placement box is outlined in each canvas: everything outside it is padding.
+    The placement box is outlined in each canvas (dashed, black on white, so that it shows on
+    any slice): everything outside it is padding.
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -70,24 +79,26 @@ def plot_canvases(
             panels.append((canvas, f"{name} {size[0]}×{size[1]}", box))
         for c, (panel, title, box) in enumerate(panels):
             ax = axes[r, c]
-            ax.imshow(panel, cmap="gray", vmin=0, vmax=255)
+            ax.imshow(panel, cmap=CT_CMAP, vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(title, fontsize=8)
             if box is not None:
-                ax.add_patch(
-                    Rectangle(
-                        (box.x - 0.5, box.y - 0.5),
-                        box.width,
-                        box.height,
-                        fill=False,
-                        edgecolor="tab:orange",
-                        linewidth=1,
+                for colour, style in ((IMAGE_BOX, "-"), (INK, (0, (3, 3)))):
+                    ax.add_patch(
+                        Rectangle(
+                            (box.x - 0.5, box.y - 0.5),
+                            box.width,
+                            box.height,
+                            fill=False,
+                            edgecolor=colour,
+                            linestyle=style,
+                            linewidth=1,
+                        )
                     )
-                )
         axes[r, 0].set_ylabel(CLASS_NAMES.get(label, "?"), fontsize=9)
     figure.suptitle(
-        f"{dataset.name}: aspect-preserving canvases (orange: the image, rest: padding)",
+        f"{dataset.name}: aspect-preserving canvases (dashed box: the image, rest: padding)",
         fontsize=10,
     )
     figure.tight_layout()
@@ -102,31 +113,36 @@ def canvas_sizes(names: Sequence[str]) -> dict[str, tuple[int, int]]:
 def plot_sizes(
     frames: Mapping[str, pd.DataFrame], canvases: Mapping[str, tuple[int, int]] | None = None
 ) -> Figure:
-    """Image sizes (width against height) and aspect ratios per data set.
+    """Image sizes (width against height), one panel per data set, and the aspect ratios of
+    all of them.
 
     The dashed lines mark the canvases' aspect ratios: an image on such a line fills its
-    canvas; the further off, the more padding.
+    canvas; the further off, the more padding. The data sets are told apart by panel and line
+    style, not by colour (each colour of :mod:`ctlib.plots.palette` means something else).
     """
     canvases = canvases if canvases is not None else canvas_columns()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, frame in frames.items():
-        left.scatter(
-            frame["width"], frame["height"], s=6, alpha=0.4, label=f"{name} ({len(frame)})"
-        )
-        right.hist(frame["width"] / frame["height"], bins=40, alpha=0.5, label=name)
+    figure, axes = plt.subplots(1, len(frames) + 1, figsize=(4.4 * (len(frames) + 1), 4))
+    *sizes, right = axes
     top = max(int(f["width"].max()) for f in frames.values())
-    ceiling = right.get_ylim()[1]
+    ceiling = max(int(f["height"].max()) for f in frames.values())
+    lines = ("-", "--", ":", "-.")
+    for k, (ax, (name, frame)) in enumerate(zip(sizes, frames.items(), strict=True)):
+        ax.scatter(frame["width"], frame["height"], s=6, color=INK, alpha=0.3, linewidths=0)
+        for w, h in canvases.values():
+            ax.plot([0, top], [0, top * h / w], "--", lw=0.8, color=REFERENCE_LINE)
+        ax.set(xlim=(0, top * 1.03), ylim=(0, ceiling * 1.03), xlabel="width (px)",
+               ylabel="height (px)", title=f"{name}: image sizes ({len(frame)})")  # fmt: skip
+        right.hist(frame["width"] / frame["height"], bins=40, histtype="step", color=INK,
+                   linestyle=lines[k % len(lines)], linewidth=1.2, label=name)  # fmt: skip
+    high = right.get_ylim()[1]
     for k, (w, h) in enumerate(sorted(canvases.values(), key=lambda c: c[0] / c[1])):
-        left.plot([0, top], [0, top * h / w], "--", lw=0.8, color="grey")
-        right.axvline(w / h, ls="--", lw=0.8, color="grey")
-        right.text(w / h, ceiling * (0.97 - 0.09 * k), f" {w}×{h}", va="top", fontsize=7)
-    left.set(xlabel="width (px)", ylabel="height (px)", title="image sizes")
+        right.axvline(w / h, ls="--", lw=0.8, color=REFERENCE_LINE)
+        right.text(w / h, high * (0.97 - 0.09 * k), f" {w}×{h}", va="top", fontsize=7)
     right.set(
         xlabel="aspect ratio width / height",
         ylabel="images",
         title="aspect ratios (dashed: the paper's canvases)",
     )
-    left.legend(fontsize=8, markerscale=3)
     right.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -144,7 +160,7 @@ def plot_examples(dataset: CTDataset, n_per_class: int = 4, seed: int = 0) -> Fi
         )
         for col, i in enumerate(chosen):
             image = dataset.read_image(int(i))
-            axes[row, col].imshow(image, cmap="gray", vmin=0, vmax=255)
+            axes[row, col].imshow(image, cmap=CT_CMAP, vmin=0, vmax=255)
             axes[row, col].set_title(f"{image.shape[1]}×{image.shape[0]}", fontsize=8)
         axes[row, 0].set_ylabel(cls)
     figure.suptitle(f"{dataset.name}: example slices per class", fontsize=10)
@@ -167,7 +183,7 @@ def plot_augmentations(
         items.set_epoch(epoch)
         panels.append((items.augmented(0), f"epoch {epoch + 1}"))
     for ax, (image, title) in zip(axes.flat, panels, strict=False):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(image, cmap=CT_CMAP, vmin=0, vmax=255)
         ax.set_title(title, fontsize=8)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
@@ -175,5 +191,28 @@ def plot_augmentations(
         "crop, blur (p = 0.25), noise, brightness/contrast, flip: a new draw every epoch",
         fontsize=10,
     )
+    figure.tight_layout()
+    return figure
+
+
+def plot_slices(images: Sequence[np.ndarray], titles: Sequence[str], panel: float = 3.0) -> Figure:
+    """Slices side by side, each with its title (e.g. a test image and its nearest training
+    image).
+
+    Args:
+        images: 2-D uint8 images (:func:`ctlib.data.read_grayscale`).
+        titles: one per image.
+        panel: width of each panel in inches.
+    """
+    if not images or len(images) != len(titles):
+        raise ValueError(
+            f"plot_slices needs one title per image and at least one image; got {len(images)} "
+            f"images and {len(titles)} titles."
+        )
+    figure, axes = image_grid(1, len(images), panel, panel)
+    for ax, image, title in zip(axes[0], images, titles, strict=True):
+        ax.imshow(image, cmap=CT_CMAP, vmin=0, vmax=255)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
     figure.tight_layout()
     return figure

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from ctlib.data import CLASS_NAMES
 from ctlib.explain import CamResult, FoldGallery
+from ctlib.plots.palette import CAM_CMAP, CT_CMAP, INK, TSNE_COLOURS
 
 __all__ = [
     "TSNE_COLOURS",
@@ -23,15 +24,6 @@ __all__ = [
 ]
 
 
-# train/test x COVID/non-COVID: full colours for training images, light ones for test images
-TSNE_COLOURS = {
-    ("train", 1): "#d62728",
-    ("train", 0): "#1f77b4",
-    ("test", 1): "#ff9896",
-    ("test", 0): "#9edae5",
-}
-
-
 def plot_tsne(
     embedding: np.ndarray,
     labels: Sequence[float],
@@ -41,14 +33,15 @@ def plot_tsne(
     title: str | None = None,
     size: float = 6.0,
 ) -> Figure:
-    """A t-SNE embedding in four colours, as the paper's Fig. 11/12.
+    """A t-SNE embedding in four colours, as the paper's Fig. 11/12: the class's colour
+    (:data:`~ctlib.plots.palette.TSNE_COLOURS`), strong for training images, light for test.
 
     Args:
         embedding: ``(N, 2)`` from :func:`ctlib.explain.embed_tsne`.
         labels: 1 COVID, 0 non-COVID per point.
         split: ``"train"`` or ``"test"`` per point (other values, e.g. ``"val"``, are drawn
             as test).
-        misclassified: per point; misclassified test images get a black ring (their own
+        misclassified: per point; misclassified test images get an ink ring (their own
             colour stays visible: it is the true class).
         title: figure title.
         size: figure side in inches.
@@ -75,7 +68,7 @@ def plot_tsne(
                 s=14 if part == "train" else 22,
                 c=colour,
                 label=f"{part} {CLASS_NAMES[label]} ({int(chosen.sum())})",
-                edgecolors="none" if part == "train" else "k",
+                edgecolors="none" if part == "train" else INK,
                 linewidths=0 if part == "train" else 0.4,
                 alpha=0.9,
             )
@@ -88,7 +81,7 @@ def plot_tsne(
                 marker="o",
                 s=110,
                 facecolors="none",
-                edgecolors="k",
+                edgecolors=INK,
                 linewidths=1.6,
                 label=f"misclassified test ({int(wrong.sum())})",
             )
@@ -103,7 +96,7 @@ def plot_tsne(
 
 
 def heat_overlay(
-    image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet"
+    image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = CAM_CMAP
 ) -> np.ndarray:
     """A heat map blended over a grayscale image: ``(H, W, 3)`` uint8 RGB.
 
@@ -112,7 +105,8 @@ def heat_overlay(
         heatmap: map of the image's shape, values in [0, 1].
         alpha: opacity of the heat (0: image only, 1: heat only). The heat's own value scales
             the opacity too, so cold regions show the image.
-        cmap: a matplotlib colour map.
+        cmap: a matplotlib colour map (default: the kit's CAM map,
+            :data:`~ctlib.plots.palette.CAM_CMAP`).
     """
     if image.ndim != 2 or heatmap.shape != image.shape:
         raise ValueError(
@@ -156,9 +150,9 @@ def plot_cam(
     h, w = image.shape
     figure, axes = plt.subplots(1, 3, figsize=(3 * panel, panel * h / w + 0.9), squeeze=False)
     axes = axes[0]
-    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[0].imshow(image, cmap=CT_CMAP, vmin=0, vmax=255)
     axes[0].set_title(f"original {w}×{h}", fontsize=10)
-    shown = axes[1].imshow(result.heatmap, cmap="jet", vmin=0, vmax=1)
+    shown = axes[1].imshow(result.heatmap, cmap=CAM_CMAP, vmin=0, vmax=1)
     axes[1].set_title(f"{result.method_name} on {result.layer}", fontsize=10)
     # a colour bar exactly as tall as the heat map (one made with ax= is as tall as the
     # axes box and runs into the titles beside it)
@@ -290,7 +284,7 @@ def plot_outcome_gallery(
                 ax = figure.add_axes(
                     ((x + k * (box_w + gap)) / width, y, box_w / width, box_h / height)
                 )
-                ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=255)
+                ax.imshow(shown, cmap=CT_CMAP if shown.ndim == 2 else None, vmin=0, vmax=255)
                 ax.set_title(text, fontsize=7, pad=2)
                 ax.axis("off")
     if title:

@@ -4,16 +4,33 @@ diagrams, look-alikes."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ctlib.data import CLASS_NAMES, read_grayscale
 from ctlib.metrics import reliability_bins
 from ctlib.models import get_spec, list_models
+from ctlib.plots.palette import (
+    CONTEXT,
+    COUNTS_CMAP,
+    CT_CMAP,
+    EXTERNAL,
+    GROUPED,
+    IMAGE_LEVEL,
+    INK,
+    PROBE_HATCH,
+    REFERENCE,
+    REFERENCE_LINE,
+    colour_name,
+    protocol_colour,
+)
 from ctlib.results import collect_predictions, collect_results
 from ctlib.study.audit import load_audits
 from ctlib.study.honest import calibration_frame
@@ -42,7 +59,9 @@ def confusion_figure(results: pd.DataFrame, *, columns: int = 4) -> Figure:
             matrix,
             annot=True,
             fmt=".1f",
-            cmap="Blues",
+            cmap=COUNTS_CMAP,
+            vmin=0,
+            vmax=1.25 * np.nanmax(np.asarray(matrix, dtype=float)),  # the top a dark grey
             cbar=False,
             ax=ax,
             xticklabels=names,
@@ -59,10 +78,41 @@ def confusion_figure(results: pd.DataFrame, *, columns: int = 4) -> Figure:
     return figure
 
 
+def _is_probe(run: str) -> bool:
+    """A control run (random initialisation, the padding probe): ``<arch>-<variant>``."""
+    return "-" in run
+
+
+def _hatch_probes(bars: BarContainer, runs: Iterable[str]) -> None:
+    """Hatch the bars of control runs (:data:`~ctlib.plots.palette.PROBE_HATCH`)."""
+    for bar, run in zip(bars.patches, runs, strict=True):
+        if _is_probe(run):
+            bar.set_hatch(PROBE_HATCH)
+
+
+def _protocol_legend() -> list[Patch]:
+    """Legend entries of the bar colours (:mod:`ctlib.plots.palette`): one per protocol kind,
+    and the hatching of the controls."""
+    return [
+        Patch(facecolor=IMAGE_LEVEL, label="image-level folds (the paper's)"),
+        Patch(facecolor=GROUPED, label="grouped folds (patient, pseudo-patient, official)"),
+        Patch(facecolor=EXTERNAL, label="external: tested on the other data set"),
+        Patch(facecolor="none", edgecolor=INK, hatch=PROBE_HATCH,
+              label="hatched: a control (random init, padding probe)"),
+    ]  # fmt: skip
+
+
+_PROTOCOL_CAPTION = (
+    f"bars by protocol: image-level folds ({colour_name(IMAGE_LEVEL)}), grouped folds "
+    f"({colour_name(GROUPED)}), external ({colour_name(EXTERNAL)}); hatched: controls"
+)
+
+
 def honest_figure(results: str | os.PathLike[str]) -> Figure:
-    """One panel per data set: test accuracy (mean ± std over folds) of every run, by protocol,
-    with the audit's metadata-only accuracy (same folds) as a dashed line per protocol and
-    50 % (chance) as a dotted one."""
+    """One panel per data set: test accuracy (mean ± std over folds) of every run, coloured by
+    protocol (:func:`~ctlib.plots.palette.protocol_colour`; controls hatched), with the audit's
+    metadata-only accuracy (same folds) as a dashed line per protocol in its colour and 50 %
+    (chance) as a dotted grey one."""
 
     frame = collect_results(results)
     audits = load_audits(results)
@@ -83,35 +133,29 @@ def honest_figure(results: str | os.PathLike[str]) -> Figure:
             f"{network_name(a)}\n{protocol_name(p)}"
             for p, a in zip(stats["protocol"], stats["arch"], strict=True)
         ]
-        colours = [
-            "#c44e52"
-            if p.startswith("external-")
-            else "#8c8c8c"
-            if "-" in a
-            else "#4c72b0"
-            if p == "paper"
-            else "#dd8452"
-            for p, a in zip(stats["protocol"], stats["arch"], strict=True)
-        ]
         y = np.arange(len(stats))
-        ax.barh(
+        bars = ax.barh(
             y,
             100 * stats["mean"],
             xerr=100 * stats["std"].fillna(0),
-            color=colours,
-            alpha=0.85,
+            color=[protocol_colour(p) for p in stats["protocol"]],
+            edgecolor=INK,
+            linewidth=0.4,
+            ecolor=INK,
             capsize=3,
         )
+        _hatch_probes(bars, stats["arch"])
         for yi, m, sd in zip(y, stats["mean"], stats["std"].fillna(0), strict=True):
             ax.text(100 * (m + sd) + 1.5, yi, f"{100 * m:.1f}", va="center", fontsize=8)
         ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()
-        ax.axvline(50, color="grey", linestyle=":", linewidth=1, label="chance (balanced classes)")
+        ax.axvline(
+            50, color=REFERENCE_LINE, linestyle=":", linewidth=1, label="chance (balanced classes)"
+        )
         for protocol, entry in audits.get(dataset, {}).get("protocols", {}).items():
-            colour = "#4c72b0" if protocol == "paper" else "#dd8452"
             ax.axvline(
                 100 * entry["metadata_accuracy"],
-                color=colour,
+                color=protocol_colour(protocol),
                 linestyle="--",
                 linewidth=1,
                 label=f"metadata only, {protocol_name(protocol)}",
@@ -119,13 +163,11 @@ def honest_figure(results: str | os.PathLike[str]) -> Figure:
         ax.set_xlim(0, 105)
         ax.set_xlabel("test accuracy, % (mean ± std over folds)")
         ax.set_title(dataset)
-        if ax.get_legend_handles_labels()[0]:
-            # below the axes, where it hides no bar and no number
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
-    figure.suptitle(
-        "Image-level folds (blue), grouped folds (orange), random init and padding probe (grey)",
-        fontsize=10,
-    )
+        handles, _ = ax.get_legend_handles_labels()
+        # below the axes, where it hides no bar and no number
+        ax.legend(handles=_protocol_legend() + handles, fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.13), frameon=False, ncol=2)  # fmt: skip
+    figure.suptitle(f"Test accuracy by evaluation protocol; {_PROTOCOL_CAPTION}", fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -138,7 +180,7 @@ def plot_pairs(pairs: pd.DataFrame, title: str = "") -> Figure:
     names = CLASS_NAMES
     for row, pair in zip(axes, pairs.itertuples(index=False), strict=False):
         for ax, side in zip(row, ("a", "b"), strict=True):
-            ax.imshow(read_grayscale(getattr(pair, f"path_{side}")), cmap="gray")
+            ax.imshow(read_grayscale(getattr(pair, f"path_{side}")), cmap=CT_CMAP)
             label = names[int(getattr(pair, f"label_{side}"))]
             ax.set_title(
                 f"fold {getattr(pair, f'fold_{side}')}, {label}",
@@ -165,9 +207,10 @@ def paper_figure(
     results: str | os.PathLike[str] | pd.DataFrame | None = None, metric: str = "accuracy"
 ) -> Figure:
     """Table 2 at a glance: per data set, the paper's twelve architectures (mean ± SD over the
-    five folds) and, below them, the kit's runs from ``results`` (a folder or the frame of
-    :func:`ctlib.results.collect_results`), each marked for what it is: the run of a paper
-    architecture beside its own row, any other run beside the paper's best (dashed line)."""
+    five folds, in the reference grey) and, below them, the kit's runs from ``results`` (a
+    folder or the frame of :func:`ctlib.results.collect_results`), coloured by protocol
+    (controls hatched) and marked for what they are: the run of a paper architecture beside
+    its own row, any other run beside the paper's best (dashed line)."""
     paper = paper_table().reset_index()
     ours = collect_results(results) if isinstance(results, (str, os.PathLike)) else results
     comparison = (
@@ -185,7 +228,7 @@ def paper_figure(
         rows = rows.reset_index()
         labels = [get_spec(a).display_name for a in rows["arch"]]
         means, sds = rows[f"{metric}_mean"].tolist(), rows[f"{metric}_std"].tolist()
-        colours = ["#9e9e9e"] * len(rows)
+        colours, runs = [REFERENCE] * len(rows), [""] * len(rows)
         if comparison is not None:
             mine = comparison[comparison["dataset"] == dataset]
             for row in mine.itertuples(index=False):
@@ -196,22 +239,35 @@ def paper_figure(
                 )
                 means.append(row.ours_mean)
                 sds.append(0.0 if np.isnan(row.ours_std) else row.ours_std)
-                colours.append("#4c72b0" if own else "#dd8452")
+                colours.append(protocol_colour(row.protocol))
+                runs.append(row.arch)
         y = np.arange(len(labels))
-        ax.barh(y, means, xerr=sds, color=colours, alpha=0.9, capsize=2)
+        bars = ax.barh(y, means, xerr=sds, color=colours, edgecolor=INK, linewidth=0.4,
+                       ecolor=INK, capsize=2)  # fmt: skip
+        _hatch_probes(bars, runs)
         for yi, m, s in zip(y, means, sds, strict=True):
             ax.text(m + s + 0.3, yi, f"{m:.1f}", va="center", fontsize=7)
         best = rows[f"{metric}_mean"].max()
         ax.axvline(
-            best, color="#555555", linestyle="--", linewidth=1, label=f"paper's best: {best:.1f} %"
+            best,
+            color=REFERENCE_LINE,
+            linestyle="--",
+            linewidth=1,
+            label=f"paper's best: {best:.1f} %",
         )
         ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()
         low = min(m - s for m, s in zip(means, sds, strict=True))
         ax.set_xlim(max(0.0, 5 * np.floor((low - 2) / 5)), 103)
         ax.set_xlabel(f"{metric}, % (mean ± SD over test folds)")
-        ax.set_title(f"{dataset}: the paper's Table 2 (grey) and the kit's runs")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.set_title(
+            f"{dataset}: the paper's Table 2 ({colour_name(REFERENCE)}) and the kit's runs",
+            fontsize=10,
+        )
+        handles, _ = ax.get_legend_handles_labels()
+        if comparison is not None:
+            handles = _protocol_legend() + handles
+        ax.legend(handles=handles, fontsize=7, loc="lower left")
     figure.tight_layout()
     return figure
 
@@ -221,9 +277,10 @@ def reliability_figure(
 ) -> Figure:
     """Reliability diagrams, one panel per run and protocol: the share of COVID slices against
     the mean P(COVID) in ``n_bins`` equal-width bins (test folds pooled; a point's area grows
-    with its images; the grey bars are how many images fall in each bin). On the diagonal a
-    network's 0.9 means COVID nine times in ten; below it, it says COVID more surely than it is
-    right; above it, less surely."""
+    with its images, in its protocol's colour, :func:`~ctlib.plots.palette.protocol_colour`;
+    the light grey bars are how many images fall in each bin). On the diagonal a network's 0.9
+    means COVID nine times in ten; below it, it says COVID more surely than it is right; above
+    it, less surely."""
     predictions = collect_predictions(results)
     summary = calibration_frame(results, n_bins)
     summary = summary.sort_values(["dataset", "protocol", "arch"], ascending=[False, True, True])
@@ -237,11 +294,14 @@ def reliability_figure(
                             & (predictions["arch"] == run.arch)]  # fmt: skip
         bins = reliability_bins(group["label"], group["prob"], n_bins)
         ax.bar(bins["low"], bins["count"] / len(group), width=1 / n_bins, align="edge",
-               color="0.88", edgecolor="white", label="images in the bin")  # fmt: skip
-        ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1, label="calibrated")
+               color=CONTEXT, label="images in the bin")  # fmt: skip
+        ax.plot([0, 1], [0, 1], color=REFERENCE_LINE, linestyle=":", linewidth=1,
+                label="calibrated")  # fmt: skip
         full = bins[bins["count"] > 0]
-        ax.plot(full["mean_prob"], full["fraction_covid"], color="#4c72b0", linewidth=1.2)
-        ax.scatter(full["mean_prob"], full["fraction_covid"], color="#4c72b0",
+        colour = protocol_colour(run.protocol)
+        ax.plot(full["mean_prob"], full["fraction_covid"], color=colour, linewidth=1.2)
+        ax.scatter(full["mean_prob"], full["fraction_covid"], color=colour, edgecolors=INK,
+                   linewidths=0.3,
                    s=10 + 150 * full["count"] / len(group), zorder=3)  # fmt: skip
         ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal")
         ax.set_title(f"{run.dataset}, {protocol_name(run.protocol)}\n{network_name(run.arch)}\n"

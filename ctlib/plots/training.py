@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ctlib.config import TrainConfig, lr_at
+from ctlib.plots.palette import REFERENCE, RUN
 
 __all__ = ["plot_history", "plot_lr_schedule"]
 
@@ -18,16 +19,16 @@ def plot_lr_schedule(config: TrainConfig, paper: TrainConfig | None = None) -> F
 
     The x axis is the share of training done, so a 5-epoch run and the paper's 100 epochs
     can be compared: the drops come at the same shares (rounded to whole epochs), the
-    levels may differ.
+    levels may differ. The paper's is drawn in the reference grey, this run in black.
     """
 
     paper = paper or TrainConfig()
     figure, ax = plt.subplots(figsize=(7, 3))
     runs = (
-        (paper, f"paper: {paper.epochs} epochs", "-"),
-        (config, f"this run: {config.epochs} epochs", "o--"),
+        (paper, f"paper: {paper.epochs} epochs", "-", REFERENCE, 2.2),
+        (config, f"this run: {config.epochs} epochs", "o--", RUN, 1.2),
     )
-    for cfg, label, style in runs:
+    for cfg, label, style, colour, width in runs:
         starts = np.arange(cfg.epochs + 1)  # epoch e covers [e, e + 1) / epochs
         rates = [lr_at(int(e), cfg) for e in starts[:-1]]
         ax.step(
@@ -36,6 +37,8 @@ def plot_lr_schedule(config: TrainConfig, paper: TrainConfig | None = None) -> F
             style,
             where="post",
             label=label,
+            color=colour,
+            linewidth=width,
             markersize=3,
         )
     ax.set(
@@ -50,14 +53,16 @@ def plot_lr_schedule(config: TrainConfig, paper: TrainConfig | None = None) -> F
 
 
 def plot_history(history: pd.DataFrame) -> Figure:
-    """Training loss (and validation loss/accuracy where recorded) per epoch, with the lr."""
+    """Training loss (and validation loss where recorded) per epoch, with the lr: one run, in
+    black; training solid, validation dashed."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
-    left.plot(history["epoch"], history["train_loss"], "o-", label="training loss")
+    left.plot(history["epoch"], history["train_loss"], "o-", color=RUN, label="training loss")
     if "val_loss" in history:
-        left.plot(history["epoch"], history["val_loss"], "s-", label="validation loss")
+        left.plot(history["epoch"], history["val_loss"], "s--", color=RUN,
+                  markerfacecolor="none", label="validation loss")  # fmt: skip
     left.set(xlabel="epoch", ylabel="binary cross-entropy", title="training curve")
     left.legend()
-    right.step(history["epoch"], history["lr"], where="mid")
+    right.step(history["epoch"], history["lr"], where="mid", color=RUN)
     right.set(xlabel="epoch", ylabel="learning rate", yscale="log", title="learning rate used")
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -285,25 +285,19 @@ def compare_with_paper(
     return frame.reset_index(drop=True)
 
 
-_COLOURS = {
-    "agrees": "#d8f0d8",
-    "lower": "#f8d0d0",
-    "higher": "#fce8c0",
-    "not in the paper": "#dde6f2",
-    "not run": "#eeeeee",
-}
-
-
 def highlight_differences(comparison: pd.DataFrame, decimals: int = 1) -> Styler:
     """A pandas Styler of :func:`compare_with_paper`'s frame: rows coloured by verdict.
 
-    Green: agrees with its own row within the margin; red: ours lower; orange: ours higher;
-    blue: a run the paper did not make (beside the paper's best, never "agreeing"); grey:
-    a published row we did not run.
+    The kit's colour language (:data:`ctlib.plots.palette.VERDICT_TINTS`): light bluish green,
+    agrees with its own row within the margin; light yellow (look here), ours lower or
+    higher; no colour, a run the paper did not make (beside the paper's best, never
+    "agreeing"); light grey, a published row we did not run.
     """
+    # lazy: ctlib.plots (the palette's package) imports this module
+    from ctlib.plots.palette import VERDICT_TINTS
 
     def colour(row: pd.Series) -> list[str]:
-        shade = _COLOURS.get(row["verdict"])
+        shade = VERDICT_TINTS.get(row["verdict"])
         return [f"background-color: {shade}" if shade else ""] * len(row)
 
     numbers = [

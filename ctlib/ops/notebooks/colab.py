@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ctlib import WHEEL_GLOB
 from ctlib.notebook.colab import repository
 
 __all__ = [
@@ -66,7 +67,8 @@ _SETUP_HEAD = (
     "# Written by `python -m ctlib.notebook colab` from pyproject.toml.",
 )
 
-#: The set-up cell after the address: on Colab, install the kit from what is there.
+#: The set-up cell after the address: on Colab, install the kit from what is there
+#: (``{wheel}``: the wheel's name, :data:`ctlib.WHEEL_GLOB`).
 _SETUP_INSTALL = (
     "import sys",
     'if "google.colab" in sys.modules:',
@@ -87,7 +89,7 @@ _SETUP_INSTALL = (
     "            raise RuntimeError(f'pip could not install the kit from {target}:\\n'",
     "                               f'{done.stderr[-2000:]}')",
     "",
-    '    wheels = sorted(glob.glob(os.path.join(home, "ctlib-*.whl")))',
+    '    wheels = sorted(glob.glob(os.path.join(home, "{wheel}")))',
     '    folder = os.path.join(home, "ctlib")',
     '    if importlib.util.find_spec("ctlib") is not None:',
     '        print("ctlib is installed already.")',
@@ -103,7 +105,7 @@ _SETUP_INSTALL = (
     "                f'Could not clone the kit from {CTLIB_REPOSITORY}: '",
     "                f'{(done.stderr.strip().splitlines() or [\"git failed\"])[-1]}. '",
     "                'Check the address (or your network), or upload the kit: a wheel '",
-    "                f'(pip wheel . --no-deps) as {home}/ctlib-*.whl, or its folder as '",
+    "                f'(pip wheel . --no-deps) as {home}/{wheel}, or its folder as '",
     "                f'{folder}/; then run this cell again.')",
     "        _install(folder, editable=True)",
     "    else:",
@@ -111,7 +113,7 @@ _SETUP_INSTALL = (
     "            'The kit has no public address yet, so this cell cannot fetch it. Upload it '",
     "            'with the file browser on the left: a wheel built with '",
     "            '`pip wheel . --no-deps` '",
-    "            f'as {home}/ctlib-*.whl, or the kit\\'s folder as {folder}/ (a zip of it, '",
+    "            f'as {home}/{wheel}, or the kit\\'s folder as {folder}/ (a zip of it, '",
     "            f'then !unzip -q <the zip> -d {home}); or set CTLIB_REPOSITORY '",
     "            'above to a git address you can clone. Then run this cell again.')",
     "    site.addsitedir(site.getsitepackages()[0])  # the fresh install, without a restart",
@@ -139,7 +141,7 @@ def setup_cell(repo: str, *, widgets: bool = False) -> str:
     """The source of a notebook's set-up cell (the first code cell): plain Python, no magics.
 
     On Colab, in this order: the kit already installed (nothing to do), an uploaded wheel
-    ``<home>/ctlib-*.whl``, an uploaded or cloned folder ``<home>/ctlib/``, a clone of
+    ``<home>/ctlib_covid-*.whl``, an uploaded or cloned folder ``<home>/ctlib/``, a clone of
     ``repo``; otherwise a message saying what to do. ``<home>`` is ``/content`` (Colab's
     working folder; ``CTLIB_COLAB_HOME`` for tests). With ``widgets``, Colab's custom widget
     manager is switched on, and a runtime that had imported ipywidgets 7 before the kit
@@ -148,7 +150,7 @@ def setup_cell(repo: str, *, widgets: bool = False) -> str:
     lines = [
         *_SETUP_HEAD,
         f"CTLIB_REPOSITORY = {repo!r}  # the kit's git address ('': none yet: upload the kit)",
-        *_SETUP_INSTALL,
+        *(line.replace("{wheel}", WHEEL_GLOB) for line in _SETUP_INSTALL),
     ]
     if widgets:
         lines += _SETUP_WIDGETS
@@ -168,7 +170,7 @@ def _readme_block(repo: str) -> str:
             "`pyproject.toml` is empty), so the notebooks carry no Colab badge. To use Colab, "
             "upload the notebook and the kit: build a wheel here with `pip wheel . --no-deps` "
             "(it carries the committed `results/` and `figures/` the lessons read) "
-            "and upload `ctlib-*.whl` to `/content/`, or upload the kit's folder as "
+            f"and upload `{WHEEL_GLOB}` to `/content/`, or upload the kit's folder as "
             "`/content/ctlib/` (no git needed); the set-up cell installs whichever it finds. "
             "Once the kit is published, set the address and run `python -m ctlib.notebook "
             "colab` to write the badges and set-up cells."
