@@ -63,6 +63,7 @@ def _run_cell(
     then: str = "",
     flags: tuple[str, ...] = (),
     cwd: Path | None = None,
+    environ: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run a set-up cell as Colab's kernel would: ``google.colab`` imported first; the
     notebook's outputs go to ``tmp/outputs`` (quick mode, figures drawn off screen)."""
@@ -81,6 +82,7 @@ def _run_cell(
         "CTLIB_QUICK": "1",
         "MPLBACKEND": "Agg",
         "PIP_QUIET": "1",
+        **(environ or {}),
     }
     (tmp / "content").mkdir(exist_ok=True)
     return subprocess.run(
@@ -273,8 +275,11 @@ def test_the_set_up_cell_installs_the_kit_beside_colabs_torch(tmp_path: Path) ->
     _, torch_after, ctlib_file = json.loads(done.stdout.split("RESULT", 1)[1])
     assert torch_after == torch_file and "site-packages" in ctlib_file
 
-    # what the wheel carries is enough for the lessons that read the committed results: run
-    # notebooks 03 and 06 end to end in quick mode from this environment, outside the repository
+    # what the wheel carries is enough for the lessons that read the committed results and
+    # figures: run them end to end in quick mode from this environment, outside the
+    # repository, without the data sets (lesson 01 then shows the committed real-CT figures)
+    no_data = {"CTLIB_DATA_DIR": str(tmp_path / "no-data")}
+    (tmp_path / "no-data").mkdir()
     for name in LESSONS_FROM_THE_WHEEL:
         notebook = json.loads((ROOT / "notebooks" / name).read_text())
         code = [
@@ -283,11 +288,20 @@ def test_the_set_up_cell_installs_the_kit_beside_colabs_torch(tmp_path: Path) ->
             if c["cell_type"] == "code" and not "".join(c["source"]).startswith("#@title Set-up")
         ]
         lesson = "\n\n".join(code) + "\nprint('LESSON DONE')\n"
-        done = _run_cell(python, setup_cell(""), tmp_path, then=lesson, cwd=tmp_path)
+        done = _run_cell(
+            python, setup_cell(""), tmp_path, then=lesson, cwd=tmp_path, environ=no_data
+        )
         assert done.returncode == 0, (name, done.stderr[-3000:])
         assert "LESSON DONE" in done.stdout, name
         assert "not in this copy" not in done.stdout and "no committed results" not in done.stdout
+        assert "_committed/figures:" not in done.stdout, "a committed figure the wheel lacks"
+        if name.startswith("01_"):
+            assert done.stdout.count("committed figure, real data") >= 6, done.stdout[-2000:]
 
 
 #: the lessons that read the committed results and figures, run from an installed wheel
-LESSONS_FROM_THE_WHEEL = ("03_cross_validation.ipynb", "06_honest_evaluation.ipynb")
+LESSONS_FROM_THE_WHEEL = (
+    "01_data_exploration.ipynb",
+    "03_cross_validation.ipynb",
+    "06_honest_evaluation.ipynb",
+)
