@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,37 +58,89 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _machine() -> str:
+    """Who can check this process's ID: the host name, the kernel's boot and the PID
+    namespace together (containers that share a host name differ in the last two; a reboot
+    changes the boot ID, so a lock from before it is known dead)."""
+    parts = [socket.gethostname()]
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(
+                Path(source).read_text().strip()
+                if "boot" in source
+                else str(os.stat(source).st_ino)
+            )
+        except OSError:
+            parts.append("?")
+    return "/".join(parts)
+
+
 class FolderLock:
     """A lock file that says one process is working in a folder (e.g. training a fold).
 
-    :meth:`acquire` creates the file exclusively (``O_EXCL``) with the holder's process ID,
-    host and start time, and answers False while another live process holds it. A lock
-    left by a process that died (same host, the process ID no longer running) is stale and
-    taken over; a lock from another host is honoured, since its process cannot be checked
-    from here (:attr:`holder` says whose it is, for the message).
+    Safe on the shared file systems clusters use (NFS, Lustre), where ``flock`` may not be:
+
+    * :meth:`acquire` writes the whole record (``pid``, ``host``, ``machine``, ``since`` and a
+      random ``token``) to a temporary file and links it into place (``os.link`` fails if the
+      lock exists), so a lock file is never seen half-written;
+    * a stale lock (its process is dead: same machine, the process ID no longer running) is
+      taken over under a second lock, ``<name>.takeover``, taken the same way, and only if
+      the file is still the one judged stale, so two takers cannot both win;
+    * :meth:`release` removes the lock only while it still carries this holder's token.
+
+    A lock from another machine (another host, boot or container) is honoured, since its
+    process cannot be checked from here (:attr:`holder` says whose it is, for the message).
     """
+
+    #: a takeover lock older than this (seconds) was left by a taker that died mid-way
+    TAKEOVER_TIMEOUT_S = 30.0
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.held = False
+        self.token = ""
 
     @property
     def holder(self) -> dict[str, Any]:
-        """What the lock file says (``pid``, ``host``, ``since``); empty if unreadable."""
+        """What the lock file says (``pid``, ``host``, ``since``, ...); empty if unreadable."""
+        return self._read(self.path)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _stale(self) -> bool:
-        holder = self.holder
-        if not holder:  # torn or empty: its writer died between creating and writing it
+    def _link(self, path: Path, record: dict[str, Any]) -> bool:
+        """Create ``path`` holding ``record``, complete or not at all; False if it exists."""
+        tmp = path.with_name(f".{path.name}.{record['token']}.tmp")
+        tmp.write_text(json.dumps(record))
+        try:
+            os.link(tmp, path)
             return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _is_stale(self, holder: dict[str, Any]) -> bool:
+        """Whether the process named in ``holder`` is known to be gone."""
+        if not holder:  # unreadable: only a lock written by an older kit in place can be
+            try:  # half-written; give its writer a moment
+                return time.time() - self.path.stat().st_mtime > self.TAKEOVER_TIMEOUT_S
+            except OSError:
+                return False
+        if holder.get("machine", _machine()) != _machine():
+            return False
         if holder.get("host") != socket.gethostname():
             return False
-        pid = int(holder.get("pid", -1))
-        if pid == os.getpid():
+        try:
+            pid = int(holder.get("pid", -1))
+        except (TypeError, ValueError):
+            return False
+        if pid == os.getpid():  # this process holds it (through another FolderLock)
             return False
         try:
             os.kill(pid, 0)
@@ -97,29 +150,55 @@ class FolderLock:
             return False
         return False
 
+    def _take_over(self, stale: dict[str, Any]) -> bool:
+        """Replace the stale lock whose record is ``stale``, under the takeover lock."""
+        guard = self.path.with_name(self.path.name + ".takeover")
+        record = {"pid": os.getpid(), "token": self.token, "since": time.time()}
+        if not self._link(guard, record):
+            try:  # a taker that died mid-way left it
+                if time.time() - guard.stat().st_mtime > self.TAKEOVER_TIMEOUT_S:
+                    guard.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
+        try:
+            if self.holder != stale:  # someone else replaced it meanwhile
+                return False
+            self.path.unlink(missing_ok=True)
+            return self._link(self.path, self._record())
+        finally:
+            if self._read(guard).get("token") == self.token:
+                guard.unlink(missing_ok=True)
+
+    def _record(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "machine": _machine(),
+            "since": time.time(),
+            "token": self.token,
+        }
+
     def acquire(self) -> bool:
         """Take the lock; False if another live process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):  # a second try after removing a stale lock
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if not self._stale():
-                    return False
-                self.path.unlink(missing_ok=True)
-                continue
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle)
+        if self.held:
+            return True
+        self.token = uuid.uuid4().hex
+        if self._link(self.path, self._record()):
+            self.held = True
+            return True
+        holder = self.holder
+        if self._is_stale(holder) and self._take_over(holder):
             self.held = True
             return True
         return False
 
     def release(self) -> None:
-        """Remove the lock file if this process holds it."""
-        if self.held:
+        """Remove the lock file if it is still this holder's (its token is ours)."""
+        if self.held and self.holder.get("token") == self.token:
             self.path.unlink(missing_ok=True)
-            self.held = False
+        self.held = False
 
     def __enter__(self) -> FolderLock:
         return self

@@ -267,6 +267,8 @@ def _bad_commands(tmp: Path) -> list[list[str]]:
         ["lesson-pack", "import", str(a_file)],
         ["lesson-pack", "import", str(tmp / "no-such.zip")],
         ["quickstart", "--out", str(a_file)],
+        ["slides", "--results", str(tmp / "no-such-results"), "--out", str(tmp / "deck.md")],
+        ["slides", "--results", str(empty), "--out", str(a_file / "deck.md")],
     ]
 
 

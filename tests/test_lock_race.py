@@ -1,0 +1,104 @@
+"""Two processes never hold one fold's lock (issue 30): many races between processes started
+together, with no lock beforehand, with a dead process's lock, and with an empty lock file;
+a lock is released only by its holder, and a live lock from another machine (a container
+that shares the host name) is honoured."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ctlib.files import FolderLock
+
+TRIALS = 100  # per scenario: 300 races in all
+RACERS = 3
+
+
+def _race(path: str, start: float, out: mp.Queue) -> None:
+    lock = FolderLock(path)
+    while time.time() < start:  # all racers try at the same moment
+        pass
+    won = lock.acquire()
+    out.put(won)
+    if won:
+        time.sleep(0.05)  # hold it while the others try
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("before", ["none", "dead holder", "empty file"])
+def test_many_races_never_end_with_two_holders(tmp_path: Path, before: str) -> None:
+    context = mp.get_context("fork")
+    double = 0
+    for trial in range(TRIALS):
+        path = tmp_path / f"fold{trial}" / "train.lock"
+        path.parent.mkdir()
+        if before == "dead holder":
+            path.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+        elif before == "empty file":
+            path.write_text("")
+            os.utime(path, (0, 0))  # its writer died long ago
+        out = context.Queue()
+        start = time.time() + 0.2
+        racers = [
+            context.Process(target=_race, args=(str(path), start, out)) for _ in range(RACERS)
+        ]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+        wins = sum(out.get(timeout=5) for _ in racers)
+        double += wins > 1
+        assert wins >= 1, f"trial {trial}: nobody took a free or stale lock ({before})"
+    assert double == 0, f"{double} of {TRIALS} races ended with two holders ({before})"
+
+
+def test_release_removes_only_its_own_lock(tmp_path: Path) -> None:
+    first = FolderLock(tmp_path / "x.lock")
+    assert first.acquire()
+    # someone judged it stale and took over: first's release must not remove theirs
+    (tmp_path / "x.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "token": "t"}))
+    first.release()
+    assert (tmp_path / "x.lock").is_file() and not first.held
+
+
+def test_a_lock_is_never_seen_half_written(tmp_path: Path) -> None:
+    lock = FolderLock(tmp_path / "x.lock")
+    assert lock.acquire()
+    record = json.loads((tmp_path / "x.lock").read_text())
+    assert {"pid", "host", "machine", "since", "token"} <= set(record)
+    assert record["token"] == lock.token and len(lock.token) == 32
+    assert not list(tmp_path.glob(".*.tmp")), "the temporary record is gone"
+
+
+def test_a_live_lock_from_another_container_with_the_same_host_name_is_honoured(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.lock"
+    record = {"pid": _dead_pid(), "host": socket.gethostname(), "machine": "other/boot/ns"}
+    path.write_text(json.dumps(record))  # its pid means nothing here: another PID namespace
+    assert not FolderLock(path).acquire()
+    record["machine"] = FolderLock(path)._record()["machine"]  # the same machine: it is dead
+    path.write_text(json.dumps(record))
+    assert FolderLock(path).acquire()
+
+
+def test_a_lock_written_by_an_older_kit_is_still_understood(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    path.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(), "since": 0}))
+    assert FolderLock(path).acquire(), "a dead holder's old-format lock is taken over"
+    path.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "since": 0}))
+    assert not FolderLock(path).acquire(), "a live holder's old-format lock is honoured"
