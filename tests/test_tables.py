@@ -103,3 +103,22 @@ def test_results_one_level_deeper_are_named_in_the_error(tmp_path: Path) -> None
         collect_results(tmp_path)
     assert str(tmp_path / "e12") in str(error.value) and str(tmp_path / "e24") in str(error.value)
     assert len(collect_results(tmp_path / "e24")) == 1
+
+
+def test_a_fold_whose_metric_is_nan_is_not_averaged_silently() -> None:
+    """Issue 30: a NaN fold was left out of the mean while the row still counted it."""
+    rows = pd.DataFrame(
+        {
+            "dataset": "d",
+            "protocol": "paper",
+            "arch": "a",
+            "fold": [0, 1, 2],
+            "accuracy": [0.8, 0.9, 1.0],
+            "precision": [0.5, np.nan, 0.7],
+            "recall": [np.nan, np.nan, np.nan],
+        }
+    )
+    table = table2(rows, ["accuracy", "precision", "recall"])
+    assert table["accuracy"].iloc[0] == "90.0 ± 10.0"
+    assert table["precision"].iloc[0] == "60.0 ± 14.1 (2 of 3 folds)"
+    assert table["recall"].iloc[0] == "n/a" and table["folds"].iloc[0] == 3

@@ -48,9 +48,12 @@ class Check:
 
 
 def _widest_spread(frames: dict[str, pd.DataFrame]) -> str:
-    spread = {
+    from ctlib.data import REAL_DATASETS
+
+    spread = {  # the paper's data sets only: the notebook's frames hold the synthetic set too
         name: (f["width"] / f["height"]).quantile([0.05, 0.95]).diff().iloc[-1]
         for name, f in frames.items()
+        if name in REAL_DATASETS
     }
     return max(spread, key=spread.get)
 
@@ -91,8 +94,8 @@ def _overconfidence(results: Any) -> float:
 CHECKS: dict[tuple[str, int], Check] = {
     ("01", 1): Check(
         _widest_spread,
-        "compare the range of width / height per data set, e.g. its 5 % and 95 % quantiles, "
-        "not its mean; answer with the data set's name.",
+        "compare the range of width / height of the paper's two data sets, e.g. their 5 % and "
+        "95 % quantiles, not their means; answer with the data set's name.",
     ),
     ("01", 4): Check(
         _images_per_patient,

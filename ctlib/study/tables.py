@@ -80,18 +80,25 @@ def table2(
     """The paper's Table 2 layout: one row per (data set, protocol, architecture).
 
     Cells are ``"mean ± std"`` over folds (sample std), in % by default; a ``folds``
-    column says how many folds each row averages (the paper: 5).
+    column says how many folds each row has (the paper: 5). A fold whose metric is NaN (e.g.
+    precision when it predicted no COVID) is left out of that metric's mean, and the cell says
+    over how many folds it is (``"88.1 ± 2.0 (4 of 5 folds)"``); ``"n/a"`` when none has it.
     """
     scale = 100.0 if percent else 1.0
     grouped = results.groupby(RESULT_KEYS, sort=True)
     table = pd.DataFrame(index=grouped.size().index)
+    size = grouped.size()
     for metric in metrics:
         mean = grouped[metric].mean() * scale
         std = grouped[metric].std(ddof=1).fillna(0.0) * scale
+        counted = grouped[metric].count()  # a fold whose metric is NaN is not averaged: say so
         table[metric] = [
-            f"{m:.{decimals}f} ± {s:.{decimals}f}" for m, s in zip(mean, std, strict=True)
+            "n/a"
+            if k == 0
+            else f"{m:.{decimals}f} ± {s:.{decimals}f}" + (f" ({k} of {n} folds)" if k < n else "")
+            for m, s, k, n in zip(mean, std, counted, size, strict=True)
         ]
-    table["folds"] = grouped.size()
+    table["folds"] = size
     return table
 
 
