@@ -376,10 +376,11 @@ def claim_fold(folder: Path, record: dict[str, Any]) -> Iterator[Path | None]:
     run's: another recipe is refused, not mixed), and its lock taken unless the fold is
     finished. Yields the folder, or None when another live process holds the lock."""
     _check_or_write_config(folder, record)
+    lock = FolderLock(folder / LOCK_FILE)
     if (folder / "metrics.json").is_file():
+        _tidy_finished(folder, lock)
         yield folder
         return
-    lock = FolderLock(folder / LOCK_FILE)
     if not lock.acquire():
         holder = lock.holder
         log.warning(
@@ -394,7 +395,18 @@ def claim_fold(folder: Path, record: dict[str, Any]) -> Iterator[Path | None]:
         yield None
         return
     with lock:
+        for left in folder.glob(".*.tmp*"):  # a killed write's temporary file; we hold the fold
+            left.unlink(missing_ok=True)
         yield folder
+
+
+def _tidy_finished(folder: Path, lock: FolderLock) -> None:
+    """A finished fold keeps no checkpoint and no lock: a run killed between writing
+    ``metrics.json`` and removing them left them behind (a live holder's lock is kept)."""
+    for name in (CHECKPOINT, "best.pt"):
+        (folder / name).unlink(missing_ok=True)
+    if (folder / LOCK_FILE).exists() and lock.acquire():  # free or stale: ours, then gone
+        lock.release()
 
 
 def _check_or_write_config(folder: Path, record: dict[str, Any]) -> None:

@@ -367,3 +367,22 @@ def test_a_planted_weights_file_is_refused_without_torchs_advice_to_trust_it(
         read_weights_file(planted)
     assert "weights_only=False will" not in str(refused.value)
     assert "do not load it with weights_only=False" in str(refused.value)
+
+
+def test_a_finished_fold_keeps_no_checkpoint_and_no_stale_lock(synth, tmp_path: Path) -> None:
+    """Issue 30: a run killed right after writing metrics.json left its checkpoint and lock."""
+    run_cv(synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False)
+    lock = _lock_of(tmp_path)
+    folder = lock.parent
+    assert (folder / "metrics.json").is_file()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": 0}))
+    (folder / "checkpoint.pt").write_bytes(b"left behind")
+    (folder / "best.pt").write_bytes(b"left behind")
+    rows = run_cv(
+        synth, TINY, protocol="patient", n_folds=2, only_folds=[0], out=tmp_path, progress=False
+    )
+    assert rows["fold"].tolist() == [0], "the finished fold is read, not trained again"
+    assert not lock.exists() and not (folder / "checkpoint.pt").exists()
+    assert not (folder / "best.pt").exists()
