@@ -48,6 +48,7 @@ class Check:
 
 
 def _widest_spread(frames: dict[str, pd.DataFrame]) -> str:
+    # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.data import REAL_DATASETS
 
     spread = {  # the paper's data sets only: the notebook's frames hold the synthetic set too
@@ -63,6 +64,7 @@ def _images_per_patient(frames: dict[str, pd.DataFrame]) -> float:
 
 
 def _drops(config: Any) -> list[int]:
+    # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.recipes import schedule_table
 
     starts = [int(str(span).split("–")[0]) for span in schedule_table(config).index]
@@ -70,6 +72,7 @@ def _drops(config: Any) -> list[int]:
 
 
 def _densenet_gap() -> float:
+    # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.study.paper import paper_table
 
     rows = paper_table().loc["covid19-ct"].droplevel("protocol")["accuracy_mean"]
@@ -77,6 +80,7 @@ def _densenet_gap() -> float:
 
 
 def _widest_margin(summary: pd.DataFrame) -> str:
+    # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.explain.faithfulness import RANDOM_MAP
 
     cams = summary.drop(index=[RANDOM_MAP, "randomised network (Grad-CAM)"], errors="ignore")
@@ -84,6 +88,7 @@ def _widest_margin(summary: pd.DataFrame) -> str:
 
 
 def _overconfidence(results: Any) -> float:
+    # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.study.honest import calibration_frame
 
     frame = calibration_frame(results)

@@ -143,6 +143,7 @@ def show_committed_figure(
         source: where it comes from, e.g. :func:`committed_source`'s answer; None: a figure
             of the data sets themselves (notebook 01), rendered where they were downloaded.
     """
+    # lazy: IPython only when a notebook shows a figure, not for the command line
     from IPython.display import Image, display
 
     found = committed_figures(name)

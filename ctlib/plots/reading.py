@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from ctlib.data import CLASS_NAMES, CTDataset
 from ctlib.plots.base import image_grid
+from ctlib.plots.palette import CT_CMAP
 
 __all__ = ["plot_reading_examples"]
 
@@ -38,7 +39,7 @@ def plot_reading_examples(
         match = (frame["relpath"] == row.relpath).to_numpy().nonzero()[0]
         if not len(match):
             raise KeyError(f"{row.relpath!r} is not in the loaded {row.dataset}")
-        ax.imshow(datasets[row.dataset].read_image(int(match[0])), cmap="gray", vmin=0, vmax=255)
+        ax.imshow(datasets[row.dataset].read_image(int(match[0])), cmap=CT_CMAP, vmin=0, vmax=255)
         ax.set_title(
             f"{row.finding}\n{CLASS_NAMES[row.label]} · {row.dataset}",
             fontsize=8.5,
