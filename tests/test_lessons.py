@@ -14,13 +14,13 @@ import pytest
 from ctlib.cli import build_parser
 from ctlib.notebook import get_mode
 from ctlib.notebook.lessons import LESSON_RUNS, lesson_runs
+from ctlib.ops.notebooks.exercises import LABEL
 from ctlib.ops.notebooks.run import run_notebooks
 from ctlib.ops.notebooks.student import is_solution, student_copies
 from ctlib.ops.workshop import prepare_workshop
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-LABEL = re.compile(r"^\*\*Exercise (\d+)\*\* `\[(CPU|GPU) · \d+ (min|h)( · real data)?\]`")
 
 
 def _read(path: Path) -> nbformat.NotebookNode:

@@ -11,12 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ctlib.ops.notebooks.exercises import LABEL  # an exercise label, its minutes captured
+
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "INSTRUCTOR.md"
 NOTEBOOKS = {p.stem[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
 COLUMNS = ["block", "minutes", "notebook", "sections", "exercises to pick", "exercise minutes"]
-#: an exercise's label (as tests/test_lessons.py's LABEL), with its length captured
-LABEL = re.compile(r"^\*\*Exercise (\d+)\*\* `\[(CPU|GPU) · (\d+) (min|h)( · real data)?\]`")
 PLANS = {"Schedule: a 3-hour workshop": 180, "Schedule: a 90-minute session": 90}
 #: the least time notebook 06, the workshop's message, gets in each plan (issue #27)
 HONEST_MINUTES = {"Schedule: a 3-hour workshop": 30, "Schedule: a 90-minute session": 20}

@@ -145,17 +145,20 @@ CHECK_CELLS: dict[tuple[str, int], str] = {
 }
 
 
-def expected_answer(notebook: str, exercise: int, **given: Any) -> Any:
-    """What :func:`check` compares with (for tests and teachers; a learner calls check)."""
+def _check_of(notebook: str, exercise: int) -> Check:
     try:
-        found = CHECKS[(notebook, exercise)]
+        return CHECKS[(notebook, exercise)]
     except KeyError:
         known = ", ".join(f"{n}/{e}" for n, e in CHECKS)
         raise ValueError(
             f"Exercise {exercise} of notebook {notebook} has no check (it is a written one, or "
             f"the number is wrong); checked exercises: {known}."
         ) from None
-    return found.expected(**given)
+
+
+def expected_answer(notebook: str, exercise: int, **given: Any) -> Any:
+    """What :func:`check` compares with (for tests and teachers; a learner calls check)."""
+    return _check_of(notebook, exercise).expected(**given)
 
 
 def check(notebook: str, exercise: int, answer: Any, **given: Any) -> bool:
@@ -172,13 +175,12 @@ def check(notebook: str, exercise: int, answer: Any, **given: Any) -> bool:
     Returns:
         Whether the answer is right.
     """
-    found = CHECKS.get((notebook, exercise))
-    expected = expected_answer(notebook, exercise, **given)
+    found = _check_of(notebook, exercise)
     if answer is None or answer is ...:
         print("Set `answer` in your cell first, then run this check again.")
         return False
-    if found is not None and found.agrees(answer, expected):
+    if found.agrees(answer, found.expected(**given)):
         print(f"Right: {answer!r}.")
         return True
-    print(f"Not yet ({answer!r}). Hint: {found.hint if found else ''}")
+    print(f"Not yet ({answer!r}). Hint: {found.hint}")
     return False
