@@ -381,23 +381,25 @@ def claim_fold(folder: Path, record: dict[str, Any]) -> Iterator[Path | None]:
         _tidy_finished(folder, lock)
         yield folder
         return
-    if not lock.acquire():
-        holder = lock.holder
-        log.warning(
-            "%s is being trained by process %s on %s (lock file %s); skipped here. Run the "
-            "command again once it has finished to collect its results; if that process is "
-            "gone, delete the lock file.",
-            folder,
-            holder.get("pid", "?"),
-            holder.get("host", "?"),
-            lock.path,
-        )
-        yield None
-        return
-    with lock:
+    try:  # released however this ends, even by a Ctrl-C the moment after acquiring
+        if not lock.acquire():
+            holder = lock.holder
+            log.warning(
+                "%s is being trained by process %s on %s (lock file %s); skipped here. Run "
+                "the command again once it has finished to collect its results; if that "
+                "process is gone, delete the lock file.",
+                folder,
+                holder.get("pid", "?"),
+                holder.get("host", "?"),
+                lock.path,
+            )
+            yield None
+            return
         for left in folder.glob(".*.tmp*"):  # a killed write's temporary file; we hold the fold
             left.unlink(missing_ok=True)
         yield folder
+    finally:
+        lock.release()  # only if held: another process's lock is never touched
 
 
 def _tidy_finished(folder: Path, lock: FolderLock) -> None:

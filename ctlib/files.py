@@ -8,13 +8,16 @@ one, whatever moment a run is killed at.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +63,9 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def _machine() -> str:
     """Who can check this process's ID: the host name, the kernel's boot and the PID
-    namespace together (containers that share a host name differ in the last two; a reboot
-    changes the boot ID, so a lock from before it is known dead)."""
+    namespace together (containers that share a host name differ in the last two). A reboot
+    changes the boot ID too, and this cannot tell a reboot from another machine of the same
+    name: a lock from before one is honoured, and its message says to delete it by hand."""
     parts = [socket.gethostname()]
     for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
         try:
@@ -73,6 +77,24 @@ def _machine() -> str:
         except OSError:
             parts.append("?")
     return "/".join(parts)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back until the block ends (they are delivered then).
+    Only the main thread receives them, so elsewhere this does nothing."""
+    if (
+        not hasattr(signal, "pthread_sigmask")  # Windows
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class FolderLock:
@@ -185,20 +207,26 @@ class FolderLock:
         if self.held:
             return True
         self.token = uuid.uuid4().hex
-        if self._link(self.path, self._record()):
-            self.held = True
-            return True
-        holder = self.holder
-        if self._is_stale(holder) and self._take_over(holder):
-            self.held = True
-            return True
+        with _signals_held():  # a Ctrl-C now would leave a lock file no one holds
+            if self._link(self.path, self._record()):
+                self.held = True
+                return True
+            holder = self.holder
+            if self._is_stale(holder) and self._take_over(holder):
+                self.held = True
+                return True
         return False
 
     def release(self) -> None:
-        """Remove the lock file if it is still this holder's (its token is ours)."""
-        if self.held and self.holder.get("token") == self.token:
-            self.path.unlink(missing_ok=True)
-        self.held = False
+        """Remove the lock file if it is still this holder's (its token is ours).
+
+        Stop signals wait until it is done (in the main thread): a second Ctrl-C while a
+        stopped run unwinds must not leave its lock behind.
+        """
+        with _signals_held():
+            if self.held and self.holder.get("token") == self.token:
+                self.path.unlink(missing_ok=True)
+            self.held = False
 
     def __enter__(self) -> FolderLock:
         return self

@@ -420,7 +420,7 @@ def _interrupt(
     for attempt in running.values():
         signal_group(attempt.process, signal.SIGINT)
     for attempt in running.values():
-        stop(attempt.process, grace_s, stop_signals.hurry)
+        stop(attempt.process, grace_s, stop_signals.hurry, signalled=True)
         attempt.handle.close()
     say(
         f"stopped {len(running)} cell(s); {len(queue)} had not started. Run the same command "

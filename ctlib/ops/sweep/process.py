@@ -26,11 +26,22 @@ def signal_group(process: subprocess.Popen, sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-def stop(process: subprocess.Popen, grace_s: float, hurry: threading.Event | None = None) -> None:
+def stop(
+    process: subprocess.Popen,
+    grace_s: float,
+    hurry: threading.Event | None = None,
+    *,
+    signalled: bool = False,
+) -> None:
     """Stop a cell: SIGINT to its group (cv saves nothing more, releases its lock and exits),
-    SIGKILL once ``grace_s`` have passed (or ``hurry`` is set), then reap it."""
+    SIGKILL once ``grace_s`` have passed (or ``hurry`` is set), then reap it.
+
+    ``signalled``: the group already had its SIGINT; it is not sent twice (a second one
+    would interrupt the cell's clean-up, e.g. the release of its fold's lock).
+    """
     if process.poll() is None:
-        signal_group(process, signal.SIGINT)
+        if not signalled:
+            signal_group(process, signal.SIGINT)
         deadline = time.monotonic() + grace_s
         while process.poll() is None and time.monotonic() < deadline:
             if hurry is not None and hurry.is_set():
