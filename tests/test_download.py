@@ -35,6 +35,7 @@ from PIL import Image
 from ctlib.data import REAL_DATASETS, download, plan_download
 from ctlib.data import fetch as dl
 from ctlib.data.fetch import MIRROR_ENV, SOURCES, mirror_url
+from ctlib.data.verify import VerificationReport
 from ctlib.errors import DataVerificationError, DownloadError, UnsafeArchiveError
 
 COMMIT = "1b912a4ba27b4548103a598b169e939d0b933806"
@@ -337,15 +338,15 @@ def test_verify_hook_checks_staged_copy_before_it_lands(
 ) -> None:
     seen: list[tuple[str, Path, set[str], bool]] = []
 
-    def verify_dataset(name: str, root: Path, **options: object) -> str:
-        assert options == {"progress": False}
+    def verify_dataset(name: str, root: Path, **options: object) -> VerificationReport:
+        assert options == {"progress": False, "strict": False}
         files = {
             p.relative_to(Path(root) / name).as_posix()
             for p in (Path(root) / name).rglob("*")
             if p.is_file()
         }
         seen.append((name, Path(root), files, (tmp_path / name).exists()))
-        return "ok"
+        return VerificationReport(name, Path(root) / name, len(files))  # all well
 
     monkeypatch.setattr(dl, "verify_dataset", verify_dataset)
     out = download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False)
@@ -572,6 +573,75 @@ def test_archive_members_escaping_dest_are_refused(
     assert not list(tmp_path.rglob("evil.png")) and not list(tmp_path.rglob("ok.png"))
     assert not (dest / "covid19-ct").exists()
     assert sorted(p.name for p in dest.iterdir()) == [".downloads"]  # no staging left
+    assert not (dest / ".downloads" / "covid19-ct" / "CT_COVID.zip").exists(), "not kept"
+    assert "the next call downloads it again" in str(err.value)
+
+
+def _refused_then_fetched_anew(mirror: Mirror, dest: Path, match: str) -> None:
+    """The refused archive is gone from the cache: with the mirror mended, the next call
+    fetches it again and lands the data set."""
+    with pytest.raises(UnsafeArchiveError, match=match) as err:
+        download("covid19-ct", dest, mirror=mirror.url("small"), progress=False, verify=False)
+    assert "CT_COVID.zip" in str(err.value) and "the next call downloads it again" in str(err.value)
+    assert not (dest / "covid19-ct").exists() and not list(dest.rglob("*.png"))
+    assert not (dest / ".downloads" / "covid19-ct" / "CT_COVID.zip").exists()
+    mirror.state.reset()
+    out = download("covid19-ct", dest, mirror=mirror.url("small"), progress=False, verify=False)
+    assert f"/small/{COVID_ZIP}" in mirror.state.paths()
+    _assert_dataset(out, mirror.covid19_small)
+
+
+@realdata
+def test_a_zip_bomb_is_refused_before_anything_is_unpacked(mirror: Mirror, tmp_path: Path) -> None:
+    bomb = b"\0" * (dl.MAX_MEMBER_BYTES + 1)  # 64 MiB of zeros: 65 KB compressed
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("CT_COVID/ok.png", b"fine")
+        zf.writestr("CT_COVID/bomb.png", bomb)
+    assert len(buf.getvalue()) < 1 << 20
+    mirror.state.overrides[f"/small/{COVID_ZIP}"] = buf.getvalue()
+    _refused_then_fetched_anew(mirror, tmp_path, r"'CT_COVID/bomb\.png'.*MAX_MEMBER_BYTES")
+
+
+@realdata
+@pytest.mark.parametrize(
+    ("limit", "value", "match"),
+    [("MAX_ARCHIVE_BYTES", 10_000, "limit for one archive"), ("MAX_ARCHIVE_MEMBERS", 5, "entries")],
+)
+def test_an_archive_over_its_total_or_member_count_limit_is_refused(
+    mirror: Mirror,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limit: str,
+    value: int,
+    match: str,
+) -> None:
+    """The small mirror's CT_COVID.zip (12 images, well over 10 KB) against lowered limits."""
+    monkeypatch.setattr(dl, limit, value)
+    with pytest.raises(UnsafeArchiveError, match=f"{match}.*{limit}"):
+        download("covid19-ct", tmp_path, mirror=mirror.url("small"), progress=False, verify=False)
+    assert not (tmp_path / "covid19-ct").exists()
+    assert not (tmp_path / ".downloads" / "covid19-ct" / "CT_COVID.zip").exists()
+
+
+@realdata
+def test_a_download_with_a_file_the_manifest_does_not_list_is_refused(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    """Every listed image intact, one more beside them: refused, not moved into place."""
+    full = mirror.state.root / "full" / COVID_ZIP
+    buf = io.BytesIO()
+    with zipfile.ZipFile(full) as src, zipfile.ZipFile(buf, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, src.read(info))
+        out.writestr("CT_COVID/stray.png", b"not in the manifest")
+    mirror.state.overrides[f"/full/{COVID_ZIP}"] = buf.getvalue()
+    with pytest.raises(DataVerificationError) as caught:
+        download("covid19-ct", tmp_path, mirror=mirror.url("full"), progress=False)
+    message = str(caught.value)
+    assert "1 extra (not in the manifest): CT_COVID/stray.png" in message
+    assert "ignored" not in message and "fetches them anew" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing moved in, nothing cached"
 
 
 # ---------------------------------------------------------------------------- present / force

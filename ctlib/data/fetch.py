@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, NoReturn
 from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
@@ -61,6 +61,16 @@ _CHUNK = 1 << 16
 _BACKOFF_S = 1.0  # first retry waits this long, then 2x, 4x, ...
 _RETRY_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SKIP_NAMES = frozenset({".DS_Store", "Thumbs.db"})
+
+# Limits on what an archive may unpack (a zip bomb is refused, not extracted). The largest
+# image of the two data sets is 1.3 MB and both together are under 200 MB in 3228 images
+# (the shipped manifests); the limits leave a wide margin and still stop a bomb early.
+#: bytes one extracted member may hold (about 50 times the largest image)
+MAX_MEMBER_BYTES = 64 << 20
+#: bytes one archive may unpack in all (about 10 times both data sets)
+MAX_ARCHIVE_BYTES = 2 << 30
+#: entries an archive may list (a GitHub repository archive holding the images included)
+MAX_ARCHIVE_MEMBERS = 100_000
 _SKIP_DIRS = frozenset({"__MACOSX"})
 
 
@@ -607,18 +617,25 @@ def _inside(root: Path, rel: str) -> Path:
 def _extract_zip(
     archive: Path, members: tuple[tuple[str, str], ...], staged: Path, *, progress: bool
 ) -> None:
-    """Extract the mapped folders of ``archive`` into ``staged``; refuse unsafe archives."""
+    """Extract the mapped folders of ``archive`` into ``staged``; refuse unsafe archives.
+
+    Refused (:class:`UnsafeArchiveError`, the archive deleted so that the next call fetches
+    it anew): a member that would be written outside ``staged``; more than
+    :data:`MAX_ARCHIVE_MEMBERS` entries; a member over :data:`MAX_MEMBER_BYTES` or, all
+    together, over :data:`MAX_ARCHIVE_BYTES` once unpacked, checked on the sizes the
+    archive declares before anything is written and again on the bytes actually unpacked.
+    """
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
+            if len(infos) > MAX_ARCHIVE_MEMBERS:
+                _refuse(archive, f"it lists {len(infos)} entries, over the limit of "
+                        f"{MAX_ARCHIVE_MEMBERS} (MAX_ARCHIVE_MEMBERS)")  # fmt: skip
             for info in infos:
                 reason = _unsafe_reason(info)
                 if reason is not None:
-                    raise UnsafeArchiveError(
-                        f"Refusing {archive.name}: member {info.filename!r} would be written "
-                        f"outside the destination ({reason}). Nothing was extracted; the archive "
-                        f"is kept at {archive} for inspection."
-                    )
+                    _refuse(archive, f"member {info.filename!r} would be written outside "
+                            f"the destination ({reason})")  # fmt: skip
             counts = dict.fromkeys((prefix for prefix, _ in members), 0)
             todo: list[tuple[zipfile.ZipInfo, Path]] = []
             for info in infos:
@@ -637,18 +654,49 @@ def _extract_zip(
                     f"{archive.name} has no files under {', '.join(empty)}; its top-level "
                     f"entries are {tops}. The upstream layout may have changed."
                 )
+            declared = 0
+            for info, _ in todo:  # what the archive says, before a byte is written
+                _check_sizes(archive, info.filename, info.file_size, declared + info.file_size)
+                declared += info.file_size
+            total = 0
             for info, out in tqdm(
                 todo, desc=f"extract {archive.name}", unit="file", disable=not progress
             ):
                 out.parent.mkdir(parents=True, exist_ok=True)
+                written = 0
                 with zf.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                    while chunk := src.read(1 << 20):  # what it unpacks to, which may differ
+                        written += len(chunk)
+                        total += len(chunk)
+                        _check_sizes(archive, info.filename, written, total)
+                        dst.write(chunk)
     except zipfile.BadZipFile as exc:
         archive.unlink(missing_ok=True)
         raise DownloadError(
             f"{archive.name} is not a valid zip ({exc}); it was deleted so that "
             "the next call downloads it again"
         ) from exc
+
+
+def _check_sizes(archive: Path, member: str, size: int, total: int) -> None:
+    """Refuse ``archive`` if ``member`` unpacks to more than :data:`MAX_MEMBER_BYTES` or
+    the archive so far to more than :data:`MAX_ARCHIVE_BYTES`."""
+    if size > MAX_MEMBER_BYTES:
+        _refuse(archive, f"member {member!r} unpacks to more than {MAX_MEMBER_BYTES} bytes, "
+                "the limit for one file (MAX_MEMBER_BYTES)")  # fmt: skip
+    if total > MAX_ARCHIVE_BYTES:
+        _refuse(archive, f"it unpacks to more than {MAX_ARCHIVE_BYTES} bytes, the limit "
+                "for one archive (MAX_ARCHIVE_BYTES)")  # fmt: skip
+
+
+def _refuse(archive: Path, why: str) -> NoReturn:
+    """Delete a refused archive (the next call fetches it anew) and say so."""
+    archive.unlink(missing_ok=True)
+    raise UnsafeArchiveError(
+        f"Refusing {archive.name}: {why}. Nothing from it was moved into place, and it was "
+        "deleted: the next call downloads it again. If it came from a mirror "
+        f"(--mirror or {MIRROR_ENV}), the mirror serves a bad file: fix it or drop it first."
+    )
 
 
 def _place_kaggle(source: Source, staged: Path) -> None:
@@ -692,25 +740,26 @@ def _verify(name: str, staging_root: Path, cache: Path, *, progress: bool) -> No
 
     A copy that fails is not moved into place, and the downloaded files it came from are
     deleted, so that the next call fetches them anew instead of unpacking the same bad
-    archives again.
+    archives again. A fresh download must hold exactly the manifest's images: a file the
+    manifest does not list fails it too (a local copy's extra files are only reported).
     """
-    try:
-        report = verify_dataset(name, root=staging_root, progress=progress)
-    except DataVerificationError as error:
-        _remove_tree(cache)
-        fix = (
-            f"  Nothing was moved into place, and the downloaded files were deleted: running "
-            f"python -m ctlib download {name} again fetches them anew (a mirror that serves "
-            f"other files needs fixing first). To keep a copy that fails verification anyway: "
-            f"python -m ctlib download {name} --no-verify (in Python: "
-            f"ctlib.data.download({name!r}, verify=False))."
-        )
-        raise DataVerificationError(
-            f"The downloaded copy of {name!r} did not pass verification.\n"
-            + error.report.message(fix=fix),
-            error.report,
-        ) from None
-    logger.info("%s verified: %s", name, report)
+    report = verify_dataset(name, root=staging_root, progress=progress, strict=False)
+    if report.ok and not report.extra:
+        logger.info("%s verified: %s", name, report)
+        return
+    _remove_tree(cache)
+    fix = (
+        f"  Nothing was moved into place, and the downloaded files were deleted: running "
+        f"python -m ctlib download {name} again fetches them anew (a mirror that serves "
+        f"other files needs fixing first). To keep a copy that fails verification anyway: "
+        f"python -m ctlib download {name} --no-verify (in Python: "
+        f"ctlib.data.download({name!r}, verify=False))."
+    )
+    raise DataVerificationError(
+        f"The downloaded copy of {name!r} did not pass verification.\n"
+        + report.message(fix=fix, extra_refused=True),
+        report,
+    )
 
 
 def _swap_into_place(staged: Path, target: Path) -> None:

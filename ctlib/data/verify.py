@@ -43,17 +43,23 @@ class VerificationReport:
         """No file missing, undecodable or altered (extra files are only reported)."""
         return not (self.missing or self.undecodable or self.altered)
 
-    def message(self, fix: str | None = None) -> str:
+    def message(self, fix: str | None = None, *, extra_refused: bool = False) -> str:
         """A readable summary with the files named and the fix (``fix`` replaces the default
-        one, e.g. for a copy that was just downloaded)."""
+        one, e.g. for a copy that was just downloaded). ``extra_refused``: files the manifest
+        does not list count as a failure (a fresh download), not as ignored."""
         lines = [
             f"Data set {self.name!r} at {str(self.folder)!r}: {self.expected} images expected."
         ]
+        extra = (
+            "extra (not in the manifest)"
+            if extra_refused
+            else "extra (not in the manifest, ignored)"
+        )
         for label, items in (
             ("missing", self.missing),
             ("undecodable", self.undecodable),
             ("altered (pixels differ from the manifest)", self.altered),
-            ("extra (not in the manifest, ignored)", self.extra),
+            (extra, self.extra),
         ):
             if items:
                 shown = ", ".join(
@@ -62,7 +68,7 @@ class VerificationReport:
                 )
                 more = f" and {len(items) - 5} more" if len(items) > 5 else ""
                 lines.append(f"  {len(items)} {label}: {shown}{more}")
-        if not self.ok:
+        if not self.ok or (extra_refused and self.extra):
             lines.append(
                 fix
                 or (
