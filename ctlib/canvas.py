@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "MAX_CANVAS_SIDE",
     "Box",
+    "check_canvas_size",
     "box_to_image",
     "fit_box",
     "fit_to_canvas",
@@ -33,15 +35,34 @@ class Box(NamedTuple):
     height: int
 
 
-def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+#: The largest canvas side accepted: the largest slice of the two data sets is 1671 px wide
+#: (the shipped manifests' ``width``/``height``; Table 1's largest canvas side is 349), so
+#: 4096 leaves more than twice that and refuses a size whose canvas alone would fill memory.
+MAX_CANVAS_SIDE = 4096
+
+
+def check_canvas_size(size: object, where: str = "canvas") -> tuple[int, int]:
+    """``size`` as ``(width, height)``: two integers from 1 to :data:`MAX_CANVAS_SIDE`.
+
+    Checked before any canvas is allocated. ``where`` names what gave the size in the
+    message (an option, a model file).
+
+    Raises:
+        ValueError: not two integers, or one out of range.
+    """
     try:
-        width, height = (int(v) for v in size)
+        width, height = (int(v) for v in size)  # type: ignore[union-attr]
+        exact = (width, height) == tuple(size)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"Canvas size must be (width, height) integers, got {size!r}.") from None
-    if width < 1 or height < 1 or (width, height) != tuple(size):
         raise ValueError(
-            f"Canvas size must be two positive integers (width, height), got {size!r}; "
-            "e.g. (349, 253) as in the paper's Table 1."
+            f"{where} must be (width, height) integers, got {size!r}; e.g. (349, 253) as in "
+            "the paper's Table 1."
+        ) from None
+    if not exact or not (1 <= width <= MAX_CANVAS_SIDE and 1 <= height <= MAX_CANVAS_SIDE):
+        raise ValueError(
+            f"{where} must be two integers from 1 to {MAX_CANVAS_SIDE} (width, height), got "
+            f"{size!r}; e.g. (349, 253) as in the paper's Table 1 (the largest slice of the "
+            "data sets is 1671 px wide)."
         )
     return width, height
 
@@ -57,8 +78,10 @@ def fit_box(image_size: tuple[int, int], size: tuple[int, int]) -> Box:
         The box ``(x, y, width, height)``; the scaled image keeps the original aspect
         ratio to within one pixel and touches the canvas on two opposite sides.
     """
-    cw, ch = _check_size(size)
-    iw, ih = _check_size(image_size)
+    cw, ch = check_canvas_size(size)
+    iw, ih = (int(v) for v in image_size)
+    if iw < 1 or ih < 1:
+        raise ValueError(f"image size must be two positive integers, got {image_size!r}.")
     # exact integer arithmetic, rounding halves up: no float surprises at x.5
     if cw * ih <= ch * iw:  # width is the binding side
         w, h = cw, min(ch, max(1, (2 * ih * cw + iw) // (2 * iw)))
@@ -107,7 +130,7 @@ def fit_to_canvas(
         raise ValueError(f"fit_to_canvas got an empty image of shape {image.shape}.")
     if not 0 <= int(fill) <= 255:
         raise ValueError(f"fill must be in 0..255, got {fill}.")
-    cw, ch = _check_size(size)
+    cw, ch = check_canvas_size(size)
     ih, iw = image.shape
     box = fit_box((iw, ih), (cw, ch))
     if (box.width, box.height) == (iw, ih):
@@ -130,7 +153,7 @@ def to_rgb(gray: np.ndarray) -> np.ndarray:
 
 def padding_mask(size: tuple[int, int], box: Box | tuple[int, int, int, int]) -> np.ndarray:
     """Boolean ``(height, width)`` mask of the canvas that is padding (True) or image (False)."""
-    cw, ch = _check_size(size)
+    cw, ch = check_canvas_size(size)
     x, y, w, h = box
     mask = np.ones((ch, cw), dtype=bool)
     mask[y : y + h, x : x + w] = False

@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from ctlib.canvas import check_canvas_size
 from ctlib.models import get_spec
 from ctlib.transforms import AugmentConfig
 
@@ -99,7 +100,7 @@ class TrainConfig:
                 f"weight_decay must be >= 0, got {self.weight_decay!r} (the paper: 1)."
             )
         if self.canvas is not None:
-            object.__setattr__(self, "canvas", (int(self.canvas[0]), int(self.canvas[1])))
+            object.__setattr__(self, "canvas", check_canvas_size(self.canvas, "canvas"))
             _check_canvas(self.arch, self.canvas)
         object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
         object.__setattr__(self, "lr_values", tuple(float(v) for v in self.lr_values))

@@ -88,6 +88,7 @@ def test_a_gpu_asked_for_but_absent_blocks_nothing(synth, tmp_path: Path) -> Non
         (["cv", "--device", "tpu", "--quick"], "device must be"),
         (["cv", "--num-workers", "-1", "--quick"], "num_workers must be >= 0"),
         (["cv", "--folds", "100", "--quick"], "too many"),
+        (["cv", "--canvas", "100000", "100000", "--quick"], "two integers from 1 to 4096"),
     ],
 )
 def test_bad_cli_values_end_in_one_message_and_write_nothing(
@@ -352,6 +353,59 @@ def test_predict_fails_when_no_file_could_be_read(
     assert "none of the 1 file(s) could be read" in capsys.readouterr().err
     image = _png(tmp_path / "slice.png")
     assert main(["predict", str(broken), str(image), "--checkpoint", str(checkpoint), "-q"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"canvas": [20_000, 64]}, "from 1 to 4096"),
+        ({"canvas": [64, 48], "std": [0.0, 0.0, 0.0]}, "every prediction would be NaN"),
+        ({"canvas": [64, 48], "std": [float("nan")] * 3}, "not three finite"),
+        ({"canvas": [64, 48], "mean": [0.5]}, "not three finite"),
+        ({"canvas": [64, 48], "threshold": 2.0}, "outside 0..1"),
+    ],
+    ids=["huge-canvas", "zero-std", "nan-std", "one-mean", "threshold"],
+)
+def test_a_model_file_with_impossible_settings_is_refused_before_predicting(
+    tmp_path: Path, capsys: pytest.CaptureFixture, extra: dict, message: str
+) -> None:
+    """A stored canvas past the bound (no canvas allocated), or a normalisation that would
+    turn every probability into NaN (which used to be labelled non-COVID, exit 0)."""
+    from ctlib.models import create_model, save_checkpoint
+
+    model = create_model("shufflenet", pretrained=False, progress=False)
+    checkpoint = save_checkpoint(model, tmp_path / "model.pt", extra=extra)
+    with pytest.raises(ValueError, match=message) as refused:
+        load_trained(checkpoint)
+    assert str(checkpoint) in str(refused.value) and "export the model again" in str(refused.value)
+    image = _png(tmp_path / "slice.png")
+    assert main(["predict", str(image), "--checkpoint", str(checkpoint), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_huge_canvas_given_to_predict_is_refused_before_the_model_is_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = _png(tmp_path / "slice.png")
+    missing = tmp_path / "no-model-here.pt"  # never opened: the option is checked first
+    argv = ["predict", str(image), "--checkpoint", str(missing), "--canvas", "60000", "60000"]
+    assert main([*argv, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--canvas" in err and "from 1 to 4096" in err and "does not exist" not in err
+
+
+def test_the_canvas_bound_leaves_room_over_the_largest_slice_of_the_data_sets() -> None:
+    from ctlib.canvas import MAX_CANVAS_SIDE
+    from ctlib.data.manifest import read_manifest
+    from ctlib.models import get_spec, list_models
+
+    largest = max(
+        int(read_manifest(name)[["width", "height"]].to_numpy().max())
+        for name in ("covid19-ct", "sars-cov-2-ct")
+    )
+    assert 2 * largest <= MAX_CANVAS_SIDE <= 4 * largest
+    assert max(max(get_spec(a).canvas) for a in list_models()) < MAX_CANVAS_SIDE
 
 
 def test_a_planted_weights_file_is_refused_without_torchs_advice_to_trust_it(

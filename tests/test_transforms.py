@@ -167,7 +167,7 @@ def test_cache_avoids_decoding_again(frame: pd.DataFrame, monkeypatch: pytest.Mo
 
 
 def test_bad_inputs(frame: pd.DataFrame) -> None:
-    with pytest.raises(ValueError, match="positive integers"):
+    with pytest.raises(ValueError, match="integers from 1 to 4096"):
         CanvasDataset(frame, (0, 64))
     with pytest.raises(ValueError, match="missing"):
         CanvasDataset(frame.drop(columns="label"), SIZE)

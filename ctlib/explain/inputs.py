@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ctlib.canvas import fit_to_canvas
+from ctlib.canvas import check_canvas_size, fit_to_canvas
 from ctlib.data import CLASS_NAMES, IMAGE_SUFFIXES, CTDataset, read_grayscale
 from ctlib.errors import ImageReadError
 from ctlib.models import ModelSpec, get_spec, load_checkpoint, probabilities, spec_of
@@ -73,9 +73,39 @@ def load_trained(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module, d
         canvas = json.loads(config.read_text()).get("train", {}).get("canvas")
         if canvas:
             info["canvas"] = tuple(canvas)
+    _check_stored_settings(info, path)
     model.ctlib_canvas = tuple(info["canvas"])
     model.ctlib_threshold = info["threshold"]
     return model, info
+
+
+def _check_stored_settings(info: dict, path: Path) -> None:
+    """Refuse a model file whose stored canvas, normalisation or threshold cannot be right
+    (a canvas past :data:`~ctlib.canvas.MAX_CANVAS_SIDE`, a zero or non-finite standard
+    deviation, which would turn every prediction into NaN, a threshold outside 0..1)."""
+    fix = (
+        "The file was not written by this kit as it is, or was altered: export the model "
+        "again from its run (python -m ctlib cv ... writes model.pt in each fold folder)."
+    )
+    try:
+        info["canvas"] = check_canvas_size(info["canvas"], f"the canvas stored in {path}")
+    except ValueError as error:
+        raise ValueError(f"{error} {fix}") from None
+    mean, std = np.asarray(info["mean"], float), np.asarray(info["std"], float)
+    if mean.shape != (3,) or std.shape != (3,) or not np.isfinite([*mean, *std]).all():
+        raise ValueError(
+            f"{path} stores a normalisation that is not three finite means and standard "
+            f"deviations (mean {info['mean']}, std {info['std']}). {fix}"
+        )
+    if not (std > 0).all():
+        raise ValueError(
+            f"{path} stores a standard deviation of zero or less ({info['std']}): every "
+            f"prediction would be NaN. {fix}"
+        )
+    if not 0.0 <= info["threshold"] <= 1.0:
+        raise ValueError(
+            f"{path} stores the decision threshold {info['threshold']}, outside 0..1. {fix}"
+        )
 
 
 @torch.no_grad()
@@ -91,8 +121,9 @@ def predict_files(
     Unreadable files are reported in the ``error`` column, not raised, so one bad file
     does not stop a folder.
     """
+    size = check_canvas_size(canvas, "--canvas (canvas=)") if canvas else None
     model, info = load_trained(checkpoint)
-    size = tuple(canvas) if canvas else info["canvas"]
+    size = size or info["canvas"]
     rows = []
     for path in tqdm(expand_image_paths(files), desc="predict", disable=not progress, unit="img"):
         try:
