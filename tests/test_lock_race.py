@@ -14,26 +14,31 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ctlib.files import FolderLock
 from ctlib.ops.sweep.process import signal_group, stop
 
-#: races per scenario; ``CTLIB_LOCK_TRIALS=100`` for the long run
-#: (``python -m pytest -m slow tests/test_lock_race.py``), CI's default keeps it short
-TRIALS = int(os.environ.get("CTLIB_LOCK_TRIALS", "40"))
+#: races per scenario (three scenarios, so 600 in all); ``CTLIB_LOCK_TRIALS`` for more
+TRIALS = int(os.environ.get("CTLIB_LOCK_TRIALS", "200"))
 RACERS = 3
 
 
-def _race(path: str, start: float, out: mp.Queue) -> None:
-    lock = FolderLock(path)
-    while time.time() < start:  # all racers try at the same moment
-        pass
-    won = lock.acquire()
-    out.put(won)
-    if won:
-        time.sleep(0.05)  # hold it while the others try
+#: seconds between two races' starts
+GAP_S = 0.02
+
+
+def _race(paths: list[str], start: float, out: Any) -> None:
+    """One racer: tries to take each lock at its trial's moment, ``start + trial * GAP_S``,
+    the same for all racers (a lock won is kept: this process lives on, so it is no one's
+    stale lock)."""
+    for trial, path in enumerate(paths):
+        at = start + trial * GAP_S
+        while time.time() < at:  # spin: a sleep would wake the racers at different moments
+            pass
+        out.put((trial, FolderLock(path).acquire()))
 
 
 def _dead_pid() -> int:
@@ -45,28 +50,35 @@ def _dead_pid() -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("before", ["none", "dead holder", "empty file"])
 def test_many_races_never_end_with_two_holders(tmp_path: Path, before: str) -> None:
-    context = mp.get_context("fork")
-    double = 0
-    for trial in range(TRIALS):
-        path = tmp_path / f"fold{trial}" / "train.lock"
+    paths = [tmp_path / f"fold{trial}" / "train.lock" for trial in range(TRIALS)]
+    dead = _dead_pid()
+    for path in paths:
         path.parent.mkdir()
         if before == "dead holder":
-            path.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+            path.write_text(json.dumps({"pid": dead, "host": socket.gethostname()}))
         elif before == "empty file":
             path.write_text("")
             os.utime(path, (0, 0))  # its writer died long ago
-        out = context.Queue()
-        start = time.time() + 0.1  # every racer forked by then
-        racers = [
-            context.Process(target=_race, args=(str(path), start, out)) for _ in range(RACERS)
-        ]
-        for racer in racers:
-            racer.start()
+    context = mp.get_context("fork")
+    out, start = context.Queue(), time.time() + 0.5  # every racer forked by then
+    racers = [
+        context.Process(target=_race, args=([str(p) for p in paths], start, out))
+        for _ in range(RACERS)
+    ]
+    for racer in racers:
+        racer.start()
+    wins = [0] * TRIALS
+    try:
+        for _ in range(TRIALS * RACERS):
+            trial, won = out.get(timeout=60)
+            wins[trial] += won
+    finally:
         for racer in racers:
             racer.join(30)
-        wins = sum(out.get(timeout=5) for _ in racers)
-        double += wins > 1
-        assert wins >= 1, f"trial {trial}: nobody took a free or stale lock ({before})"
+            if racer.is_alive():
+                racer.kill()
+    assert all(w >= 1 for w in wins), f"a free or stale lock nobody took ({before})"
+    double = sum(w > 1 for w in wins)
     assert double == 0, f"{double} of {TRIALS} races ended with two holders ({before})"
 
 

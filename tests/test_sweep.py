@@ -460,7 +460,9 @@ def test_a_failing_cell_fails_alone_and_a_slow_one_is_stopped_at_its_time_limit(
     assert not failed.finished and failed.returncode != 0 and failed.attempts == 2
     assert failed.timed_out == 0 and "nosuch" in grid.log(bad).read_text()
     stopped = outcomes[slow.label]
-    assert not stopped.finished and stopped.timed_out == 2 and stopped.attempts == 2
+    assert not stopped.finished and stopped.timed_out == 2 and stopped.attempts == 2, (
+        f"{stopped}; its log:\n{grid.log(slow).read_text()[-3000:]}"
+    )
     assert not (grid.folder(slow) / "metrics.json").exists()
 
 
