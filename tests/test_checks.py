@@ -3,7 +3,9 @@ gives a hint (not the answer) to a typical wrong one; the students' copies carry
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pandas as pd
@@ -14,6 +16,7 @@ from ctlib.notebook.checks import CHECK_CELLS, CHECKS, check, expected_answer
 from ctlib.ops.notebooks.exercises import read_exercises
 from ctlib.ops.notebooks.student import CHECK_TAG, student_copy
 from ctlib.recipes import recipe, schedule_table
+from ctlib.results import collect_results
 from ctlib.study.describe import size_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,17 +49,47 @@ def _cases():
     spread = {n: (f["width"] / f["height"]).quantile([0.05, 0.95]) for n, f in paper.items()}
     widest = max(spread, key=lambda n: spread[n].iloc[1] - spread[n].iloc[0])
     per_patient = frames["covid19-ct"].groupby("patient_id").size()
+    committed = collect_results(committed_results())
+    reference = SimpleNamespace(name="covid19-ct"), SimpleNamespace(arch="efficientnet_lite0")
+    folds = [  # folds 0 and 1 of the committed reference, read as a learner's run folder
+        json.loads(
+            (
+                committed_results()
+                / "covid19-ct/paper/efficientnet_lite0"
+                / f"fold{k}"
+                / "metrics.json"
+            ).read_text()
+        )["accuracy"]
+        for k in (0, 1)
+    ]
+    image_level = committed.query("dataset == 'covid19-ct' and protocol == 'paper'")
+    means = image_level.pivot_table(index="arch", values="accuracy").squeeze().nlargest(3)
     return [
         ("01", 1, {"frames": frames}, widest, "synthetic"),
         ("01", 4, {"frames": frames}, per_patient.mean(), len(frames["covid19-ct"]) / 2),
+        (
+            "02",
+            2,
+            {"out": committed_results(), "dataset": reference[0], "config": reference[1]},
+            100 * abs(folds[1] - folds[0]),
+            100 * (folds[1] - folds[0]) if folds[1] < folds[0] else 0.0,
+        ),
         ("02", 3, {"config": config}, drops, [50, 70, 80, 90]),
+        (
+            "03",
+            1,
+            {"committed": committed},
+            100 * (means.iloc[0] - means.iloc[1]),
+            100 * (means.iloc[0] - means.iloc[2]),  # the gap to the third
+        ),
         ("03", 4, {}, None, -1.0),
         ("05", 8, {"summary": _summary()}, "Grad-CAM", "LayerCAM"),
         ("06", 6, {"results": committed_results()}, None, 0.0),
+        ("06", 7, {"results": committed_results()}, None, [0.0, 0.0]),
     ]
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(9))
 def test_each_check_says_right_to_the_solution_and_hints_at_a_wrong_answer(case, capsys) -> None:
     notebook, exercise, given, right, wrong = _cases()[case]
     if right is None:  # the solution's own arithmetic, as its cell does it
@@ -71,6 +104,33 @@ def test_each_check_says_right_to_the_solution_and_hints_at_a_wrong_answer(case,
     assert not check(notebook, exercise, wrong, **given)
     out = capsys.readouterr().out
     assert "Hint:" in out and str(expected_answer(notebook, exercise, **given)) not in out
+
+
+def test_a_check_whose_run_is_missing_says_what_to_train(tmp_path: Path, capsys) -> None:
+    """02.2 before fold 1 is trained: not yet, and how to get it (no traceback)."""
+    import shutil
+
+    source = committed_results() / "covid19-ct/paper/efficientnet_lite0"
+    shutil.copytree(source / "fold0", tmp_path / "covid19-ct/paper/efficientnet_lite0/fold0")
+    given = {
+        "out": tmp_path,
+        "dataset": SimpleNamespace(name="covid19-ct"),
+        "config": SimpleNamespace(arch="efficientnet_lite0"),
+    }
+    assert not check("02", 2, 1.0, **given)
+    assert "set FOLD = 1" in capsys.readouterr().out
+
+
+def test_external_losses_are_the_solutions_arithmetic() -> None:
+    """06.7's expected answer, by the solution's route: own folds' mean minus the external."""
+    from ctlib.study.honest import external_frame
+
+    frame = external_frame(committed_results())
+    losses = expected_answer("06", 7, results=committed_results())
+    assert len(losses) == len(frame) == 2
+    for loss, row in zip(losses, frame.itertuples(), strict=True):
+        assert loss == pytest.approx(100 * (row.train_cv_accuracy.mean() - row.accuracy))
+        assert loss > 0, "a network loses accuracy on the other data set"
 
 
 def test_an_unset_answer_asks_for_one_and_an_unknown_exercise_is_named(capsys) -> None:

@@ -16,6 +16,7 @@ import sys
 import textwrap
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def _fake_colab(folder: Path) -> Path:
     return folder
 
 
-def _run_cell(
+def _start_cell(
     python: str,
     cell: str,
     tmp: Path,
@@ -64,10 +65,12 @@ def _run_cell(
     flags: tuple[str, ...] = (),
     cwd: Path | None = None,
     environ: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess:
-    """Run a set-up cell as Colab's kernel would: ``google.colab`` imported first; the
-    notebook's outputs go to ``tmp/outputs`` (quick mode, figures drawn off screen)."""
-    script = tmp / "kernel.py"
+    name: str = "kernel",
+) -> subprocess.Popen:
+    """Start a set-up cell as Colab's kernel would: ``google.colab`` imported first; the
+    notebook's outputs go to ``tmp/outputs`` (quick mode, figures drawn off screen).
+    ``name``: the script's, so that several kernels can run at once."""
+    script = tmp / f"{name}.py"
     script.write_text(
         "import google.colab\n"
         f"exec(compile({cell!r}, 'set-up cell', 'exec'))\n"
@@ -85,14 +88,29 @@ def _run_cell(
         **(environ or {}),
     }
     (tmp / "content").mkdir(exist_ok=True)
-    return subprocess.run(
+    return subprocess.Popen(
         [python, *flags, str(script)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=1500,
         cwd=cwd,
     )
+
+
+def _finish(process: subprocess.Popen, timeout: float = 1500) -> subprocess.CompletedProcess:
+    """Wait for a started cell; what it printed and its exit status."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def _run_cell(python: str, cell: str, tmp: Path, **options: Any) -> subprocess.CompletedProcess:
+    """Run a set-up cell as Colab's kernel would (:func:`_start_cell`) and wait for it."""
+    return _finish(_start_cell(python, cell, tmp, **options))
 
 
 # --------------------------------------------------------------------------- the setting
@@ -280,7 +298,8 @@ def test_the_set_up_cell_installs_the_kit_beside_colabs_torch(tmp_path: Path) ->
     # repository, without the data sets (lesson 01 then shows the committed real-CT figures)
     no_data = {"CTLIB_DATA_DIR": str(tmp_path / "no-data")}
     (tmp_path / "no-data").mkdir()
-    for name in LESSONS_FROM_THE_WHEEL:
+    started = {}
+    for name in LESSONS_FROM_THE_WHEEL:  # at once: they read, and only lesson 03 trains
         notebook = json.loads((ROOT / "notebooks" / name).read_text())
         code = [
             "".join(c["source"])
@@ -288,9 +307,17 @@ def test_the_set_up_cell_installs_the_kit_beside_colabs_torch(tmp_path: Path) ->
             if c["cell_type"] == "code" and not "".join(c["source"]).startswith("#@title Set-up")
         ]
         lesson = "\n\n".join(code) + "\nprint('LESSON DONE')\n"
-        done = _run_cell(
-            python, setup_cell(""), tmp_path, then=lesson, cwd=tmp_path, environ=no_data
+        started[name] = _start_cell(
+            python,
+            setup_cell(""),
+            tmp_path,
+            then=lesson,
+            cwd=tmp_path,
+            environ=no_data,
+            name=Path(name).stem,
         )
+    for name, process in started.items():
+        done = _finish(process)
         assert done.returncode == 0, (name, done.stderr[-3000:])
         assert "LESSON DONE" in done.stdout, name
         assert "not in this copy" not in done.stdout and "no committed results" not in done.stdout

@@ -428,7 +428,10 @@ def _fake_fold(root: Path) -> Path:
     base = root / "synthetic" / "patient" / "resnet18"
     folder = base / "fold1"
     folder.mkdir(parents=True)
-    paths = [f"/x/{i}.png" for i in range(6)]
+    (root / "x").mkdir()
+    paths = [str(root / "x" / f"{i}.png") for i in range(6)]
+    for path in paths:
+        Path(path).touch()
     pd.DataFrame(
         {
             "path": paths,
@@ -449,13 +452,24 @@ def test_fold_split_and_select_outcomes(tmp_path: Path) -> None:
     assert split["split"].tolist() == ["train"] * 2 + ["test"] * 4
     assert split["prob"].isna().tolist() == [True, True, False, False, False, False]
     test = split[split["split"] == "test"]
-    assert select_outcomes(test, "tp")["path"].tolist() == ["/x/2.png"]
-    assert select_outcomes(test, "misclassified")["path"].tolist() == ["/x/3.png", "/x/4.png"]
+    names = {outcome: [Path(p).name for p in select_outcomes(test, outcome)["path"]]
+             for outcome in ("tp", "misclassified")}  # fmt: skip
+    assert names == {"tp": ["2.png"], "misclassified": ["3.png", "4.png"]}
     assert select_outcomes(test, "fn")["prob"].tolist() == [0.2]
     with pytest.raises(ValueError, match="outcome"):
         select_outcomes(test, "maybe")
     with pytest.raises(FileNotFoundError):
         fold_split(tmp_path)
+
+
+def test_a_fold_whose_images_moved_names_one_and_the_fix(tmp_path: Path) -> None:
+    """Its images gone (a cleared cache held the synthetic set): a message, not a traceback
+    from deep inside feature extraction."""
+    folder = _fake_fold(tmp_path)
+    (tmp_path / "x" / "3.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 of the 6 images .*3\.png") as gone:
+        fold_split(folder)
+    assert f"delete {folder.parent}" in str(gone.value)
 
 
 def test_explain_files_on_a_folder(resnet, tmp_path: Path) -> None:

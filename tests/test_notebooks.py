@@ -424,6 +424,11 @@ def test_slice_viewer_callbacks_without_a_browser(tiny_synthetic) -> None:
 
 
 # --------------------------------------------------------------------------- results
+def test_run_notebooks_needs_at_least_one_worker(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        run_notebooks([tmp_path / "a.ipynb"], tmp_path, workers=0)
+
+
 def test_full_mode_never_trains_without_results(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="python -m ctlib cv --arch resnet101"):
         ensure_results(tmp_path, FULL)
@@ -431,7 +436,8 @@ def test_full_mode_never_trains_without_results(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- running
 @pytest.mark.slow
-def test_run_notebooks_reports_time_and_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_notebooks_reports_time_and_errors(tmp_path: Path, workers: int) -> None:
     good = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell("X = 1", metadata={"tags": ["parameters"]}),
@@ -448,8 +454,12 @@ def test_run_notebooks_reports_time_and_errors(tmp_path: Path) -> None:
     nbformat.write(good, tmp_path / "good.ipynb")
     nbformat.write(bad, tmp_path / "bad.ipynb")
     report = run_notebooks(
-        [tmp_path / "good.ipynb", tmp_path / "bad.ipynb"], tmp_path / "out", parameters={"X": 21}
+        [tmp_path / "good.ipynb", tmp_path / "bad.ipynb"],
+        tmp_path / "out",
+        parameters={"X": 21},
+        workers=workers,
     )
+    assert report["notebook"].tolist() == ["good.ipynb", "bad.ipynb"]  # in the order given
     assert report["error"].tolist()[0] == "" and "ZeroDivisionError" in report["error"].tolist()[1]
     executed = json.loads((tmp_path / "out" / "good.ipynb").read_text())
     assert "42" in "".join(executed["cells"][-1]["outputs"][0]["text"])

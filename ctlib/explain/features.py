@@ -333,6 +333,15 @@ def fold_split(fold_folder: str | os.PathLike[str]) -> pd.DataFrame:
             f"<out>/<dataset>/<protocol>/<arch>/fold<k> with {folds_file})."
         )
     folds = pd.read_csv(folds_file, dtype={"fold": str, "patient_id": "string"})
+    gone = [p for p in folds["path"] if not os.path.exists(p)]
+    if gone:
+        raise FileNotFoundError(
+            f"{len(gone)} of the {len(folds)} images of {folds_file} are no longer where the "
+            f"run found them (e.g. {gone[0]}): the data set, or the cache holding the "
+            "synthetic set, moved or was cleared. Put it back (CTLIB_DATA_DIR, CTLIB_CACHE_DIR), "
+            f"or train the run again: delete {folder.parent} and run its training cell (or "
+            "command) once more."
+        )
     k = folder.name[len("fold") :]
     official = set(folds["fold"].unique()) <= {"train", "val", "test"}
     split = folds["fold"] if official else np.where(folds["fold"] == k, "test", "train")

@@ -38,7 +38,12 @@ class Check:
             return str(answer).strip().lower() == expected.lower()
         if isinstance(expected, (list, tuple)):
             try:
-                return [int(a) for a in answer] == [int(e) for e in expected]
+                if all(isinstance(e, int) for e in expected):  # e.g. epochs
+                    return [int(a) for a in answer] == list(expected)
+                return len(answer) == len(expected) and all(
+                    math.isclose(float(a), float(e), abs_tol=self.tolerance)
+                    for a, e in zip(answer, expected, strict=True)
+                )
             except (TypeError, ValueError):
                 return False
         try:
@@ -61,6 +66,39 @@ def _widest_spread(frames: dict[str, pd.DataFrame]) -> str:
 
 def _images_per_patient(frames: dict[str, pd.DataFrame]) -> float:
     return float(frames["covid19-ct"].groupby("patient_id").size().mean())
+
+
+def _fold_to_fold(out: Any, dataset: Any, config: Any) -> float:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from ctlib.results import collect_results
+
+    runs = collect_results(out)
+    runs = runs[(runs["dataset"] == dataset.name) & (runs["arch"] == config.arch)]
+    accuracy = runs[runs["protocol"] == "paper"].set_index("fold")["accuracy"]
+    if not {0, 1} <= set(accuracy.index):
+        raise FileNotFoundError(
+            f"folds 0 and 1 of this recipe are not both in {out} (found folds "
+            f"{sorted(accuracy.index)}): set FOLD = 1, run the training cell, then check again."
+        )
+    return float(100 * abs(accuracy[1] - accuracy[0]))
+
+
+def _runner_up_gap(committed: pd.DataFrame) -> float:
+    image_level = committed[
+        (committed["dataset"] == "covid19-ct") & (committed["protocol"] == "paper")
+    ]
+    means = image_level.groupby("arch")["accuracy"].mean().sort_values(ascending=False)
+    return float(100 * (means.iloc[0] - means.iloc[1]))
+
+
+def _external_losses(results: Any) -> list[float]:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from ctlib.study.honest import external_frame
+
+    frame = external_frame(results)
+    return [
+        float(100 * (row.train_cv_accuracy.mean() - row.accuracy)) for row in frame.itertuples()
+    ]
 
 
 def _drops(config: Any) -> list[int]:
@@ -108,10 +146,24 @@ CHECKS: dict[tuple[str, int], Check] = {
         "average over the patients, not over the images.",
         tolerance=0.05,
     ),
+    ("02", 2): Check(
+        _fold_to_fold,
+        "train fold 1 too (FOLD = 1), then subtract the two folds' test accuracies (each "
+        "fold's metrics.json, or run_cv's table) and answer with the difference in points "
+        "(positive).",
+        tolerance=0.05,
+    ),
     ("02", 3): Check(
         _drops,
         "answer with the epochs (counted from 1) at which a new, lower rate starts: the first "
         "epoch of each row of schedule_table(config) after the first row.",
+    ),
+    ("03", 1): Check(
+        _runner_up_gap,
+        "on covid19-ct, take the image-level runs (protocol 'paper') of committed, average "
+        "each run's (column arch) accuracy over its folds, and subtract the second best mean "
+        "from the best, in points.",
+        tolerance=0.05,
     ),
     ("03", 4): Check(
         _densenet_gap,
@@ -131,17 +183,27 @@ CHECKS: dict[tuple[str, int], Check] = {
         "answer with the largest difference, in points.",
         tolerance=0.1,
     ),
+    ("06", 7): Check(
+        _external_losses,
+        "for each row of external_frame(results), in its order: the mean of train_cv_accuracy "
+        "(the training set's own folds) minus the external accuracy, in points; answer with "
+        "the list of the two.",
+        tolerance=0.1,
+    ),
 }
 
 #: the check cell the students' copies carry under each checked exercise: what it passes in
 CHECK_CELLS: dict[tuple[str, int], str] = {
     ("01", 1): 'check("01", 1, answer, frames=frames)',
     ("01", 4): 'check("01", 4, answer, frames=frames)',
+    ("02", 2): 'check("02", 2, answer, out=out, dataset=dataset, config=config)',
     ("02", 3): 'check("02", 3, answer, config=recipe("lesson", ARCH, mode=MODE, epochs=8, lr=LR, '
     "seed=SEED))",
+    ("03", 1): 'check("03", 1, answer, committed=committed)',
     ("03", 4): 'check("03", 4, answer)',
     ("05", 8): 'check("05", 8, answer, summary=summary)',
     ("06", 6): 'check("06", 6, answer, results=results)',
+    ("06", 7): 'check("06", 7, answer, results=results)',
 }
 
 
@@ -179,7 +241,12 @@ def check(notebook: str, exercise: int, answer: Any, **given: Any) -> bool:
     if answer is None or answer is ...:
         print("Set `answer` in your cell first, then run this check again.")
         return False
-    if found.agrees(answer, found.expected(**given)):
+    try:
+        expected = found.expected(**given)
+    except FileNotFoundError as missing:  # what the answer needs is not on disk yet
+        print(f"Not yet: {missing}")
+        return False
+    if found.agrees(answer, expected):
         print(f"Right: {answer!r}.")
         return True
     print(f"Not yet ({answer!r}). Hint: {found.hint}")
