@@ -101,6 +101,33 @@ def _external_losses(results: Any) -> list[float]:
     ]
 
 
+def _perplexity_moves(folder: Any, seed: int) -> str:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from ctlib.explain import fold_tsne
+
+    scores = [
+        fold_tsne(folder, perplexity=p, seed=seed).scores.set_index(["images", "space"])
+        for p in (5.0, 50.0)
+    ]
+    moved = (scores[0]["knn_accuracy"] - scores[1]["knn_accuracy"]).abs().groupby("space").max()
+    changed = [space for space, by in moved.items() if by > 1e-9]
+    return changed[0] if len(changed) == 1 else " and ".join(sorted(changed)) or "neither"
+
+
+def _seed_agreement(folder: Any, perplexity: float, seed: int) -> float:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    from ctlib.explain import fold_tsne
+
+    a, b = (
+        fold_tsne(folder, perplexity=perplexity, seed=s).points[["x", "y"]].to_numpy()
+        for s in (seed, seed + 1)
+    )
+    return float(spearmanr(pdist(a), pdist(b))[0])
+
+
 def _drops(config: Any) -> list[int]:
     # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.recipes import schedule_table
@@ -171,6 +198,18 @@ CHECKS: dict[tuple[str, int], Check] = {
         "column accuracy_mean), in points.",
         tolerance=0.05,
     ),
+    ("04", 1): Check(
+        _perplexity_moves,
+        "run fold_tsne at perplexity 5 and at 50 and compare its scores table row by row: "
+        "answer with the name of the space (as the table's space column spells it) whose "
+        "knn_accuracy changes.",
+    ),
+    ("04", 2): Check(
+        _seed_agreement,
+        "embed with SEED and with SEED + 1, take the pairwise distances of each picture's "
+        "points (scipy's pdist) and answer with their Spearman correlation.",
+        tolerance=0.002,
+    ),
     ("05", 8): Check(
         _widest_margin,
         "subtract the random map's road from each method's road (the table's rows), leave out "
@@ -201,6 +240,9 @@ CHECK_CELLS: dict[tuple[str, int], str] = {
     "seed=SEED))",
     ("03", 1): 'check("03", 1, answer, committed=committed)',
     ("03", 4): 'check("03", 4, answer)',
+    ("04", 1): 'check("04", 1, answer, folder=folders[PROTOCOLS[0]], seed=SEED)',
+    ("04", 2): 'check("04", 2, answer, folder=folders[PROTOCOLS[0]], perplexity=PERPLEXITY, '
+    "seed=SEED)",
     ("05", 8): 'check("05", 8, answer, summary=summary)',
     ("06", 6): 'check("06", 6, answer, results=results)',
     ("06", 7): 'check("06", 7, answer, results=results)',
