@@ -11,7 +11,6 @@ and ``quickstart``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from ctlib.data.registry import DATASETS, REAL_DATASETS
 from ctlib.errors import EXIT_HELD, CtlibError, DataError
 from ctlib.ops.sweep.command import add_sweep_command
 from ctlib.options import add_training_options, training_settings
+from ctlib.runfiles import read_metrics, read_predictions
 
 DEFAULT_ARCHS = ("squeezenet", "shufflenet", "resnet18", "inceptionv3", "xception")
 
@@ -255,7 +255,6 @@ def _trained_folder(args: argparse.Namespace) -> Path:
 
 
 def _cmd_road(args: argparse.Namespace) -> int:
-    import pandas as pd  # lazy: `--help` answers without loading pandas
 
     from ctlib.explain import load_trained
     from ctlib.explain.faithfulness import faithfulness, summarize_faithfulness
@@ -263,10 +262,10 @@ def _cmd_road(args: argparse.Namespace) -> int:
 
     folder = _trained_folder(args)
     model, _ = load_trained(folder / "model.pt")
-    test = pd.read_csv(folder / "predictions.csv")
+    test = read_predictions(folder / "predictions.csv")
     per_image = faithfulness(model, test, max_images=args.images, percentiles=args.percentiles,
                              seed=args.seed, progress=not args.quiet)  # fmt: skip
-    accuracy = json.loads((folder / "metrics.json").read_text())["accuracy"]
+    accuracy = read_metrics(folder / "metrics.json")["accuracy"]
     per_image = per_image.assign(
         path=relative_paths(per_image["path"]), dataset=args.dataset, protocol=args.protocol,
         run=args.run, fold=args.fold, test_accuracy=accuracy,

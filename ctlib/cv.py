@@ -11,7 +11,6 @@ in ``docs/DEVELOPERS.md``; a fold with ``metrics.json`` is finished and skipped 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -28,10 +27,13 @@ from tqdm.auto import tqdm
 
 from ctlib.config import Runtime, TrainConfig, recipe_differences
 from ctlib.data import CTDataset, check_readable, with_pseudo_patients
+from ctlib.errors import CheckpointError
 from ctlib.files import FolderLock, atomic_write, write_json
 from ctlib.handlers import CHECKPOINT
 from ctlib.metrics import binary_metrics
 from ctlib.models import create_model, get_spec, save_checkpoint
+from ctlib.models.weights import read_weights_file
+from ctlib.runfiles import read_config, read_folds, read_history, read_metrics
 from ctlib.runtime import resolve_device, seed_everything
 from ctlib.train import fit, predict
 from ctlib.transforms import CanvasDataset, CanvasStore
@@ -296,7 +298,7 @@ def assign_folds(
     folds_file = base / "folds.csv"
     if not folds_file.is_file():
         atomic_write(folds_file, lambda tmp: assignment.to_csv(tmp, index=False))
-    elif not _same_assignment(pd.read_csv(folds_file, dtype={"fold": str}), assignment):
+    elif not _same_assignment(read_folds(folds_file), assignment):
         raise ValueError(
             f"{folds_file} holds another fold assignment (other data, seed or "
             "number of folds); use another output folder."
@@ -356,7 +358,7 @@ def run_fold(
             return None
         if (folder / "metrics.json").is_file():
             log.info("%s is finished; skipped", folder)
-            return json.loads((folder / "metrics.json").read_text())
+            return read_metrics(folder / "metrics.json")
         return train_and_test(
             dataset,
             config,
@@ -417,7 +419,7 @@ def _check_or_write_config(folder: Path, record: dict[str, Any]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(record, path)
         return
-    old = json.loads(path.read_text())
+    old = read_config(path)
     differ = recipe_differences(old.get("train", {}), TrainConfig.from_dict(record["train"]))
     differ += sorted(k for k in record if k != "train" and old.get(k) != record.get(k))
     if differ:
@@ -467,7 +469,10 @@ def train_and_test(
     )
     threshold = config.threshold
     if val_set is not None and (folder / "best.pt").is_file():  # official: chosen on val only
-        model.load_state_dict(torch.load(folder / "best.pt", weights_only=True)["model"])
+        best = read_weights_file(folder / "best.pt")  # names the file if it is torn
+        if not isinstance(best, dict) or not isinstance(best.get("model"), dict):
+            raise CheckpointError(folder / "best.pt", "it holds no 'model' weights")
+        model.load_state_dict(best["model"])
         threshold = _best_threshold(model, val_set, config, runtime)
     probs = predict(model, test_set, config, runtime=runtime, progress=progress)
     return _save_fold(folder, model, config, test, probs, threshold, fold, protocol, started)
@@ -545,8 +550,8 @@ def _save_fold(folder, model, config, test, probs, threshold, fold, protocol, st
         },
     )
     metrics = binary_metrics(predictions["label"], predictions["prob"], threshold)
-    history = json.loads((folder / "history.json").read_text())
-    metrics["train_seconds"] = float(sum(h["seconds"] for h in history))
+    history = read_history(folder / "history.json")
+    metrics["train_seconds"] = float(history["seconds"].sum())
     metrics["wall_seconds_this_session"] = round(time.perf_counter() - started, 2)
     write_json(metrics, folder / "metrics.json")  # last: marks the fold finished
     for name in (CHECKPOINT, "best.pt"):

@@ -23,6 +23,7 @@ __all__ = [
     "DataVerificationError",
     "DownloadError",
     "ImageReadError",
+    "RunFileError",
     "TrainingDivergedError",
     "UnsafeArchiveError",
     "WeightsUnavailableError",
@@ -76,6 +77,23 @@ class WeightsUnavailableError(CtlibError, RuntimeError):
 
 class TrainingDivergedError(CtlibError, RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class RunFileError(CtlibError, ValueError):
+    """A file of a runs or results folder (metrics, config, history, predictions, folds) is
+    malformed; the message names it, says what is wrong and how to recover."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(
+            f"{str(self.path)!r} is not a valid {self.path.name}: {problem}. The fold it belongs "
+            "to is damaged: copy it again from where it came from, or train it again (delete "
+            "its folder and run the same command)."
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (str(self.path), self.problem)
 
 
 class CheckpointError(CtlibError, ValueError):

@@ -81,20 +81,31 @@ def _machine() -> str:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP back until the block ends (they are delivered then).
-    Only the main thread receives them, so elsewhere this does nothing."""
-    if (
-        not hasattr(signal, "pthread_sigmask")  # Windows
-        or threading.current_thread() is not threading.main_thread()
-    ):
+    """Hold SIGINT, SIGTERM and SIGHUP back until the block ends, then deliver them.
+
+    Their handlers are swapped for one that only notes the signal (a signal mask would not
+    do: the kernel hands a process's signal to any thread that does not block it, and
+    Python runs its handler in the main thread at once). Signals that were ignored stay
+    ignored. Only the main thread can set handlers, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    noted: list[int] = []
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)  # Windows has no SIGHUP
+        handler = signal.getsignal(sig) if sig is not None else None
+        if handler is None or handler == signal.SIG_IGN:
+            continue
+        previous[sig] = signal.signal(sig, lambda signum, _frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(noted):  # now, with the handlers as they were
+            signal.raise_signal(signum)
 
 
 class FolderLock:

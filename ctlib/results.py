@@ -11,7 +11,6 @@ continues on a new machine.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -21,8 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from ctlib.data import CTDataset, load_dataset
+from ctlib.errors import RunFileError
 from ctlib.files import atomic_write
 from ctlib.recipes import describe_recipe
+from ctlib.runfiles import read_config, read_folds, read_history, read_metrics, read_predictions
 from ctlib.train import TrainConfig
 
 __all__ = [
@@ -46,7 +47,7 @@ def fold_recipe(config_file: str | os.PathLike[str]) -> str:
     config_file = Path(config_file)
     if not config_file.is_file():
         return ""
-    train = json.loads(config_file.read_text()).get("train", {})
+    train = read_config(config_file).get("train", {})
     known = {f.name for f in fields(TrainConfig)}
     return describe_recipe(TrainConfig.from_dict({k: v for k, v in train.items() if k in known}))
 
@@ -67,7 +68,7 @@ def collect_results(out: str | os.PathLike[str]) -> pd.DataFrame:
     rows = []
     for path in sorted(base.glob("*/*/*/fold*/metrics.json")):
         dataset, protocol, arch, fold = path.parts[-5:-1]
-        metrics = json.loads(path.read_text())
+        metrics = read_metrics(path)
         rows.append(
             {
                 "dataset": dataset,
@@ -100,11 +101,7 @@ def collect_predictions(out: str | os.PathLike[str]) -> pd.DataFrame:
         if not (path.parent / "metrics.json").is_file():
             continue
         dataset, protocol, arch, _ = path.parts[-5:-1]
-        frames.append(
-            pd.read_csv(path, dtype={"patient_id": "string"}).assign(
-                dataset=dataset, protocol=protocol, arch=arch
-            )
-        )
+        frames.append(read_predictions(path).assign(dataset=dataset, protocol=protocol, arch=arch))
     if not frames:
         raise FileNotFoundError(f"No predictions.csv of a finished fold under {str(out)!r}.")
     return pd.concat(frames, ignore_index=True)
@@ -115,10 +112,16 @@ def load_history(folder: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(folder) / "history.json"
     if not path.is_file():
         raise FileNotFoundError(f"No history.json in {str(folder)!r}: has this fold been trained?")
-    return pd.read_json(path)
+    return read_history(path)
 
 
 _SMALL_FILES = ("config.json", "history.json", "metrics.json", "predictions.csv")
+_READERS = {
+    "config.json": read_config,
+    "history.json": read_history,
+    "metrics.json": read_metrics,
+    "predictions.csv": read_predictions,
+}
 
 
 def _check_plain_files(finished: Sequence[Path], base: Path) -> None:
@@ -139,14 +142,13 @@ def _check_plain_files(finished: Sequence[Path], base: Path) -> None:
                     f"{path} is a symbolic link or not a plain file: results travel as plain "
                     f"files only; replace it with the file itself. Nothing was copied from {base}."
                 )
-        for name in _SMALL_FILES:
-            if name.endswith(".json") and (fold / name).is_file():
+        for name, reader in _READERS.items():  # each file is what it claims to be
+            if (fold / name).is_file():
                 try:
-                    json.loads((fold / name).read_text())
-                except (ValueError, UnicodeDecodeError) as error:
-                    raise ValueError(
-                        f"{fold / name} is not valid JSON ({error}); the fold is damaged: "
-                        f"train it again or delete it. Nothing was copied from {base}."
+                    reader(fold / name)
+                except RunFileError as error:
+                    raise RunFileError(
+                        error.path, f"{error.problem}; nothing was copied from {base}"
                     ) from None
 
 
@@ -179,7 +181,7 @@ def export_results(source: str | os.PathLike[str], dest: str | os.PathLike[str])
             if not (fold / name).is_file():
                 continue
             if name == "predictions.csv":
-                frame = pd.read_csv(fold / name, dtype={"patient_id": "string"})
+                frame = read_predictions(fold / name)
                 frame["path"] = relative_paths(frame["path"])
                 atomic_write(target / name, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
             else:
@@ -187,7 +189,7 @@ def export_results(source: str | os.PathLike[str], dest: str | os.PathLike[str])
             written.append(target / name)
         folds_csv = fold.parent / "folds.csv"
         if folds_csv.is_file():
-            frame = pd.read_csv(folds_csv, dtype=str)
+            frame = read_folds(folds_csv, as_text=True)
             frame["path"] = relative_paths(frame["path"])
             atomic_write(
                 target.parent / "folds.csv", lambda tmp, frame=frame: frame.to_csv(tmp, index=False)
@@ -258,10 +260,10 @@ def import_results(
         target_folds = target.parent / "folds.csv"
         if run_folds.is_file() and run_folds not in runs_seen:  # once per run, not per fold
             runs_seen.add(run_folds)
-            frame = pd.read_csv(run_folds, dtype=str)
+            frame = read_folds(run_folds, as_text=True)
             frame["path"] = to_absolute(name, frame["path"], run_folds)
             if target_folds.is_file():
-                old = pd.read_csv(target_folds, dtype=str)
+                old = read_folds(target_folds, as_text=True)
                 if old["path"].tolist() != frame["path"].tolist() or (
                     old["fold"].tolist() != frame["fold"].tolist()
                 ):
@@ -281,7 +283,7 @@ def import_results(
             if not (fold / file).is_file():
                 continue
             if file == "predictions.csv":
-                frame = pd.read_csv(fold / file, dtype={"patient_id": "string"})
+                frame = read_predictions(fold / file)
                 frame["path"] = to_absolute(name, frame["path"], fold / file)
                 atomic_write(target / file, lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
             else:

@@ -23,7 +23,7 @@ PACKAGE = ROOT / "ctlib"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # ctlib.plots.palette: the colour language, data only (ctlib.study's tables use it too)
     ("foundation", ("ctlib", "ctlib.paths", "ctlib.errors", "ctlib.files", "ctlib.plots.palette")),
-    ("data", ("ctlib.data",)),
+    ("data", ("ctlib.data", "ctlib.runfiles")),
     ("pure", ("ctlib.canvas", "ctlib.metrics", "ctlib.optim")),
     ("transforms", ("ctlib.transforms", "ctlib.batches")),
     ("models", ("ctlib.models",)),

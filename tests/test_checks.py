@@ -93,9 +93,9 @@ def _cases():
 def tsne_fold(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained fold as notebook 04 reads one: a small synthetic set (about 60 slices, so
     that a perplexity of 50 fits), one epoch of ShuffleNet from random initialisation."""
+    from ctlib.cv import trained_fold
     from ctlib.data import load_dataset
     from ctlib.data.synthetic import SyntheticConfig
-    from ctlib.cv import trained_fold
     from ctlib.train import TrainConfig
 
     root = tmp_path_factory.mktemp("tsne")
@@ -108,20 +108,37 @@ def tsne_fold(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return trained_fold(root / "runs", data, config, n_folds=2)
 
 
-def _tsne_cases(folder: Path) -> list[tuple]:
+def _fold_cases(folder: Path) -> list[tuple]:
+    """The checks that need a trained fold (notebook 04's, and notebook 05's on one slice)."""
+    from ctlib.data import read_grayscale
+    from ctlib.explain import fold_split, load_trained
+
+    model, info = load_trained(folder / "model.pt")
+    image = read_grayscale(fold_split(folder)["path"].iloc[0])
     return [
         ("04", 1, {"folder": folder, "seed": 0}, "t-SNE", "features"),
         ("04", 2, {"folder": folder, "perplexity": 30.0, "seed": 0}, None, 0.0),
+        ("05", 3, {"model": model, "info": info, "image": image}, "gradcam", "eigencam"),
     ]
 
 
-@pytest.mark.parametrize("case", range(11))
+def _patient_case() -> tuple:
+    """03.2 on the committed COVID19-CT runs: the patient-level run beside the image-level."""
+    committed = collect_results(committed_results())
+    image = committed.query("protocol == 'paper' and arch == 'efficientnet_lite0'")
+    image = image[image["dataset"] == "covid19-ct"]["accuracy"].mean()
+    patient = committed.query("protocol == 'patient'")["accuracy"].mean()
+    given = {"results": committed, "patient": committed_results()}
+    return ("03", 2, given, 100 * (image - patient), 0.0)
+
+
+@pytest.mark.parametrize("case", range(13))
 def test_each_check_says_right_to_the_solution_and_hints_at_a_wrong_answer(
     case, capsys, request
 ) -> None:
-    cases = _cases()
-    if case >= len(cases):  # notebook 04's: they need a trained fold
-        cases += _tsne_cases(request.getfixturevalue("tsne_fold"))
+    cases = [*_cases(), _patient_case()]
+    if case >= len(cases):  # they need a trained fold
+        cases += _fold_cases(request.getfixturevalue("tsne_fold"))
     notebook, exercise, given, right, wrong = cases[case]
     if right is None:  # the solution's own arithmetic, as its cell does it
         right = expected_answer(notebook, exercise, **given)

@@ -623,3 +623,35 @@ def test_fold_gallery_and_the_figures_command(synth, tmp_path: Path, capsys) -> 
     capsys.readouterr()
     assert main([*args[:-4], "--fold", "1", "-q"]) == 2  # fold 1 was never trained
     assert "--only-folds 1" in capsys.readouterr().err
+
+
+def test_score_on_lesions_meets_the_mask() -> None:
+    from ctlib.explain import score_on_lesions
+
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 10:20] = True
+    on, off = np.zeros((40, 40)), np.zeros((40, 40))
+    on[15, 15], off[35, 35] = 1.0, 1.0
+    assert score_on_lesions(on, mask) == {
+        "pointing_game": True, "energy_in_lesions": 1.0, "lesion_area": 100 / 1600
+    }  # fmt: skip
+    scored = score_on_lesions(off, mask, tolerance=0)
+    assert not scored["pointing_game"] and scored["energy_in_lesions"] == 0.0
+
+
+def test_cam_scores_over_seeds_reads_each_seed_once(tmp_path: Path) -> None:
+    from ctlib.study.honest import cam_scores_over_seeds
+
+    committed, yours = tmp_path / "explain", tmp_path / "cam-score"
+    committed.mkdir()
+    yours.mkdir()
+    rows = {"method_name": ["Grad-CAM"], "pointing_game": [0.5]}
+    pd.DataFrame({**rows, "seed": [0]}).to_csv(committed / "cam_scores_a.csv", index=False)
+    pd.DataFrame({**rows, "seed": [1]}).to_csv(committed / "cam_scores_b.csv", index=False)
+    pd.DataFrame({**rows, "seed": [1]}).to_csv(yours / "cam_scores_x.csv", index=False)  # again
+    pd.DataFrame({**rows, "seed": [3]}).to_csv(yours / "cam_scores_y.csv", index=False)
+    raw = cam_scores_over_seeds(committed, yours)
+    assert raw["seed"].tolist() == [0, 1, 3]
+    assert raw["source"].tolist() == [str(committed)] * 2 + [str(yours)]
+    with pytest.raises(FileNotFoundError, match="No CAM scores"):
+        cam_scores_over_seeds(tmp_path / "empty")

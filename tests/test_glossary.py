@@ -106,3 +106,19 @@ def test_an_anchor_a_document_links_to_exists() -> None:
     ]
     linked = {a for text in texts for a in re.findall(r"GLOSSARY\.md#([a-z0-9-]+)", text)}
     assert linked <= anchors, f"links to anchors the glossary lacks: {linked - anchors}"
+
+
+def test_a_cell_shows_an_entry_where_the_link_does_not_open() -> None:
+    """On Colab or from a wheel the notebooks' relative link leads nowhere: glossary() shows
+    the same text (the wheel carries docs/GLOSSARY.md; tests/test_colab.py looks it up there)."""
+    from ctlib.notebook import glossary
+
+    entry = glossary("ROC-AUC")
+    assert entry.startswith('- <a id="roc-auc"></a>**ROC-AUC**') and entry in GLOSSARY.read_text()
+    assert entry._repr_markdown_() == entry  # a notebook renders it
+    assert glossary() == GLOSSARY.read_text()
+    with pytest.raises(ValueError, match="closest: roc auc"):
+        glossary("rocauc")
+    for path in NOTEBOOKS:
+        first = nbformat.read(path, as_version=4).cells[0].source
+        assert 'glossary("ROC-AUC")' in first, path.name

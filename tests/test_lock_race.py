@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,20 @@ class _InterruptedMidRelease(FolderLock):
 
 
 def test_a_second_ctrl_c_while_releasing_does_not_leave_the_lock(tmp_path: Path) -> None:
-    lock = _InterruptedMidRelease(tmp_path / "train.lock")
-    assert lock.acquire()
-    with pytest.raises(KeyboardInterrupt):  # delivered, but only once the release is done
-        lock.release()
+    # Python's own Ctrl-C handler (a run started in the background inherits SIGINT ignored);
+    # a thread that does not block signals, as torch's and the test servers' threads do
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    idle = threading.Event()
+    bystander = threading.Thread(target=idle.wait, daemon=True)
+    bystander.start()
+    try:
+        lock = _InterruptedMidRelease(tmp_path / "train.lock")
+        assert lock.acquire()
+        with pytest.raises(KeyboardInterrupt):  # delivered, but only once the release is done
+            lock.release()
+    finally:
+        idle.set()
+        signal.signal(signal.SIGINT, previous)
     assert not lock.path.exists()
 
 

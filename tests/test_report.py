@@ -10,6 +10,7 @@ import pytest
 
 from ctlib.data import load_dataset
 from ctlib.data.synthetic import SyntheticConfig
+from ctlib.errors import RunFileError
 from ctlib.explain import heat_report
 from ctlib.recipes import describe_recipe
 from ctlib.results import export_results
@@ -504,10 +505,19 @@ def test_results_travel_as_plain_files_never_as_links_or_damaged_json(tmp_path: 
             copy()
     assert not (tmp_path / "exported").exists() and not (tmp_path / "imported").exists()
     (fold / "history.json").unlink()
-    (fold / "metrics.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"metrics\.json is not valid JSON"):
-        export_results(runs, tmp_path / "exported")
-    assert not (tmp_path / "exported").exists()
+    for name, text, problem in (
+        ("metrics.json", "{not json", "it is not valid JSON"),
+        ("metrics.json", '{"accuracy": "high"}', r"\['accuracy'\] are not numbers"),
+        ("metrics.json", '{"accuracy": 1.7}', r"\['accuracy'\] are out of range"),
+        ("predictions.csv", "path,label\nx.png,1\n", r"it lacks the column\(s\) \[.prob.\]"),
+    ):
+        good = (fold / name).read_text()
+        (fold / name).write_text(text)
+        with pytest.raises(RunFileError, match=rf"valid {name}: {problem}") as refused:
+            export_results(runs, tmp_path / "exported")
+        assert "nothing was copied" in str(refused.value), name
+        assert not (tmp_path / "exported").exists()
+        (fold / name).write_text(good)
 
 
 def test_a_model_file_is_written_atomically(

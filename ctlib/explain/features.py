@@ -30,6 +30,7 @@ from ctlib.data import CTDataset, read_grayscale
 from ctlib.explain.inputs import image_frame, model_device, spec_and_canvas
 from ctlib.models import get_layer, probabilities
 from ctlib.paths import cache_dir
+from ctlib.runfiles import locate_images, read_folds, read_predictions
 from ctlib.transforms import normalize
 
 log = logging.getLogger(__name__)
@@ -332,7 +333,8 @@ def fold_split(fold_folder: str | os.PathLike[str]) -> pd.DataFrame:
             f"{folder} is no fold folder of ctlib.cv.run_cv (expected "
             f"<out>/<dataset>/<protocol>/<arch>/fold<k> with {folds_file})."
         )
-    folds = pd.read_csv(folds_file, dtype={"fold": str, "patient_id": "string"})
+    recorded = read_folds(folds_file)  # paths as the training machine saw them
+    folds = recorded.assign(path=locate_images(recorded["path"], folder.parents[2].name))
     gone = [p for p in folds["path"] if not os.path.exists(p)]
     if gone:
         raise FileNotFoundError(
@@ -348,8 +350,8 @@ def fold_split(fold_folder: str | os.PathLike[str]) -> pd.DataFrame:
     frame = folds.assign(split=split).drop(columns="fold")
     predictions = folder / "predictions.csv"
     if predictions.is_file():
-        probs = pd.read_csv(predictions).set_index("path")["prob"]
-        frame["prob"] = frame["path"].map(probs).astype(float)
+        probs = read_predictions(predictions).set_index("path")["prob"]
+        frame["prob"] = recorded["path"].map(probs).astype(float).to_numpy()
     else:
         frame["prob"] = np.nan
     return frame

@@ -21,6 +21,7 @@ from ctlib.explain.features import (
     separation_scores,
 )
 from ctlib.explain.inputs import load_trained
+from ctlib.runfiles import read_predictions
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ def fold_gallery(
                 "no network."
             )
     model, info = load_trained(folder / "model.pt")
-    test = pd.read_csv(folder / "predictions.csv", dtype={"patient_id": "string"})
+    test = read_predictions(folder / "predictions.csv", locate=folder.parents[2].name)
     threshold = float(info["threshold"])
     items: dict[str, list[tuple[Path, np.ndarray, CamResult]]] = {}
     rows = []

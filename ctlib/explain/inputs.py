@@ -6,7 +6,6 @@ re-exported by :mod:`ctlib.explain`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from ctlib.canvas import check_canvas_size, fit_to_canvas
 from ctlib.data import CLASS_NAMES, IMAGE_SUFFIXES, CTDataset, read_grayscale
 from ctlib.errors import ImageReadError
 from ctlib.models import ModelSpec, get_spec, load_checkpoint, probabilities, spec_of
+from ctlib.runfiles import read_config
 from ctlib.transforms import normalize
 
 
@@ -70,7 +70,7 @@ def load_trained(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module, d
     }
     config = path.parent / "config.json"
     if "canvas" not in extra and config.is_file():  # a model.pt of an older kit
-        canvas = json.loads(config.read_text()).get("train", {}).get("canvas")
+        canvas = read_config(config).get("train", {}).get("canvas")
         if canvas:
             info["canvas"] = tuple(canvas)
     _check_stored_settings(info, path)

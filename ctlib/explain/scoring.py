@@ -25,6 +25,7 @@ from ctlib.data import CTDataset, read_grayscale
 from ctlib.explain.cam import CAM_METHODS, cam_method_key, explain_image, heat_share
 from ctlib.explain.inputs import image_frame, load_trained, spec_and_canvas
 from ctlib.results import fold_recipe
+from ctlib.runfiles import read_predictions
 
 
 def pointing_game(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 15.0) -> bool:
@@ -72,6 +73,18 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     if heatmap.shape != mask.shape:
         raise ValueError(f"heatmap {heatmap.shape} and mask {mask.shape} differ in shape.")
     return heat_share(heatmap, mask)
+
+
+def score_on_lesions(heatmap: np.ndarray, mask: np.ndarray, tolerance: float = 15.0) -> dict:
+    """How one heat map meets one slice's lesions: ``pointing_game`` (its peak on or near
+    them), ``energy_in_lesions`` (the share of its heat on them) and ``lesion_area`` (their
+    share of the slice, what a flat map would put on them)."""
+    mask = np.asarray(mask, dtype=bool)
+    return {
+        "pointing_game": pointing_game(heatmap, mask, tolerance),
+        "energy_in_lesions": energy_in_mask(heatmap, mask),
+        "lesion_area": float(mask.mean()),
+    }
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -394,7 +407,7 @@ def heat_report(
     rows = []
     for checkpoint in folds:
         model, info = load_trained(checkpoint)
-        test = pd.read_csv(checkpoint.parent / "predictions.csv", dtype={"patient_id": "string"})
+        test = read_predictions(checkpoint.parent / "predictions.csv", locate=dataset)
         summary = heat_location(
             model,
             test,

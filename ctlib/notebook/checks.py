@@ -91,6 +91,43 @@ def _runner_up_gap(committed: pd.DataFrame) -> float:
     return float(100 * (means.iloc[0] - means.iloc[1]))
 
 
+def _patient_level_cost(results: pd.DataFrame, patient: Any = None) -> float:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from ctlib.notebook.folders import output_dir
+    from ctlib.results import collect_results  # lazy: as above
+
+    patient = patient or output_dir("runs", "patient", create=False)  # the exercise's --out
+    runs = collect_results(patient)
+    runs = runs[runs["protocol"] == "patient"]
+    image = results[
+        (results["protocol"] == "paper")
+        & results["dataset"].isin(runs["dataset"])
+        & results["arch"].isin(runs["arch"])
+    ]
+    if runs.empty or image.empty:
+        raise FileNotFoundError(
+            f"no patient-level run under {patient} to set beside an image-level one of the "
+            "same network and data set: run the exercise's command first."
+        )
+    return float(100 * (image["accuracy"].mean() - runs["accuracy"].mean()))
+
+
+def _class_blind_method(model: Any, info: dict, image: Any) -> str:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    import numpy as np
+
+    from ctlib.explain import explain_image  # lazy: as above
+
+    agreement = {}
+    for method in ("gradcam", "eigencam"):
+        covid, other = (
+            explain_image(model, image, info["arch"], method, target=t).heatmap for t in (1, 0)
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):  # a flat map: no correlation
+            agreement[method] = float(np.corrcoef(covid.ravel(), other.ravel())[0, 1])
+    return min(agreement, key=lambda m: np.nan_to_num(agreement[m], nan=1.0))
+
+
 def _external_losses(results: Any) -> list[float]:
     # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.study.honest import external_frame
@@ -117,9 +154,9 @@ def _perplexity_moves(folder: Any, seed: int) -> str:
 def _seed_agreement(folder: Any, perplexity: float, seed: int) -> float:
     # lazy: a check loads what it recomputes only when a learner runs it
     from scipy.spatial.distance import pdist
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: as above
 
-    from ctlib.explain import fold_tsne
+    from ctlib.explain import fold_tsne  # lazy: as above
 
     a, b = (
         fold_tsne(folder, perplexity=perplexity, seed=s).points[["x", "y"]].to_numpy()
@@ -192,6 +229,13 @@ CHECKS: dict[tuple[str, int], Check] = {
         "from the best, in points.",
         tolerance=0.05,
     ),
+    ("03", 2): Check(
+        _patient_level_cost,
+        "average the test accuracy over the folds of the image-level run (results, protocol "
+        "'paper') and of your patient-level run, and subtract the patient-level mean from the "
+        "image-level one, in points.",
+        tolerance=0.05,
+    ),
     ("03", 4): Check(
         _densenet_gap,
         "subtract DenseNet169's mean accuracy from DenseNet201's on covid19-ct (paper_table(), "
@@ -209,6 +253,12 @@ CHECKS: dict[tuple[str, int], Check] = {
         "embed with SEED and with SEED + 1, take the pairwise distances of each picture's "
         "points (scipy's pdist) and answer with their Spearman correlation.",
         tolerance=0.002,
+    ),
+    ("05", 3): Check(
+        _class_blind_method,
+        "explain the same slice for COVID (target=1) and for non-COVID (target=0) with each "
+        "method and correlate the two maps; answer with the method key (as explain_image "
+        "takes it) whose maps differ.",
     ),
     ("05", 8): Check(
         _widest_margin,
@@ -239,10 +289,12 @@ CHECK_CELLS: dict[tuple[str, int], str] = {
     ("02", 3): 'check("02", 3, answer, config=recipe("lesson", ARCH, mode=MODE, epochs=8, lr=LR, '
     "seed=SEED))",
     ("03", 1): 'check("03", 1, answer, committed=committed)',
+    ("03", 2): 'check("03", 2, answer, results=results)',
     ("03", 4): 'check("03", 4, answer)',
     ("04", 1): 'check("04", 1, answer, folder=folders[PROTOCOLS[0]], seed=SEED)',
     ("04", 2): 'check("04", 2, answer, folder=folders[PROTOCOLS[0]], perplexity=PERPLEXITY, '
     "seed=SEED)",
+    ("05", 3): 'check("05", 3, answer, model=model, info=info, image=image)',
     ("05", 8): 'check("05", 8, answer, summary=summary)',
     ("06", 6): 'check("06", 6, answer, results=results)',
     ("06", 7): 'check("06", 7, answer, results=results)',

@@ -29,6 +29,7 @@ __all__ = [
     "committed_source",
     "committed_table",
     "figure_dir",
+    "glossary",
     "keep_figure",
     "output_dir",
     "repo_root",
@@ -95,6 +96,50 @@ def committed_root() -> Path | None:
     if root is not None and (root / "results").is_dir():
         return root
     return PACKAGED if (PACKAGED / "results").is_dir() else None
+
+
+def glossary(term: str | None = None) -> MarkdownText:
+    """The kit's glossary (``docs/GLOSSARY.md``), or one term's entry, as text a notebook shows
+    as Markdown: where the notebooks' link to it does not open (Colab, a
+    wheel, the static pages), ``glossary("ROC-AUC")`` does.
+
+    Raises:
+        ValueError: no entry for ``term`` (the message names the closest ones).
+        FileNotFoundError: this copy of the kit carries no glossary.
+    """
+    import difflib  # lazy: only a learner looking a word up needs it
+
+    root = committed_root()
+    path = root / "docs" / "GLOSSARY.md" if root is not None else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            "This copy of ctlib carries no glossary (docs/GLOSSARY.md); install the kit from "
+            "its repository or from a wheel built there."
+        )
+    text = path.read_text(encoding="utf-8")
+    if term is not None:
+        entries = {
+            re.sub(r"[^a-z0-9]+", " ", m.group(2).lower()).strip(): m.group(0)
+            for m in re.finditer(r"^- <a id=\"([^\"]+)\"></a>\*\*([^*]+)\*\*.*?(?=^- |\Z)",
+                                 text, re.M | re.S)
+        }  # fmt: skip
+        key = re.sub(r"[^a-z0-9]+", " ", term.lower()).strip()
+        found = [entry for name, entry in entries.items() if key == name or key in name.split()]
+        if not found:
+            close = difflib.get_close_matches(key, list(entries), n=3)
+            raise ValueError(
+                f"No glossary entry for {term!r}"
+                + (f"; the closest: {', '.join(close)}." if close else ".")
+            )
+        text = "\n".join(entry.strip() for entry in found)
+    return MarkdownText(text)
+
+
+class MarkdownText(str):
+    """Text that a notebook shows as Markdown when a cell ends with it (and is a ``str``)."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
 
 
 def committed_results() -> Path:

@@ -27,6 +27,7 @@ from ctlib.study.tables import cam_scores_per_method, mean_std, network_name, pr
 __all__ = [
     "calibration_frame",
     "calibration_table",
+    "cam_scores_over_seeds",
     "external_frame",
     "external_table",
     "faithfulness_table",
@@ -213,6 +214,27 @@ def faithfulness_table(results: str | os.PathLike[str]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def cam_scores_over_seeds(*folders: str | os.PathLike[str]) -> pd.DataFrame:
+    """The CAM scores (``cam_scores_*.csv``, ``benchmarks/score_cams.py``) of networks of one
+    recipe trained with different seeds, from each folder in turn (a results folder's
+    ``explain/``, or a score run's ``--out``); a seed already read is not read again.
+
+    Raises:
+        FileNotFoundError: no scores in any of the folders.
+    """
+    frames: list[pd.DataFrame] = []
+    seen: set = set()
+    for folder in folders:
+        for file in sorted(Path(folder).glob("cam_scores_*.csv")):
+            frame = pd.read_csv(file)
+            frame = frame[~frame["seed"].isin(seen)]
+            seen |= set(frame["seed"])
+            frames.append(frame.assign(source=str(folder)))
+    if not frames:
+        raise FileNotFoundError(f"No CAM scores (cam_scores_*.csv) in {[str(f) for f in folders]}.")
+    return pd.concat(frames, ignore_index=True)
 
 
 def pointing_road_table(results: str | os.PathLike[str]) -> pd.DataFrame:
