@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from ctlib.argtypes import Number
+from ctlib.canvas import MAX_CANVAS_SIDE
 from ctlib.data.registry import DATASETS, REAL_DATASETS
 from ctlib.errors import EXIT_HELD, CtlibError, DataError
 from ctlib.ops.sweep.command import add_sweep_command
@@ -454,6 +456,8 @@ def _opt(*flags: str, **kwargs: object) -> tuple[tuple[str, ...], dict[str, obje
     return flags, kwargs
 
 
+#: the commands' whole numbers: a fold, a seed (from 0); a count (from 1)
+FROM_0, FROM_1 = Number(int, 0), Number(int, 1)
 ROOT = _opt("--root", help="folder holding the data sets (default: CTLIB_DATA_DIR)")
 QUIET = _opt("-q", "--quiet", action="store_true", help="no progress bars")
 RUN_FOLDER = [
@@ -476,12 +480,12 @@ TRAINING = [
     _opt("--protocol", default="paper", help=PROTOCOL_HELP,
          choices=["paper", "patient", "pseudo-patient", "official", "external"]),
     _opt("--test-dataset", help="the other data set an external run tests on"),
-    _opt("--folds", type=int, default=5, help="number of folds k (default: 5)"),
+    _opt("--folds", type=Number(int, 2), default=5, help="number of folds k (default: 5)"),
     _opt("--no-resume", action="store_true", help="restart unfinished folds from epoch 0"),
     _opt("--out", default=None, help="results folder (default: CTLIB_RUNS_DIR or runs)"),
     QUIET,
 ]  # fmt: skip
-CANVAS = _opt("--canvas", type=int, nargs=2, metavar=("W", "H"),
+CANVAS = _opt("--canvas", type=Number(int, 1, MAX_CANVAS_SIDE), nargs=2, metavar=("W", "H"),
               help="canvas (default: the run's config.json's, else Table 1's)")  # fmt: skip
 
 
@@ -504,14 +508,14 @@ def _commands() -> dict[str, tuple[str, object, list]]:
             _opt("--dataset", default="synthetic", help="data set name (default: synthetic)"),
             ROOT,
             _opt("--archs", nargs="+", default=list(DEFAULT_ARCHS), help="architectures"),
-            _opt("--n", type=int, default=2, help="images per class (default: 2)"),
-            _opt("--seed", type=int, default=0, help="which images (default: 0)"),
+            _opt("--n", type=FROM_1, default=2, help="images per class (default: 2)"),
+            _opt("--seed", type=FROM_0, default=0, help="which images (default: 0)"),
             _opt("--out", default="outputs/quick", help="output folder (default: outputs/quick)"),
             QUIET]),
         "train": ("fine-tune one architecture on one fold", _cmd_cv, [*TRAINING,
-            _opt("--fold", type=int, default=0, help="which fold is held out (default: 0)")]),
+            _opt("--fold", type=FROM_0, default=0, help="which fold is held out (default: 0)")]),
         "cv": ("cross-validate one architecture on one data set", _cmd_cv, [*TRAINING,
-            _opt("--only-folds", type=int, nargs="+", help="run only these folds")]),
+            _opt("--only-folds", type=FROM_0, nargs="+", help="run only these folds")]),
         "table": ("Table 2 and Fig. 9 from a results folder", _cmd_table, [
             _opt("results", help="results folder (the --out of cv)"),
             _opt("--markdown", action="store_true", help="print Markdown"),
@@ -531,27 +535,28 @@ def _commands() -> dict[str, tuple[str, object, list]]:
                  "stale")]),
         "heat": ("Grad-CAM heat on padding and outside the body, per trained fold", _cmd_heat, [
             *RUN_FOLDER,
-            _opt("--images", type=int, default=20, help="test images per fold (default: 20)"),
+            _opt("--images", type=FROM_1, default=20, help="test images per fold (default: 20)"),
             _opt("--out", default="results/explain", help="output folder (default: %(default)s)"),
             QUIET]),
         "road": ("faithfulness of the CAMs (ROAD, confidence change) on a trained fold's test "
                  "images", _cmd_road, [
             *RUN_FOLDER,
-            _opt("--fold", type=int, default=1, help="the fold (default: 1, the figures' fold)"),
-            _opt("--images", type=int, default=100, help="test images (default: 100)"),
-            _opt("--percentiles", type=int, nargs="+", default=[20, 40, 60, 80],
+            _opt("--fold", type=FROM_0, default=1, help="the fold (default: 1, the figures' fold)"),
+            _opt("--images", type=FROM_1, default=100, help="test images (default: 100)"),
+            _opt("--percentiles", type=Number(int, 1, 99), nargs="+", default=[20, 40, 60, 80],
                  help="removal thresholds (default: 20 40 60 80)"),
-            _opt("--seed", type=int, default=0, help="sample, random map, noise (default: 0)"),
+            _opt("--seed", type=FROM_0, default=0, help="sample, random map, noise (default: 0)"),
             _opt("--out", default="results/explain", help="output folder (default: %(default)s)"),
             QUIET]),
         "figures": ("the paper's t-SNE (Fig. 11/12) and Grad-CAM galleries (Fig. 13-16) of a fold",
                     _cmd_figures, [
             *RUN_FOLDER,
-            _opt("--fold", type=int, default=0, help="the fold (default: 0)"),
-            _opt("--n", type=int, default=4, help="slices per outcome (default: 4)"),
+            _opt("--fold", type=FROM_0, default=0, help="the fold (default: 0)"),
+            _opt("--n", type=FROM_1, default=4, help="slices per outcome (default: 4)"),
             _opt("--method", default="gradcam", help="CAM method (default: gradcam)"),
-            _opt("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)"),
-            _opt("--seed", type=int, default=0, help="t-SNE random state (default: 0)"),
+            _opt("--perplexity", type=Number(float, above=0), default=30.0,
+                 help="t-SNE perplexity (default 30)"),
+            _opt("--seed", type=FROM_0, default=0, help="t-SNE random state (default: 0)"),
             _opt("--figures", default="figures", help="where the figures go (default: figures)"),
             _opt("--out", default="results/explain", help="where their numbers go (default: "
                  "results/explain)"),
@@ -572,11 +577,12 @@ def _commands() -> dict[str, tuple[str, object, list]]:
                  "groups for a data set without patient IDs"),
             _opt("dataset", choices=sorted(DATASETS)),
             ROOT,
-            _opt("--cosine-min", type=float, default=0.92, help="report: cosine similarity of "
+            _opt("--cosine-min", type=Number(float, 0, 1), default=0.92,
+                 help="report: cosine similarity of "
                  "ImageNet features from which a training image is a test image's look-alike "
                  "(default: 0.92, calibrated on COVID19-CT)"),
-            _opt("--groups", type=int, default=60, help="pseudo-patients per label (default: 60, "
-                 "the SARS-CoV-2 CT authors' count)"),
+            _opt("--groups", type=FROM_1, default=60,
+                 help="pseudo-patients per label (default: 60, the SARS-CoV-2 CT authors' count)"),
             _opt("--check", action="store_true", help="measure how much patient leakage the "
                  "groups remove instead of writing them (needs patient IDs, e.g. covid19-ct)"),
             _opt("--out", help="report: output folder (default: results/audit); pseudo-patients: "

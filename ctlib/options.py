@@ -17,9 +17,27 @@ import typing
 from dataclasses import MISSING, Field, fields
 from typing import Any
 
+from ctlib.argtypes import Number
+from ctlib.canvas import MAX_CANVAS_SIDE
 from ctlib.config import AMP_CHOICES, CONTENTS, DATA_PATHS, OPTIMIZERS, Runtime, TrainConfig
 
-__all__ = ["FLAGS", "add_training_options", "field_help", "training_settings"]
+__all__ = ["FLAGS", "RANGES", "add_training_options", "field_help", "training_settings"]
+
+
+#: The range of each numeric recipe and runtime field on the command line (a field without
+#: one is refused when the parser is built, so a new field cannot slip through unchecked).
+RANGES: dict[str, Number] = {
+    "epochs": Number(int, 1),
+    "batch_size": Number(int, 1),
+    "lr": Number(float, above=0),
+    "weight_decay": Number(float, 0),
+    "canvas": Number(int, 1, MAX_CANVAS_SIDE),
+    "seed": Number(int, 0),
+    "num_workers": Number(int, 0),
+    "checkpoint_every": Number(int, 1),
+    "checkpoint_minutes": Number(float, above=0),
+    "gpu_checkpoint_minutes": Number(float, above=0),
+}
 
 #: Fields the command line sets through a flag of another name or shape.
 FLAGS: dict[str, dict[str, Any]] = {
@@ -81,6 +99,10 @@ def _option(field: Field, cls: type, helps: dict[str, str]) -> tuple[str, dict[s
         spec["action"] = "store_true"
     elif "action" not in spec:
         spec.setdefault("type", base if base in (int, float, str) else str)
+    if spec.get("type") in (int, float):
+        if field.name not in RANGES:
+            raise TypeError(f"{cls.__name__}.{field.name} is a number with no range in RANGES")
+        spec["type"] = RANGES[field.name]
     if field.name in CHOICES:
         spec["choices"] = CHOICES[field.name]
     default = field.default if field.default is not MISSING else None

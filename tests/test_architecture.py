@@ -22,7 +22,17 @@ PACKAGE = ROOT / "ctlib"
 #: Lowest first. A module is matched by its exact name or, for a package, by its prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # ctlib.plots.palette: the colour language, data only (ctlib.study's tables use it too)
-    ("foundation", ("ctlib", "ctlib.paths", "ctlib.errors", "ctlib.files", "ctlib.plots.palette")),
+    (
+        "foundation",
+        (
+            "ctlib",
+            "ctlib.paths",
+            "ctlib.errors",
+            "ctlib.files",
+            "ctlib.argtypes",
+            "ctlib.plots.palette",
+        ),
+    ),
     ("data", ("ctlib.data", "ctlib.runfiles")),
     ("pure", ("ctlib.canvas", "ctlib.metrics", "ctlib.optim")),
     ("transforms", ("ctlib.transforms", "ctlib.batches")),

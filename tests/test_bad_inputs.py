@@ -3,6 +3,7 @@ nothing behind that blocks the corrected command."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ctlib.argtypes import Number
 from ctlib.cli import build_parser, main
 from ctlib.cv import LOCK_FILE, fold_dir, make_folds, run_cv
 from ctlib.data import load_dataset, load_folder, read_grayscale
@@ -83,20 +85,29 @@ def test_a_gpu_asked_for_but_absent_blocks_nothing(synth, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["cv", "--lr", "nan", "--quick"], "lr must be a positive number"),
-        (["cv", "--lr", "-1", "--quick"], "lr must be a positive number"),
+        (["cv", "--lr", "nan", "--quick"], "argument --lr: expected a finite number > 0"),
+        (["cv", "--lr", "-1", "--quick"], "argument --lr: expected a finite number > 0"),
         (["cv", "--device", "tpu", "--quick"], "device must be"),
-        (["cv", "--num-workers", "-1", "--quick"], "num_workers must be >= 0"),
+        (
+            ["cv", "--num-workers", "-1", "--quick"],
+            "argument --num-workers: expected an integer >= 0",
+        ),
         (["cv", "--folds", "100", "--quick"], "too many"),
-        (["cv", "--canvas", "100000", "100000", "--quick"], "two integers from 1 to 4096"),
+        (
+            ["cv", "--canvas", "100000", "100000", "--quick"],
+            "argument --canvas: expected an integer >= 1 and <= 4096",
+        ),
     ],
 )
 def test_bad_cli_values_end_in_one_message_and_write_nothing(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert main([*argv, "--out", str(tmp_path), "-q"]) == 2
+    try:
+        code = main([*argv, "--out", str(tmp_path), "-q"])
+    except SystemExit as exit_:  # argparse's own refusal: usage, then one error line
+        code = exit_.code
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert code == 2 and message in err and "Traceback" not in err
     assert not any(tmp_path.rglob("*.json")) and not any(tmp_path.rglob("folds.csv"))
 
 
@@ -303,6 +314,38 @@ def test_every_command_answers_bad_input_with_a_message_never_a_traceback(
 
 
 @pytest.mark.slow
+def _numeric_options() -> list[tuple[str, argparse.Action]]:
+    """Every option of every command that takes a number, as the parser holds it."""
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
+    return [
+        (name, action)
+        for name, command in commands.items()
+        for action in command._actions  # noqa: SLF001
+        if action.type in (int, float) or isinstance(action.type, Number)
+    ]
+
+
+def test_every_number_option_of_every_command_has_a_range_and_refuses_what_lies_outside(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Read from the parser, so that an option added later is tried too: each numeric option
+    is a Number (a bare int or float would take any value), and each value out of its range
+    ends in argparse's one-line error naming the option, before any work starts."""
+    options = _numeric_options()
+    assert len(options) >= 40, "the commands' numeric options were found"
+    bare = [f"{name} {a.option_strings}" for name, a in options if not isinstance(a.type, Number)]
+    assert bare == [], "options that take any number: give each a Number range"
+    for name, action in options:
+        flag = action.option_strings[0] if action.option_strings else None
+        for bad in action.type.bad_values():
+            values = [bad] * (action.nargs if isinstance(action.nargs, int) else 1)
+            with pytest.raises(SystemExit) as refused:
+                build_parser().parse_args([name, *([flag] if flag else []), *values])
+            err = capsys.readouterr().err
+            assert refused.value.code == 2, (name, flag, bad)
+            assert f"argument {flag or action.dest}: expected" in err, (name, flag, bad, err)
+
+
 def test_the_real_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     done = subprocess.run(
         [
@@ -390,9 +433,13 @@ def test_a_huge_canvas_given_to_predict_is_refused_before_the_model_is_loaded(
     image = _png(tmp_path / "slice.png")
     missing = tmp_path / "no-model-here.pt"  # never opened: the option is checked first
     argv = ["predict", str(image), "--checkpoint", str(missing), "--canvas", "60000", "60000"]
-    assert main([*argv, "-q"]) == 2
+    with pytest.raises(SystemExit) as refused:  # by the parser, before anything is opened
+        main([*argv, "-q"])
     err = capsys.readouterr().err
-    assert "--canvas" in err and "from 1 to 4096" in err and "does not exist" not in err
+    assert (
+        refused.value.code == 2 and "argument --canvas: expected an integer >= 1 and <= 4096" in err
+    )
+    assert "does not exist" not in err
 
 
 def test_the_canvas_bound_leaves_room_over_the_largest_slice_of_the_data_sets() -> None:

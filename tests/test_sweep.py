@@ -368,14 +368,14 @@ def test_dry_run_shows_where_cells_run_and_the_cost_source(
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--retries", "-1"], "argument --retries: must be >= 0"),
-        (["--per-gpu", "0"], "argument --per-gpu: must be >= 1"),
+        (["--retries", "-1"], "argument --retries: expected an integer >= 0"),
+        (["--per-gpu", "0"], "argument --per-gpu: expected an integer >= 1"),
         (["--executor", "pbs"], "argument --executor: invalid choice: 'pbs'"),
-        (["--cell-timeout", "0"], "argument --cell-timeout: must be a positive number"),
+        (["--cell-timeout", "0"], "argument --cell-timeout: expected a finite number > 0"),
         (["--executor", "slurm", "--sbatch", "=3"], "expected NAME=VALUE"),
         (["--epochz", "3"], "Unknown option(s) --epochz 3"),
         (["--arch", "resnet18"], "--arch is set by the sweep"),
-        (["--lr", "inf"], "lr must be a positive number"),
+        (["--lr", "inf"], "argument --lr: expected a finite number > 0"),
         (["--executor", "slurm", "--retries", "2"], "--retries: only for --executor local"),
         (["--partition", "gpu"], "--partition: only for --executor slurm"),
         (["--gpu-figures", "no-such.csv"], "--gpu-figures names 'no-such.csv'"),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ctlib.argtypes import Number
 from ctlib.data.registry import REAL_DATASETS
 from ctlib.errors import EXIT_HELD, DataError
 from ctlib.ops.sweep.figures import (
@@ -210,34 +211,14 @@ def _slurm_options(slurm: argparse._ArgumentGroup) -> None:
     slurm.add_argument("--job-name", help="SLURM job name (default: ctlib-sweep)")
 
 
-def _at_least(low: int) -> Callable[[str], int]:
+def _at_least(low: int) -> Number:
     """An argparse type: an integer >= ``low``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
+    return Number(int, low)
 
 
-def _positive(kind: type) -> Callable[[str], float]:
+def _positive(kind: type) -> Number:
     """An argparse type: a positive finite number."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not 0 < value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-        return value
-
-    return parse
+    return Number(kind, above=0)
 
 
 def _sbatch_pair(text: str) -> tuple[str, object]:
