@@ -128,6 +128,16 @@ def load_training_state(
     if not isinstance(state, dict) or not keys <= set(state):
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(path, f"it is no ctlib training checkpoint (found {found})")
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 100_000:
+        raise CheckpointError(path, f"its epoch {epoch!r} is not an epoch count")
+    mistyped = [k for k in ("model", "optimizer", "rng") if not isinstance(state[k], dict)]
+    if not isinstance(state["history"], list) or not all(
+        isinstance(h, dict) for h in state["history"]
+    ):
+        mistyped.append("history")
+    if mistyped:
+        raise CheckpointError(path, f"its {', '.join(mistyped)} are not what fit writes")
     return state
 
 
@@ -165,11 +175,19 @@ def resume_run(
             f"{', '.join(RUNTIME_SETTINGS)} may change), use another output folder, or "
             "start again with --no-resume."
         )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if precision.scaler is not None and state.get("scaler"):
-        precision.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if precision.scaler is not None and state.get("scaler"):
+            precision.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            folder / CHECKPOINT,
+            f"its saved state does not fit this network and optimizer (another architecture's "
+            f"weights?): {first}",
+        ) from None
     log.info("resumed from %s at epoch %d", folder / CHECKPOINT, state["epoch"] + 1)
     return ResumePoint(state["epoch"] + 1, state["history"], state.get("best_val", math.inf))
 

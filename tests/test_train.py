@@ -425,6 +425,32 @@ def test_a_truncated_checkpoint_says_which_file_and_the_fix(
     assert len(history) == 1
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"epoch": -3}, "is not an epoch count"),
+        ({"epoch": "five"}, "is not an epoch count"),
+        ({"epoch": 10**9}, "is not an epoch count"),
+        ({"history": "x"}, "history are not what fit writes"),
+        ({"rng": [1, 2]}, "rng are not what fit writes"),
+        ({"model": {"conv.weight": torch.zeros(3)}}, "does not fit this network"),
+    ],
+    ids=["negative-epoch", "text-epoch", "absurd-epoch", "history", "rng", "other-weights"],
+)
+def test_a_checkpoint_with_impossible_contents_is_refused_by_name(
+    tiny_frame: pd.DataFrame, tmp_path: Path, change: dict, problem: str
+) -> None:
+    """A checkpoint that loads (tensors and plain data) but cannot be this run's state: the
+    kit's error, the file and --no-resume, never a traceback from deep inside torch."""
+    _run(tiny_frame, tmp_path, epochs=2)
+    checkpoint = tmp_path / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    torch.save({**state, **change}, checkpoint)
+    with pytest.raises(CheckpointError, match=problem) as error:
+        _run(tiny_frame, tmp_path, epochs=2)
+    assert str(checkpoint) in str(error.value) and "--no-resume" in str(error.value)
+
+
 def test_checkpoints_hold_only_tensors_and_plain_data(
     tiny_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
