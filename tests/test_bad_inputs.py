@@ -281,7 +281,88 @@ def _bad_commands(tmp: Path) -> list[list[str]]:
         ["quickstart", "--out", str(a_file)],
         ["slides", "--results", str(tmp / "no-such-results"), "--out", str(tmp / "deck.md")],
         ["slides", "--results", str(empty), "--out", str(a_file / "deck.md")],
+        # every other option that takes a value (tests/test_sweep.py tries the sweep's own)
+        ["canvases", "--dataset", "covid19-ct", "--root", str(empty), "--out", str(tmp / "c")],
+        ["train", "--dataset", "nope", "--quick", "--out", str(tmp / "r")],
+        [
+            "train",
+            "--dataset",
+            "covid19-ct",
+            "--root",
+            str(a_file),
+            "--quick",
+            "--out",
+            str(tmp / "r"),
+        ],
+        [
+            "train",
+            "--protocol",
+            "external",
+            "--test-dataset",
+            "nope",
+            "--quick",
+            "--out",
+            str(tmp / "r"),
+        ],
+        ["train", "--device", "tpu", "--quick", "--out", str(tmp / "r")],
+        ["cv", "--arch", "resnet-9000", "--quick", "--out", str(tmp / "r")],
+        [
+            "cv",
+            "--protocol",
+            "external",
+            "--test-dataset",
+            "synthetic",
+            "--quick",
+            "--out",
+            str(tmp / "r"),
+        ],
+        ["table", str(tmp / "no-such-runs"), "--csv", str(a_file / "t.csv")],
+        ["table", str(empty), "--figures", str(a_file)],
+        ["table", str(empty), "--readme", str(tmp / "no-such-readme.md")],
+        ["table", str(empty), "--check-readme", str(tmp / "no-such-readme.md")],
+        ["slides", "--figures", str(a_file), "--out", str(tmp / "deck.md")],
+        ["heat", str(empty), "--dataset", "synthetic", "--protocol", "nope", "--run", "nope"],
+        ["heat", str(empty), "--dataset", "synthetic", "--out", str(a_file / "x")],
+        ["road", str(empty), "--dataset", "synthetic", "--protocol", "nope", "--run", "nope"],
+        ["road", str(empty), "--dataset", "synthetic", "--out", str(a_file / "x")],
+        ["figures", str(empty), "--dataset", "synthetic", "--protocol", "nope", "--run", "nope"],
+        ["figures", str(empty), "--dataset", "synthetic", "--method", "nope"],
+        ["figures", str(empty), "--dataset", "synthetic", "--figures", str(a_file)],
+        ["figures", str(empty), "--dataset", "synthetic", "--out", str(a_file / "x")],
+        ["import-results", str(tmp / "no-such-results"), str(tmp / "i"), "--root", str(a_file)],
+        ["audit", "pseudo-patients", "covid19-ct", "--root", str(empty), "--out", str(a_file)],
+        ["prepare-workshop", "--pack", str(a_file / "pack.zip"), "--no-rehearse"],
+        ["sweep", "--slots", "gpu:x", "--dry-run", "--out", str(tmp / "s")],
+        ["sweep", "--setup", "", "--dry-run", "--out", str(tmp / "s")],
+        ["sweep", "--job-name", "x", "--dry-run", "--out", str(tmp / "s")],
     ]
+
+
+#: options whose bad values tests/test_sweep.py tries (its one-error-line test)
+TRIED_ELSEWHERE = {("sweep", "--gpu-figures"), ("sweep", "--partition"), ("sweep", "--sbatch")}
+#: options that only list or look: no value is wrong for them
+NOTHING_TO_REFUSE = {("datasets", "--root")}
+
+
+def test_every_option_of_every_command_is_tried_with_a_bad_value(tmp_path: Path) -> None:
+    """Read from the parser: an option that takes a value is either a Number (tried by the
+    test above), a choice (argparse refuses another), or tried here (or in the sweep's
+    tests) with a bad value; an option added later without one fails this test."""
+    tried = {(argv[0], token) for argv in _bad_commands(tmp_path) for token in argv[1:]}
+    commands = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
+    untried = []
+    for name, command in commands.items():
+        for action in command._actions:  # noqa: SLF001
+            if action.nargs == 0 or not action.option_strings:  # a flag, or a positional
+                continue
+            if isinstance(action.type, Number) or action.choices is not None:
+                continue
+            key = (name, action.option_strings[-1])
+            if not {key, (name, action.option_strings[0])} & (
+                tried | TRIED_ELSEWHERE | NOTHING_TO_REFUSE
+            ):
+                untried.append(" ".join(key))
+    assert untried == [], "options no test gives a bad value: add them to _bad_commands"
 
 
 def test_every_command_answers_bad_input_with_a_message_never_a_traceback(

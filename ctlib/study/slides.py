@@ -364,6 +364,11 @@ def update_slides(
     """Write :func:`render_slides` to ``deck``. Returns True when the file changed (with
     ``check=True``: when it would change; nothing is written)."""
     path = Path(deck)
+    if not Path(figures).is_dir():
+        raise FileNotFoundError(
+            f"{str(figures)!r} is not a folder of figures: pass --figures the folder that holds "
+            "the committed figures (default: figures)."
+        )
     new = render_slides(results, figures, path)
     if path.is_file() and path.read_text() == new:
         return False
