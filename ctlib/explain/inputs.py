@@ -20,6 +20,7 @@ from ctlib.canvas import check_canvas_size, fit_to_canvas
 from ctlib.data import CLASS_NAMES, IMAGE_SUFFIXES, CTDataset, read_grayscale
 from ctlib.errors import ImageReadError
 from ctlib.models import ModelSpec, get_spec, load_checkpoint, probabilities, spec_of
+from ctlib.models.weights import read_weights_file
 from ctlib.runfiles import read_config
 from ctlib.transforms import normalize
 
@@ -58,9 +59,12 @@ def load_trained(checkpoint: str | os.PathLike[str]) -> tuple[torch.nn.Module, d
     """
     path = Path(checkpoint)
     model = load_checkpoint(path).eval()
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = read_weights_file(path)  # load_checkpoint has checked it is a kit checkpoint
     spec = get_spec(raw["arch"])
     extra = raw.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ValueError(f"{path} stores its settings ('extra') as {type(extra).__name__}, not "
+                         "a mapping: export the model again from its run.")  # fmt: skip
     info = {
         "arch": spec.name,
         "canvas": tuple(extra.get("canvas", spec.canvas)),
