@@ -122,6 +122,32 @@ def _fold_cases(folder: Path) -> list[tuple]:
     ]
 
 
+def _verdict_case() -> tuple:
+    """03.5 on the committed runs: none is one of the paper's rows, so none can flip."""
+    return ("03", 5, {"committed": collect_results(committed_results())}, 0, 2)
+
+
+def _loss_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """02.1 on a run at the paper's rate, where notebook 02 keeps it (a quick output folder
+    of its own here), its history written as fit writes it."""
+    from ctlib.cv import fold_dir
+    from ctlib.notebook import results_dir
+    from ctlib.notebook.mode import get_mode
+
+    monkeypatch.setenv("CTLIB_OUTPUT_DIR", str(tmp_path))
+    mode = get_mode("quick")
+    config = recipe("lesson", mode=mode, epochs=3)
+    slow = recipe("lesson", config.arch, mode=mode, epochs=3, lr=3e-4, seed=config.seed)
+    folder = fold_dir(results_dir(mode, slow), "synthetic", "paper", slow.run_name, 0)
+    folder.mkdir(parents=True)
+    losses = [0.70, 0.69, 0.66]
+    history = [{"epoch": e + 1, "seconds": 1.0, "train_loss": v} for e, v in enumerate(losses)]
+    (folder / "history.json").write_text(json.dumps(history))
+    given = {"mode": mode, "dataset": SimpleNamespace(name="synthetic"), "config": config,
+             "fold": 0}  # fmt: skip
+    return ("02", 1, given, losses[0] - losses[-1], 0.0)
+
+
 def _patient_case() -> tuple:
     """03.2 on the committed COVID19-CT runs: the patient-level run beside the image-level."""
     committed = collect_results(committed_results())
@@ -132,11 +158,11 @@ def _patient_case() -> tuple:
     return ("03", 2, given, 100 * (image - patient), 0.0)
 
 
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(15))
 def test_each_check_says_right_to_the_solution_and_hints_at_a_wrong_answer(
-    case, capsys, request
+    case, capsys, request, tmp_path, monkeypatch
 ) -> None:
-    cases = [*_cases(), _patient_case()]
+    cases = [*_cases(), _patient_case(), _verdict_case(), _loss_case(tmp_path, monkeypatch)]
     if case >= len(cases):  # they need a trained fold
         cases += _fold_cases(request.getfixturevalue("tsne_fold"))
     notebook, exercise, given, right, wrong = cases[case]

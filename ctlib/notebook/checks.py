@@ -68,6 +68,35 @@ def _images_per_patient(frames: dict[str, pd.DataFrame]) -> float:
     return float(frames["covid19-ct"].groupby("patient_id").size().mean())
 
 
+def _loss_fall_at_paper_rate(mode: Any, dataset: Any, config: Any, fold: int) -> float:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from ctlib.cv import fold_dir
+    from ctlib.notebook.folders import results_dir  # lazy: as above
+    from ctlib.recipes import recipe  # lazy: as above
+    from ctlib.results import load_history  # lazy: as above
+
+    slow = recipe("lesson", config.arch, mode=mode, epochs=config.epochs, lr=3e-4, seed=config.seed)
+    folder = fold_dir(results_dir(mode, slow), dataset.name, "paper", slow.run_name, fold)
+    if not (folder / "history.json").is_file():
+        raise FileNotFoundError(
+            f"the run at the paper's rate is not in {folder}: set LR = 3e-4 and train, then "
+            "check again."
+        )
+    loss = load_history(folder)["train_loss"]
+    return float(loss.iloc[0] - loss.iloc[-1])
+
+
+def _verdict_flips(committed: pd.DataFrame) -> int:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from ctlib.study.paper import compare_with_paper
+
+    narrow, wide = (
+        compare_with_paper(committed, ["accuracy"], tolerance=t, include_not_run=False)["verdict"]
+        for t in (0.5, 5.0)
+    )
+    return int((narrow.to_numpy() != wide.to_numpy()).sum())
+
+
 def _fold_to_fold(out: Any, dataset: Any, config: Any) -> float:
     # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.results import collect_results
@@ -210,6 +239,12 @@ CHECKS: dict[tuple[str, int], Check] = {
         "average over the patients, not over the images.",
         tolerance=0.05,
     ),
+    ("02", 1): Check(
+        _loss_fall_at_paper_rate,
+        "train the same fold at lr 3e-4 and subtract its last epoch's train_loss from its "
+        "first (its history.json); answer with that fall.",
+        tolerance=0.0005,
+    ),
     ("02", 2): Check(
         _fold_to_fold,
         "train fold 1 too (FOLD = 1), then subtract the two folds' test accuracies (each "
@@ -235,6 +270,12 @@ CHECKS: dict[tuple[str, int], Check] = {
         "'paper') and of your patient-level run, and subtract the patient-level mean from the "
         "image-level one, in points.",
         tolerance=0.05,
+    ),
+    ("03", 5): Check(
+        _verdict_flips,
+        "compare the committed runs with the paper (compare_with_paper, accuracy) at a "
+        "tolerance of half a point and of five points and count the runs whose verdict "
+        "differs.",
     ),
     ("03", 4): Check(
         _densenet_gap,
@@ -285,12 +326,14 @@ CHECKS: dict[tuple[str, int], Check] = {
 CHECK_CELLS: dict[tuple[str, int], str] = {
     ("01", 1): 'check("01", 1, answer, frames=frames)',
     ("01", 4): 'check("01", 4, answer, frames=frames)',
+    ("02", 1): 'check("02", 1, answer, mode=MODE, dataset=dataset, config=config, fold=FOLD)',
     ("02", 2): 'check("02", 2, answer, out=out, dataset=dataset, config=config)',
     ("02", 3): 'check("02", 3, answer, config=recipe("lesson", ARCH, mode=MODE, epochs=8, lr=LR, '
     "seed=SEED))",
     ("03", 1): 'check("03", 1, answer, committed=committed)',
     ("03", 2): 'check("03", 2, answer, results=results)',
     ("03", 4): 'check("03", 4, answer)',
+    ("03", 5): 'check("03", 5, answer, committed=committed)',
     ("04", 1): 'check("04", 1, answer, folder=folders[PROTOCOLS[0]], seed=SEED)',
     ("04", 2): 'check("04", 2, answer, folder=folders[PROTOCOLS[0]], perplexity=PERPLEXITY, '
     "seed=SEED)",
