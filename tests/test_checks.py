@@ -122,6 +122,19 @@ def _fold_cases(folder: Path) -> list[tuple]:
     ]
 
 
+def _seed_case(tmp_path: Path) -> tuple:
+    """05.5 on the committed CAM scores (no run of the learner's yet), by the solution's route."""
+    import pandas as pd
+
+    scores = ["test_accuracy", "pointing_game", "energy_in_lesions"]
+    files = sorted((committed_results() / "explain").glob("cam_scores_*.csv"))
+    raw = pd.concat(pd.read_csv(f) for f in files)
+    spread = raw.groupby("method_name")[scores].agg(["mean", "std"])
+    widest = spread.xs("std", axis=1, level=1).max().idxmax()
+    given = {"committed": committed_results() / "explain", "yours": tmp_path / "cam-score"}
+    return ("05", 5, given, widest, next(s for s in scores if s != widest))
+
+
 def _verdict_case() -> tuple:
     """03.5 on the committed runs: none is one of the paper's rows, so none can flip."""
     return ("03", 5, {"committed": collect_results(committed_results())}, 0, 2)
@@ -158,11 +171,12 @@ def _patient_case() -> tuple:
     return ("03", 2, given, 100 * (image - patient), 0.0)
 
 
-@pytest.mark.parametrize("case", range(15))
+@pytest.mark.parametrize("case", range(16))
 def test_each_check_says_right_to_the_solution_and_hints_at_a_wrong_answer(
     case, capsys, request, tmp_path, monkeypatch
 ) -> None:
-    cases = [*_cases(), _patient_case(), _verdict_case(), _loss_case(tmp_path, monkeypatch)]
+    cases = [*_cases(), _patient_case(), _verdict_case(), _loss_case(tmp_path, monkeypatch),
+             _seed_case(tmp_path)]  # fmt: skip
     if case >= len(cases):  # they need a trained fold
         cases += _fold_cases(request.getfixturevalue("tsne_fold"))
     notebook, exercise, given, right, wrong = cases[case]

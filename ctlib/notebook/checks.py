@@ -157,6 +157,19 @@ def _class_blind_method(model: Any, info: dict, image: Any) -> str:
     return min(agreement, key=lambda m: np.nan_to_num(agreement[m], nan=1.0))
 
 
+def _widest_seed_spread(committed: Any, yours: Any = None) -> str:
+    # lazy: a check loads what it recomputes only when a learner runs it
+    from pathlib import Path
+
+    from ctlib.notebook.folders import repo_root  # lazy: as above
+    from ctlib.study.honest import cam_scores_over_seeds  # lazy: as above
+
+    yours = yours or (repo_root() or Path.cwd()) / "outputs" / "cam-score"  # the exercise's --out
+    raw = cam_scores_over_seeds(committed, yours)
+    scores = ["test_accuracy", "pointing_game", "energy_in_lesions"]
+    return str(raw.groupby("method_name")[scores].std().max().idxmax())
+
+
 def _external_losses(results: Any) -> list[float]:
     # lazy: a check loads what it recomputes only when a learner runs it
     from ctlib.study.honest import external_frame
@@ -301,6 +314,11 @@ CHECKS: dict[tuple[str, int], Check] = {
         "method and correlate the two maps; answer with the method key (as explain_image "
         "takes it) whose maps differ.",
     ),
+    ("05", 5): Check(
+        _widest_seed_spread,
+        "over the seeds (the committed CAM scores and yours), take each score's standard "
+        "deviation per method and answer with the score column whose largest one is widest.",
+    ),
     ("05", 8): Check(
         _widest_margin,
         "subtract the random map's road from each method's road (the table's rows), leave out "
@@ -338,6 +356,7 @@ CHECK_CELLS: dict[tuple[str, int], str] = {
     ("04", 2): 'check("04", 2, answer, folder=folders[PROTOCOLS[0]], perplexity=PERPLEXITY, '
     "seed=SEED)",
     ("05", 3): 'check("05", 3, answer, model=model, info=info, image=image)',
+    ("05", 5): 'check("05", 5, answer, committed=committed_results() / "explain")',
     ("05", 8): 'check("05", 8, answer, summary=summary)',
     ("06", 6): 'check("06", 6, answer, results=results)',
     ("06", 7): 'check("06", 7, answer, results=results)',
