@@ -383,6 +383,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if ready else 1
 
 
+def _check_writable_file(path: Path, option: str) -> None:
+    """Refuse a file path that cannot be written: a folder, or under a file."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give the file to write, e.g. {path / 'x'}.")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{option} {path} lies under {parent}, which is a file, not a folder.")
+
+
 def _cmd_prepare_workshop(args: argparse.Namespace) -> int:
     from ctlib.notebook import get_mode
     from ctlib.ops.workshop import prepare_workshop
@@ -399,6 +408,8 @@ def _cmd_prepare_workshop(args: argparse.Namespace) -> int:
             print(f"  PROBLEM: {problem}")
         print("the plan is sound" if not problems else "fix the problems above first")
         return 1 if problems else 0
+    if args.pack:  # checked before hours of training, not after
+        _check_writable_file(Path(args.pack), "--pack")
     print(f"{mode}\npreparing: data, then every run notebooks 02-05 train, then one rehearsal")
     report = prepare_workshop(
         mode,
