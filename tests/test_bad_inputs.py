@@ -416,12 +416,13 @@ def test_every_number_option_of_every_command_has_a_range_and_refuses_what_lies_
     assert len(options) >= 40, "the commands' numeric options were found"
     bare = [f"{name} {a.option_strings}" for name, a in options if not isinstance(a.type, Number)]
     assert bare == [], "options that take any number: give each a Number range"
+    parser = build_parser()
     for name, action in options:
         flag = action.option_strings[0] if action.option_strings else None
         for bad in action.type.bad_values():
             values = [bad] * (action.nargs if isinstance(action.nargs, int) else 1)
             with pytest.raises(SystemExit) as refused:
-                build_parser().parse_args([name, *([flag] if flag else []), *values])
+                parser.parse_args([name, *([flag] if flag else []), *values])
             err = capsys.readouterr().err
             assert refused.value.code == 2, (name, flag, bad)
             assert f"argument {flag or action.dest}: expected" in err, (name, flag, bad, err)

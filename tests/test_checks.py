@@ -3,6 +3,7 @@ gives a hint (not the answer) to a typical wrong one; the students' copies carry
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,6 +41,7 @@ def _summary() -> pd.DataFrame:
     return pd.DataFrame({"road": road})
 
 
+@functools.cache  # computed once for the sixteen cases
 def _cases():
     """(notebook, exercise, what the check is given, the solution's answer, a wrong answer)."""
     frames = _frames()
@@ -135,6 +137,7 @@ def _seed_case(tmp_path: Path) -> tuple:
     return ("05", 5, given, widest, next(s for s in scores if s != widest))
 
 
+@functools.cache
 def _verdict_case() -> tuple:
     """03.5 on the committed runs: none is one of the paper's rows, so none can flip."""
     return ("03", 5, {"committed": collect_results(committed_results())}, 0, 2)
@@ -161,6 +164,7 @@ def _loss_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
     return ("02", 1, given, losses[0] - losses[-1], 0.0)
 
 
+@functools.cache
 def _patient_case() -> tuple:
     """03.2 on the committed COVID19-CT runs: the patient-level run beside the image-level."""
     committed = collect_results(committed_results())
