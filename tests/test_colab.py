@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ctlib import DISTRIBUTION, WHEEL_GLOB
-from ctlib.notebook import get_mode
+from ctlib.notebook import get_mode, results_dir
 from ctlib.notebook.colab import repository
 from ctlib.ops.lessonpack import export_lesson_pack
 from ctlib.ops.notebooks.colab import (
@@ -301,11 +301,13 @@ def test_the_set_up_cell_installs_the_kit_beside_colabs_torch(tmp_path: Path) ->
     # repository, without the data sets (lesson 01 then shows the committed real-CT figures)
     no_data = {"CTLIB_DATA_DIR": str(tmp_path / "no-data")}
     (tmp_path / "no-data").mkdir()
-    # the lesson networks as a room gets them: packed where they were trained (the slow tests'
-    # pre-flight), imported on the learner's side; without them here, the lessons train
-    pack = tmp_path / "lessons.zip"
+    # the networks as a room gets them: packed where they were trained (the slow tests'
+    # pre-flight and notebooks: the lessons' runs and the solutions' own), imported on the
+    # learner's side; without them here, the lessons train
+    pack, quick = tmp_path / "lessons.zip", get_mode("quick")
+    trained = sorted({m.parents[2] for m in results_dir(quick).rglob("fold*/metrics.json")})
     try:
-        export_lesson_pack(pack, get_mode("quick"))
+        export_lesson_pack(pack, quick, folders=trained or None)
     except FileNotFoundError:
         pack = None
     if pack is not None:
